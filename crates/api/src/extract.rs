@@ -1,0 +1,111 @@
+//! Extractors whose failures speak the reference `Error` shape, and the bearer-token check.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use o16n_app::{App, Principal};
+use o16n_types::Code;
+use serde::de::DeserializeOwned;
+
+use crate::ApiError;
+use crate::audit::AuditIdentity;
+
+/// A JSON request body; malformed JSON, wrong field types, a wrong content type and an oversize
+/// body all become [`ApiError`]s with the matching status.
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let code = match rejection.status().as_u16() {
+        413 => Code::PayloadTooLarge,
+        415 => Code::UnsupportedMediaType,
+        _ => Code::BadRequest,
+    };
+    let message = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "expected a request body with `Content-Type: application/json`".to_owned()
+        }
+        JsonRejection::BytesRejection(_) if code == Code::PayloadTooLarge => {
+            "the request body is larger than the server accepts".to_owned()
+        }
+        _ => rejection.body_text(),
+    };
+    ApiError::new(code, message)
+}
+
+/// Query-string parameters; a missing or malformed parameter becomes a 400.
+pub(crate) struct QueryParams<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(QueryParams(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiError {
+    ApiError::new(Code::BadRequest, rejection.body_text())
+}
+
+/// The authenticated caller. Taking this as a handler argument makes the route require a valid
+/// `Authorization: Bearer <access_token>` header.
+pub(crate) struct AuthUser(pub(crate) Principal);
+
+impl FromRequestParts<App> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthorized,
+                "an `Authorization: Bearer <access_token>` header is required",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                let (scheme, token) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::Unauthorized,
+                    "the Authorization header must be `Bearer <access_token>`",
+                )
+                .with_bad_token()
+            })?;
+        let principal = app
+            .authenticate(token)
+            .await
+            .map_err(|err| ApiError::from(err).with_bad_token())?;
+        if let Some(identity) = parts.extensions.get::<AuditIdentity>() {
+            identity.record(&principal);
+        }
+        Ok(AuthUser(principal))
+    }
+}

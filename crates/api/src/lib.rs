@@ -1,0 +1,64 @@
+//! The HTTP face of o16n: the only crate that knows about axum and HTTP.
+//!
+//! [`router`] builds the whole REST API of the reference server. Handlers are thin: they
+//! extract and parse the request into domain values, call one [`o16n_app::App`] method and turn
+//! the result into the reference's JSON shapes (`dto`). Every failure, including the ones
+//! axum produces itself (bad JSON, wrong content type, unknown route, wrong method, oversize
+//! body, a panic), leaves through [`error::ApiError`] in the reference `Error` shape.
+//! Start reading at `routes`.
+
+mod audit;
+mod dto;
+mod error;
+mod extract;
+mod routes;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use o16n_app::App;
+use o16n_types::Code;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+/// The complete REST API.
+pub fn router(app: App, config: &ApiConfig) -> Router {
+    routes::router()
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(audit::audit))
+        .with_state(app)
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::new(Code::NotFound, "no such resource")
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this resource does not support this HTTP method",
+    )
+}
+
+/// A panic in a handler is a bug; the request gets a 500 and every other request goes on.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    ApiError::internal(format!("handler panicked: {detail}")).into_response()
+}

@@ -1,0 +1,11 @@
+//! The routes, one module per tag of the reference API.
+
+mod login;
+mod status;
+
+use axum::Router;
+use o16n_app::App;
+
+pub(crate) fn router() -> Router<App> {
+    Router::new().merge(login::router()).merge(status::router())
+}

@@ -1,0 +1,58 @@
+//! The one error type of the use cases.
+
+use o16n_auth::AuthError;
+use o16n_store::StoreError;
+use o16n_types::{Code, ErrorCode};
+
+/// Why a use case failed. The message of every variant except the internal ones is safe to
+/// show to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Wrong user name or password.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The refresh token is unknown, already used, revoked or expired.
+    #[error("invalid or expired refresh token")]
+    InvalidRefreshToken,
+    /// The access token is missing, malformed, expired or revoked.
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The addressed resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// A value in the request is invalid.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// From the auth primitives.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// From the database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A bug or an unexpected failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ErrorCode for AppError {
+    fn code(&self) -> Code {
+        match self {
+            AppError::InvalidCredentials
+            | AppError::InvalidRefreshToken
+            | AppError::Unauthenticated(_) => Code::Unauthorized,
+            AppError::Forbidden(_) => Code::Forbidden,
+            AppError::NotFound(_) => Code::NotFound,
+            AppError::Conflict(_) => Code::Conflict,
+            AppError::InvalidInput(_) => Code::BadRequest,
+            AppError::Auth(err) => err.code(),
+            AppError::Store(err) => err.code(),
+            AppError::Internal(_) => Code::Internal,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The use cases of o16n, one module per API area. This is where the business rules live.
+//!
+//! [`App`] is a cheap-to-clone handle that the HTTP layer holds; each method is one use case
+//! (log in, renew a token, add a user, report status, ...). It orchestrates the store and the
+//! auth primitives and knows nothing about HTTP: it takes and returns domain types and reports
+//! failures as [`AppError`], which carries its client-visible [`o16n_types::Code`].
+
+mod error;
+mod login;
+mod login_cache;
+mod status;
+mod users;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
+use o16n_store::Store;
+
+pub use error::AppError;
+pub use login::{Principal, TokenPair};
+pub use status::{AuthenticationStatus, DatabaseStatus, Health, SystemStatus};
+pub use users::{ADMIN_USERNAME, AdminBootstrap};
+
+use login_cache::LoginSessionCache;
+
+/// The settings the use cases need, passed down from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Token and login-session lifetimes.
+    pub token_lifetimes: TokenLifetimes,
+    /// How long this node may trust its cached knowledge that a login session is still valid.
+    /// A revocation made on another web node takes effect here within this time; on this node
+    /// it takes effect at once. Zero checks the database on every request.
+    pub revocation_check_interval: Duration,
+}
+
+/// The application: every use case hangs off this handle.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    store: Store,
+    signer: TokenSigner,
+    config: AppConfig,
+    login_cache: LoginSessionCache,
+}
+
+/// The settings key of the token signing secret.
+const SIGNING_KEY_SETTING: &str = "jwt-signing-key";
+
+impl App {
+    /// Builds the application on an opened store, creating the token signing key on first use.
+    pub async fn new(store: Store, config: AppConfig) -> Result<App, AppError> {
+        let secret = store
+            .setting_or_insert(SIGNING_KEY_SETTING, &TokenSigner::generate_secret())
+            .await?;
+        let login_cache = LoginSessionCache::new(config.revocation_check_interval);
+        Ok(App {
+            inner: Arc::new(AppInner {
+                store,
+                signer: TokenSigner::new(&secret),
+                config,
+                login_cache,
+            }),
+        })
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+/// Now, in Unix seconds.
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs() as i64
+}
+
+/// Runs CPU-heavy work (password hashing) off the async threads.
+async fn run_blocking<T, F>(work: F) -> Result<T, AppError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| AppError::Internal(format!("blocking task failed: {err}")))
+}

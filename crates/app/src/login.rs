@@ -1,0 +1,213 @@
+//! Logging in, renewing and revoking token pairs, and authenticating requests.
+
+use o16n_auth::tokens::RefreshToken;
+use o16n_store::LoginSessionRecord;
+use o16n_types::{Role, Username};
+
+use crate::{App, AppError, now_unix, run_blocking};
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Who is calling.
+    pub username: Username,
+    /// Their role when the token was issued.
+    pub role: Role,
+    /// The login session the token belongs to (the audit log's `LoginSessionId`).
+    pub login_session_id: String,
+}
+
+/// What a successful login or renewal hands out.
+#[derive(Debug, Clone)]
+pub struct TokenPair {
+    /// The bearer token for API calls.
+    pub access_token: String,
+    /// The opaque token that renews the pair once.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// When the access token expires, Unix seconds.
+    pub expires_on: i64,
+}
+
+impl App {
+    /// Checks a user name and password and starts a login session.
+    #[tracing::instrument(skip_all, fields(user = username))]
+    pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
+        let user = match Username::parse(username) {
+            Ok(name) => self.store().find_user(&name).await?,
+            Err(_) => None,
+        };
+        let password = password.to_owned();
+        let Some(user) = user else {
+            // Spend the time a real check would, so that timing does not reveal whether the
+            // user exists.
+            run_blocking(move || o16n_auth::verify_against_dummy(&password)).await?;
+            return Err(AppError::InvalidCredentials);
+        };
+        let stored_hash = user.password_hash.clone();
+        let matches =
+            run_blocking(move || o16n_auth::verify_password(&password, &stored_hash)).await?;
+        if !matches {
+            return Err(AppError::InvalidCredentials);
+        }
+
+        let now = now_unix();
+        let lifetimes = self.inner.config.token_lifetimes;
+        // Logins are rare next to requests, which makes them a cheap place to forget login
+        // sessions that can no longer be renewed.
+        self.store()
+            .prune_login_sessions(
+                now - lifetimes.refresh_idle.as_secs() as i64,
+                now - lifetimes.max_session.as_secs() as i64,
+            )
+            .await?;
+
+        let refresh = RefreshToken::generate();
+        let session = LoginSessionRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: user.username.clone(),
+            refresh_digest: refresh.digest,
+            generation: 1,
+            created_at: now,
+            last_used_at: now,
+        };
+        self.store().insert_login_session(&session).await?;
+        self.inner
+            .login_cache
+            .put(&session.id, Some(session.generation));
+        tracing::info!(login_session = %session.id, "user logged in");
+        self.token_pair(
+            &user.username,
+            user.role,
+            &session.id,
+            session.generation,
+            refresh.plain,
+            now,
+        )
+    }
+
+    /// Redeems a refresh token for a new pair; the old pair stops working.
+    pub async fn renew(&self, refresh_token: &str) -> Result<TokenPair, AppError> {
+        let digest = RefreshToken::digest_of(refresh_token);
+        let session = self
+            .store()
+            .find_login_session_by_refresh(&digest)
+            .await?
+            .ok_or(AppError::InvalidRefreshToken)?;
+        let now = now_unix();
+        let lifetimes = self.inner.config.token_lifetimes;
+        let idle_for = now - session.last_used_at;
+        let age = now - session.created_at;
+        if idle_for > lifetimes.refresh_idle.as_secs() as i64
+            || age > lifetimes.max_session.as_secs() as i64
+        {
+            self.end_login_session(&session.id).await?;
+            return Err(AppError::InvalidRefreshToken);
+        }
+        // The role is read again so that a renewed token reflects a changed role.
+        let user = self
+            .store()
+            .find_user(&session.username)
+            .await?
+            .ok_or(AppError::InvalidRefreshToken)?;
+
+        let refresh = RefreshToken::generate();
+        let renewed = self
+            .store()
+            .renew_login_session(&session.id, session.generation, &refresh.digest, now)
+            .await?;
+        if !renewed {
+            // Another request redeemed this refresh token first.
+            return Err(AppError::InvalidRefreshToken);
+        }
+        let generation = session.generation + 1;
+        self.inner.login_cache.put(&session.id, Some(generation));
+        self.token_pair(
+            &user.username,
+            user.role,
+            &session.id,
+            generation,
+            refresh.plain,
+            now,
+        )
+    }
+
+    /// Ends the login session of a refresh token, invalidating its access tokens too.
+    pub async fn revoke(&self, refresh_token: &str) -> Result<(), AppError> {
+        let digest = RefreshToken::digest_of(refresh_token);
+        let session = self
+            .store()
+            .find_login_session_by_refresh(&digest)
+            .await?
+            .ok_or(AppError::InvalidRefreshToken)?;
+        self.end_login_session(&session.id).await?;
+        tracing::info!(login_session = %session.id, "refresh token revoked");
+        Ok(())
+    }
+
+    /// Checks a bearer token and returns who is calling.
+    pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AppError> {
+        let claims = self
+            .inner
+            .signer
+            .verify(access_token)
+            .map_err(|_| AppError::Unauthenticated("invalid or expired access token"))?;
+        let current_generation = match self.inner.login_cache.get(&claims.sid) {
+            Some(cached) => cached,
+            None => {
+                let generation = self.store().login_session_generation(&claims.sid).await?;
+                self.inner.login_cache.put(&claims.sid, generation);
+                generation
+            }
+        };
+        if current_generation != Some(claims.generation) {
+            return Err(AppError::Unauthenticated(
+                "the access token was revoked or replaced by a newer one",
+            ));
+        }
+        let username = Username::parse(&claims.sub)
+            .map_err(|_| AppError::Unauthenticated("invalid or expired access token"))?;
+        let role = claims
+            .role
+            .parse()
+            .map_err(|_| AppError::Unauthenticated("invalid or expired access token"))?;
+        Ok(Principal {
+            username,
+            role,
+            login_session_id: claims.sid,
+        })
+    }
+
+    async fn end_login_session(&self, session_id: &str) -> Result<(), AppError> {
+        self.store().delete_login_session(session_id).await?;
+        self.inner.login_cache.put(session_id, None);
+        Ok(())
+    }
+
+    fn token_pair(
+        &self,
+        username: &Username,
+        role: Role,
+        session_id: &str,
+        generation: i64,
+        refresh_token: String,
+        now: i64,
+    ) -> Result<TokenPair, AppError> {
+        let lifetime = self.inner.config.token_lifetimes.access;
+        let (access_token, claims) = self.inner.signer.issue(
+            username.as_str(),
+            role.as_str(),
+            session_id,
+            generation,
+            now,
+            lifetime,
+        )?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in: lifetime.as_secs(),
+            expires_on: claims.exp,
+        })
+    }
+}

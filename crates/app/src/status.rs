@@ -1,0 +1,93 @@
+//! The health report behind `GET /status`.
+
+use o16n_store::StoreError;
+
+use crate::App;
+
+/// Health of the system or of one component, as the reference spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Working.
+    Pass,
+    /// Working, but degraded.
+    Warn,
+    /// Not working.
+    Fail,
+}
+
+/// The state of the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseStatus {
+    /// `sqlite` or `postgresql`.
+    pub backend: &'static str,
+    /// Whether it answered a trivial query.
+    pub health: Health,
+    /// Why it did not, in words safe to show an authenticated user.
+    pub problem: Option<String>,
+}
+
+/// Which kinds of authentication are enabled.
+#[derive(Debug, Clone)]
+pub struct AuthenticationStatus {
+    /// Local accounts (admin and the users added with the CLI).
+    pub local: bool,
+    /// LDAP / Active Directory.
+    pub ldap: bool,
+    /// Azure Active Directory.
+    pub azure_active_directory: bool,
+}
+
+/// The whole health report.
+#[derive(Debug, Clone)]
+pub struct SystemStatus {
+    /// The worst health of any component.
+    pub health: Health,
+    /// The o16n version answering.
+    pub version: &'static str,
+    /// The database component.
+    pub database: DatabaseStatus,
+    /// The authentication component.
+    pub authentication: AuthenticationStatus,
+}
+
+impl App {
+    /// Checks every component and reports.
+    pub async fn status(&self) -> SystemStatus {
+        let database = match self.store().ping().await {
+            Ok(()) => DatabaseStatus {
+                backend: self.store().backend().as_str(),
+                health: Health::Pass,
+                problem: None,
+            },
+            Err(err) => {
+                tracing::warn!(error = %error_chain(&err), "database health check failed");
+                DatabaseStatus {
+                    backend: self.store().backend().as_str(),
+                    health: Health::Fail,
+                    problem: Some(err.to_string()),
+                }
+            }
+        };
+        SystemStatus {
+            health: database.health,
+            version: env!("CARGO_PKG_VERSION"),
+            database,
+            authentication: AuthenticationStatus {
+                local: true,
+                ldap: false,
+                azure_active_directory: false,
+            },
+        }
+    }
+}
+
+fn error_chain(err: &StoreError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,16 @@
+//! Authentication primitives: the password rule, password hashing, access tokens (JWT) and
+//! refresh tokens.
+//!
+//! This crate does no I/O and knows nothing about HTTP or the database: it turns secrets into
+//! hashes and tokens and back. Hashing is deliberately slow (argon2), so callers on an async
+//! runtime must run [`hash_password`] and [`verify_password`] on a blocking thread.
+//! Start reading at [`tokens`] for how a login session is represented.
+
+mod error;
+mod password;
+pub mod tokens;
+
+pub use error::AuthError;
+pub use password::{
+    check_password_rule, generate_password, hash_password, verify_against_dummy, verify_password,
+};

@@ -1,0 +1,101 @@
+//! The command line: `o16n serve` and the `o16n admin` commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use o16n_types::Role;
+
+use crate::config::Overrides;
+
+/// o16n: publish R and Python code and models as versioned REST web services.
+#[derive(Debug, Parser)]
+#[command(name = "o16n", version)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// A TOML configuration file (see config/o16n.example.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory [default: ./o16n-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A `sqlite:` or `postgres://` database URL [default: SQLite in the data directory].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the one-box server (web node and compute node in one process).
+    Serve(ServeArgs),
+    /// Administer local accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Port to listen on; 0 picks a free port [default: 12800].
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// `admin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Change the admin password (read from standard input, or prompted for on a terminal).
+    Password,
+    /// Manage local users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `admin user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; the password is read from standard input, or prompted for on a terminal.
+    Add {
+        /// The user name.
+        name: String,
+        /// The user's role.
+        #[arg(long, default_value = "Contributor")]
+        role: Role,
+    },
+    /// List users and their roles.
+    List,
+    /// Remove a user and end their login sessions.
+    Remove {
+        /// The user name.
+        name: String,
+    },
+}
+
+impl Cli {
+    /// The command-line overrides of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        let (bind, port) = match &self.command {
+            Command::Serve(args) => (args.bind.clone(), args.port),
+            Command::Admin(_) => (None, None),
+        };
+        Overrides {
+            data_dir: self.global.data_dir.clone(),
+            database_url: self.global.database_url.clone(),
+            bind,
+            port,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The configuration tree, layered: built-in defaults < TOML file (`--config`) < environment
+//! (`O16N_SECTION__KEY`) < command-line flags.
+//!
+//! `config/o16n.example.toml` documents every key with its default; a test keeps it equal to
+//! [`Config::default`]. Secrets are [`SecretString`], whose `Debug` is redacted, so the resolved
+//! configuration can be logged at start-up.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::Value;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Everything o16n can be configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded database, the admin password file and (later) runtimes live.
+    pub data_dir: PathBuf,
+    /// The HTTP listener.
+    pub http: HttpConfig,
+    /// The database.
+    pub database: DatabaseConfig,
+    /// Tokens and login sessions.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Port to listen on; 0 picks a free one.
+    pub port: u16,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:` or `postgres://` URL; unset means SQLite at `DATA_DIR/o16n.db`.
+    pub url: Option<SecretString>,
+    /// Most connections in the pool.
+    pub max_connections: u32,
+    /// Seconds a query waits for a free connection.
+    pub acquire_timeout_seconds: u64,
+}
+
+/// Tokens and login sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of an access token.
+    pub access_token_lifetime_seconds: u64,
+    /// A refresh token unused for this long expires.
+    pub refresh_token_idle_lifetime_seconds: u64,
+    /// No renewal past this age of a login session.
+    pub max_login_session_lifetime_seconds: u64,
+    /// How long a node trusts its cached check that a login session was not revoked elsewhere.
+    pub revocation_check_interval_seconds: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `o16n=debug,info`, ...); `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./o16n-data"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: "127.0.0.1".to_owned(),
+            port: 12800,
+            max_body_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            acquire_timeout_seconds: 30,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_lifetime_seconds: 3600,
+            refresh_token_idle_lifetime_seconds: 14 * 24 * 3600,
+            max_login_session_lifetime_seconds: 90 * 24 * 3600,
+            revocation_check_interval_seconds: 5,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Command-line flags that override the layered configuration.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database-url`.
+    pub database_url: Option<String>,
+    /// `--bind`.
+    pub bind: Option<String>,
+    /// `--port`.
+    pub port: Option<u16>,
+}
+
+impl Config {
+    /// Resolves the configuration from the optional TOML file, the given environment and the
+    /// command-line overrides.
+    pub fn load(
+        file: Option<&Path>,
+        environment: impl IntoIterator<Item = (String, String)>,
+        overrides: Overrides,
+    ) -> anyhow::Result<Config> {
+        let mut figment = Figment::new();
+        if let Some(file) = file {
+            anyhow::ensure!(
+                file.is_file(),
+                "configuration file {} not found",
+                file.display()
+            );
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // Only `O16N_SECTION__KEY` and `O16N_DATA_DIR` are configuration: other `O16N_`
+        // variables (such as `O16N_ADMIN_PASSWORD`) have meanings of their own.
+        for (name, raw_value) in environment {
+            let Some(key) = name.strip_prefix("O16N_") else {
+                continue;
+            };
+            if !(key.contains("__") || key == "DATA_DIR") {
+                continue;
+            }
+            let key = key.to_ascii_lowercase().replace("__", ".");
+            // Values are parsed like TOML scalars, so `O16N_HTTP__PORT=8080` is a number.
+            let value: Value = raw_value.parse().unwrap_or_else(|never| match never {});
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        let mut config: Config = figment.extract().context("invalid configuration")?;
+        if let Some(data_dir) = overrides.data_dir {
+            config.data_dir = data_dir;
+        }
+        if let Some(url) = overrides.database_url {
+            config.database.url = Some(SecretString::from(url));
+        }
+        if let Some(bind) = overrides.bind {
+            config.http.bind = bind;
+        }
+        if let Some(port) = overrides.port {
+            config.http.port = port;
+        }
+        Ok(config)
+    }
+
+    /// The database URL: the configured one, or the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose_secret().to_owned(),
+            None => o16n_store::Store::sqlite_url(&self.data_dir.join("o16n.db")),
+        }
+    }
+
+    /// The store settings.
+    pub fn store_config(&self) -> o16n_store::StoreConfig {
+        o16n_store::StoreConfig {
+            url: self.database_url(),
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_secs(self.database.acquire_timeout_seconds),
+        }
+    }
+
+    /// The use cases' settings.
+    pub fn app_config(&self) -> o16n_app::AppConfig {
+        let auth = &self.auth;
+        o16n_app::AppConfig {
+            token_lifetimes: o16n_auth::tokens::TokenLifetimes {
+                access: Duration::from_secs(auth.access_token_lifetime_seconds),
+                refresh_idle: Duration::from_secs(auth.refresh_token_idle_lifetime_seconds),
+                max_session: Duration::from_secs(auth.max_login_session_lifetime_seconds),
+            },
+            revocation_check_interval: Duration::from_secs(auth.revocation_check_interval_seconds),
+        }
+    }
+
+    /// The HTTP layer's settings.
+    pub fn api_config(&self) -> o16n_api::ApiConfig {
+        o16n_api::ApiConfig {
+            max_body_bytes: self.http.max_body_bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_file_documents_exactly_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/o16n.example.toml");
+        let from_file = Config::load(Some(&example), [], Overrides::default()).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{:?}", Config::default()));
+    }
+
+    #[test]
+    fn environment_beats_file_and_flags_beat_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o16n.toml");
+        std::fs::write(&file, "data_dir = \"/from/file\"\n[http]\nport = 1111\nbind = \"file\"\n[log]\nlevel = \"debug\"\n").unwrap();
+        let environment = env(&[
+            ("O16N_HTTP__PORT", "2222"),
+            ("O16N_HTTP__BIND", "env"),
+            ("O16N_DATA_DIR", "/from/env"),
+            ("O16N_ADMIN_PASSWORD", "not configuration"),
+            ("UNRELATED", "x"),
+        ]);
+        let overrides = Overrides {
+            bind: Some("flag".to_owned()),
+            ..Overrides::default()
+        };
+
+        let config = Config::load(Some(&file), environment, overrides).unwrap();
+
+        assert_eq!(config.log.level, "debug");
+        assert_eq!(config.http.port, 2222);
+        assert_eq!(config.http.bind, "flag");
+        assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+    }
+
+    #[test]
+    fn the_database_url_is_redacted_in_debug_output() {
+        let overrides = Overrides {
+            database_url: Some("postgres://u:hunter2@db/o16n".to_owned()),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, [], overrides).unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.database_url(), "postgres://u:hunter2@db/o16n");
+    }
+
+    #[test]
+    fn a_missing_file_or_a_bad_value_is_an_error() {
+        assert!(
+            Config::load(
+                Some(Path::new("/no/such/file.toml")),
+                [],
+                Overrides::default()
+            )
+            .is_err()
+        );
+        assert!(
+            Config::load(
+                None,
+                env(&[("O16N_HTTP__PORT", "many")]),
+                Overrides::default()
+            )
+            .is_err()
+        );
+    }
+}

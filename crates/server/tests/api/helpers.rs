@@ -1,0 +1,148 @@
+//! `spawn_app` and a small typed client for the black-box tests.
+
+use std::path::Path;
+
+use o16n_server::config::Config;
+use o16n_server::startup::{Application, Bootstrap};
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub(crate) const ADMIN_PASSWORD: &str = "Admin-Pass-1";
+
+/// A running server and a client for it.
+pub(crate) struct TestApp {
+    pub(crate) address: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) data_dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// The configuration of a test server: a fresh data directory, port 0.
+pub(crate) fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
+    config.http.port = 0;
+    config
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose configuration `adjust` may change first.
+pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    start_in(data_dir, adjust).await
+}
+
+async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = test_config(data_dir.path());
+    adjust(&mut config);
+    let bootstrap = Bootstrap {
+        admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
+    };
+    let application = Application::build(&config, bootstrap).await.unwrap();
+    let address = format!("http://{}", application.local_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        data_dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Stops the server gracefully and starts a new one on the same data directory.
+    pub(crate) async fn restart(mut self) -> TestApp {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.server.take().unwrap().await.unwrap().unwrap();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        start_in(data_dir, |_| {}).await
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns status and body.
+    pub(crate) async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    pub(crate) async fn login(&self, username: &str, password: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+        )
+        .await
+    }
+
+    /// Logs in as admin and returns the whole token response.
+    pub(crate) async fn admin_tokens(&self) -> Value {
+        let (status, body) = self.login("admin", ADMIN_PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+
+    pub(crate) async fn admin_token(&self) -> String {
+        self.admin_tokens().await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The server still answers: a fresh login works.
+    pub(crate) async fn assert_still_serving(&self) {
+        self.admin_token().await;
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Asserts the reference `Error` shape and returns its message.
+pub(crate) fn assert_error_shape(body: &Value) -> &str {
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"));
+    assert!(object["link"].is_string(), "{body}");
+    assert!(object["exceptionType"].is_string(), "{body}");
+    object["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message: {body}"))
+}

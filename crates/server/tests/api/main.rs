@@ -1,0 +1,7 @@
+//! Black-box tests of the REST API: each test starts the real server in-process on port 0 with
+//! a fresh data directory and talks to it over HTTP.
+
+mod authentication;
+mod errors;
+mod helpers;
+mod status;

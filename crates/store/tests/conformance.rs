@@ -1,0 +1,332 @@
+//! One suite, two backends: every case runs against a fresh SQLite file and against a
+//! throwaway PostgreSQL database that is dropped afterwards.
+//!
+//! PostgreSQL is reached at `O16N_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, the development and CI machines' server).
+//! It is not optional: an unreachable server fails the suite rather than skipping half of it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use o16n_store::{Backend, LoginSessionRecord, Store, StoreConfig, StoreError, UserRecord};
+use o16n_types::{Role, Username};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+
+fn config(url: String) -> StoreConfig {
+    StoreConfig {
+        url,
+        max_connections: 4,
+        acquire_timeout: Duration::from_secs(10),
+    }
+}
+
+async fn with_sqlite<F, Fut>(case: F)
+where
+    F: FnOnce(Store, StoreConfig) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(Store::sqlite_url(&dir.path().join("o16n.db")));
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    case(store.clone(), config).await;
+    store.close().await;
+}
+
+async fn with_postgres<F, Fut>(case: F)
+where
+    F: FnOnce(Store, StoreConfig) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let admin_url = std::env::var("O16N_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let database = format!("o16n_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect(&admin_url)
+        .await
+        .expect("PostgreSQL must be running for the store suite (see O16N_TEST_POSTGRES_URL)");
+    admin
+        // The name is a UUID made above, so formatting it into the statement is safe.
+        .execute(AssertSqlSafe(format!(r#"CREATE DATABASE "{database}""#)))
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let config = config(format!("{base}/{database}"));
+    let store = Store::open(&config).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    // The case runs in its own task so that a failing assertion still reaches the cleanup.
+    let outcome = tokio::spawn({
+        let store = store.clone();
+        async move { case(store, config).await }
+    })
+    .await;
+    store.close().await;
+    admin
+        .execute(AssertSqlSafe(format!(
+            r#"DROP DATABASE "{database}" WITH (FORCE)"#
+        )))
+        .await
+        .unwrap();
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+/// Declares one test per backend for each case function.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $case() { super::with_sqlite(super::$case).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $case() { super::with_postgres(super::$case).await })*
+        }
+    };
+}
+
+conformance!(
+    users_are_inserted_found_listed_and_deleted,
+    a_duplicate_user_is_a_conflict,
+    a_password_hash_can_be_replaced,
+    a_login_session_renews_once_per_generation,
+    deleting_a_user_ends_its_login_sessions,
+    stale_login_sessions_are_pruned,
+    a_setting_keeps_its_first_value,
+    the_schema_survives_reopening,
+);
+
+fn user(name: &str, role: Role) -> UserRecord {
+    UserRecord {
+        username: Username::parse(name).unwrap(),
+        password_hash: format!("hash-of-{name}"),
+        role,
+        created_at: 1_700_000_000,
+    }
+}
+
+fn login_session(id: &str, name: &str, digest: &str, now: i64) -> LoginSessionRecord {
+    LoginSessionRecord {
+        id: id.to_owned(),
+        username: Username::parse(name).unwrap(),
+        refresh_digest: digest.to_owned(),
+        generation: 1,
+        created_at: now,
+        last_used_at: now,
+    }
+}
+
+async fn users_are_inserted_found_listed_and_deleted(store: Store, _: StoreConfig) {
+    store.insert_user(&user("zoe", Role::Reader)).await.unwrap();
+    store.insert_user(&user("adam", Role::Owner)).await.unwrap();
+
+    let found = store
+        .find_user(&Username::parse("zoe").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(found, Some(user("zoe", Role::Reader)));
+    assert_eq!(
+        store
+            .find_user(&Username::parse("nobody").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|user| user.username.to_string())
+        .collect();
+    assert_eq!(names, ["adam", "zoe"]);
+
+    assert!(
+        store
+            .delete_user(&Username::parse("zoe").unwrap())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_user(&Username::parse("zoe").unwrap())
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_users().await.unwrap().len(), 1);
+}
+
+async fn a_duplicate_user_is_a_conflict(store: Store, _: StoreConfig) {
+    store
+        .insert_user(&user("jane", Role::Contributor))
+        .await
+        .unwrap();
+    let err = store
+        .insert_user(&user("jane", Role::Owner))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict("user")), "{err:?}");
+    // The first account is untouched by the failed insert.
+    let jane = store
+        .find_user(&Username::parse("jane").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(jane.role, Role::Contributor);
+}
+
+async fn a_password_hash_can_be_replaced(store: Store, _: StoreConfig) {
+    let jane = Username::parse("jane").unwrap();
+    store
+        .insert_user(&user("jane", Role::Reader))
+        .await
+        .unwrap();
+    assert!(store.update_password_hash(&jane, "new-hash").await.unwrap());
+    assert_eq!(
+        store.find_user(&jane).await.unwrap().unwrap().password_hash,
+        "new-hash"
+    );
+    let ghost = Username::parse("ghost").unwrap();
+    assert!(!store.update_password_hash(&ghost, "x").await.unwrap());
+}
+
+async fn a_login_session_renews_once_per_generation(store: Store, _: StoreConfig) {
+    store
+        .insert_user(&user("jane", Role::Reader))
+        .await
+        .unwrap();
+    let session = login_session("s1", "jane", "digest-1", 100);
+    store.insert_login_session(&session).await.unwrap();
+    assert_eq!(
+        store
+            .find_login_session_by_refresh("digest-1")
+            .await
+            .unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(store.login_session_generation("s1").await.unwrap(), Some(1));
+
+    assert!(
+        store
+            .renew_login_session("s1", 1, "digest-2", 200)
+            .await
+            .unwrap()
+    );
+    // The same refresh token cannot be redeemed twice: the generation moved on.
+    assert!(
+        !store
+            .renew_login_session("s1", 1, "digest-3", 300)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_login_session_by_refresh("digest-1")
+            .await
+            .unwrap(),
+        None
+    );
+    let renewed = store
+        .find_login_session_by_refresh("digest-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (renewed.generation, renewed.last_used_at, renewed.created_at),
+        (2, 200, 100)
+    );
+
+    assert!(store.delete_login_session("s1").await.unwrap());
+    assert_eq!(store.login_session_generation("s1").await.unwrap(), None);
+    assert!(!store.delete_login_session("s1").await.unwrap());
+}
+
+async fn deleting_a_user_ends_its_login_sessions(store: Store, _: StoreConfig) {
+    store
+        .insert_user(&user("jane", Role::Reader))
+        .await
+        .unwrap();
+    store.insert_user(&user("bob", Role::Reader)).await.unwrap();
+    store
+        .insert_login_session(&login_session("a", "jane", "d-a", 1))
+        .await
+        .unwrap();
+    store
+        .insert_login_session(&login_session("b", "jane", "d-b", 1))
+        .await
+        .unwrap();
+    store
+        .insert_login_session(&login_session("c", "bob", "d-c", 1))
+        .await
+        .unwrap();
+
+    let bob = Username::parse("bob").unwrap();
+    assert_eq!(store.delete_login_sessions_of(&bob).await.unwrap(), 1);
+    store
+        .delete_user(&Username::parse("jane").unwrap())
+        .await
+        .unwrap();
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            store.login_session_generation(id).await.unwrap(),
+            None,
+            "{id}"
+        );
+    }
+}
+
+async fn stale_login_sessions_are_pruned(store: Store, _: StoreConfig) {
+    store
+        .insert_user(&user("jane", Role::Reader))
+        .await
+        .unwrap();
+    let mut idle = login_session("idle", "jane", "d1", 10);
+    idle.created_at = 500;
+    store.insert_login_session(&idle).await.unwrap();
+    let mut old = login_session("old", "jane", "d2", 900);
+    old.created_at = 5;
+    store.insert_login_session(&old).await.unwrap();
+    store
+        .insert_login_session(&login_session("fresh", "jane", "d3", 900))
+        .await
+        .unwrap();
+
+    assert_eq!(store.prune_login_sessions(100, 50).await.unwrap(), 2);
+    assert_eq!(
+        store.login_session_generation("fresh").await.unwrap(),
+        Some(1)
+    );
+}
+
+async fn a_setting_keeps_its_first_value(store: Store, _: StoreConfig) {
+    let first = store
+        .setting_or_insert("signing-key", &[1, 2, 3])
+        .await
+        .unwrap();
+    let second = store
+        .setting_or_insert("signing-key", &[9, 9])
+        .await
+        .unwrap();
+    assert_eq!(first, vec![1, 2, 3]);
+    assert_eq!(second, vec![1, 2, 3]);
+    // Arbitrary bytes, including zero and high bytes, survive the round trip.
+    let binary: Vec<u8> = (0..=255).collect();
+    assert_eq!(
+        store.setting_or_insert("bytes", &binary).await.unwrap(),
+        binary
+    );
+}
+
+async fn the_schema_survives_reopening(store: Store, config: StoreConfig) {
+    store
+        .insert_user(&user("jane", Role::Reader))
+        .await
+        .unwrap();
+    // A second open runs the migrations again on a migrated database: a no-op that keeps data.
+    let reopened = Store::open(&config).await.unwrap();
+    reopened.ping().await.unwrap();
+    assert_eq!(
+        reopened.list_users().await.unwrap(),
+        vec![user("jane", Role::Reader)]
+    );
+    reopened.close().await;
+}

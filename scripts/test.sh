@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what is missing and runs every check: formatting, clippy with warnings as errors,
+# and all tests (unit, store suite on SQLite and PostgreSQL, black-box HTTP and CLI tests).
+source "$(dirname "$0")/common.sh"
+cd "$(dirname "$0")/.."
+
+o16n_require_rust
+o16n_apt_install gcc pkg-config postgresql
+
+# The store suite needs PostgreSQL on 127.0.0.1:5432 with trust authentication for `postgres`.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    o16n_log "starting PostgreSQL"
+    cluster_version="$(ls /etc/postgresql | sort -V | tail -1)"
+    pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+export O16N_TEST_POSTGRES_URL="${O16N_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$O16N_TEST_POSTGRES_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    echo "cannot connect to $O16N_TEST_POSTGRES_URL: the store suite needs a PostgreSQL user" \
+         "that may create databases (set O16N_TEST_POSTGRES_URL, or allow trust auth on 127.0.0.1)" >&2
+    exit 1
+fi
+
+o16n_log "cargo fmt --check"
+cargo fmt --all --check
+o16n_log "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+o16n_log "cargo test"
+cargo test --workspace --locked
