@@ -24,5 +24,8 @@ fn every_rust_file_starts_with_a_module_doc_comment() {
         .iter()
         .filter(|path| !std::fs::read_to_string(path).unwrap().starts_with("//!"))
         .collect();
-    assert!(undocumented.is_empty(), "files without a leading //! comment: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "files without a leading //! comment: {undocumented:?}"
+    );
 }
