@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use o16n_app::{Health, SystemStatus, TokenPair};
+use o16n_app::{
+    ExecuteOutcome, Health, NamedValue, PoolHealth, SessionInfo, SnapshotInfo, SystemStatus,
+    TokenPair,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -97,6 +100,53 @@ impl From<SystemStatus> for StatusResponse {
             ]),
             components: BTreeMap::new(),
         };
+        let runtimes = StatusResponse {
+            status_code: if status
+                .runtimes
+                .iter()
+                .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0)
+            {
+                "pass"
+            } else {
+                "warn"
+            },
+            details: BTreeMap::new(),
+            components: status
+                .runtimes
+                .iter()
+                .map(|pool| {
+                    let (status_code, state, message) = match &pool.health {
+                        PoolHealth::Ready => ("pass", "Ready", None),
+                        PoolHealth::Preparing(what) => ("warn", "Preparing", Some(what.clone())),
+                        PoolHealth::Unavailable(why) => ("fail", "Unavailable", Some(why.clone())),
+                    };
+                    let mut details = BTreeMap::from([
+                        ("state", json!(state)),
+                        ("initialSize", json!(pool.initial_size)),
+                        ("maxSize", json!(pool.max_size)),
+                        ("currentSize", json!(pool.size)),
+                        ("busy", json!(pool.busy)),
+                        ("idle", json!(pool.idle)),
+                        ("starting", json!(pool.starting)),
+                    ]);
+                    if let Some(message) = message {
+                        details.insert("message", json!(message));
+                    }
+                    let name = match pool.runtime {
+                        o16n_types::RuntimeType::Python => "python",
+                        o16n_types::RuntimeType::R => "r",
+                    };
+                    (
+                        name,
+                        StatusResponse {
+                            status_code,
+                            details,
+                            components: BTreeMap::new(),
+                        },
+                    )
+                })
+                .collect(),
+        };
         StatusResponse {
             status_code: health_name(status.health),
             details: BTreeMap::from([
@@ -113,7 +163,182 @@ impl From<SystemStatus> for StatusResponse {
                     },
                 ),
                 ("authentication", authentication),
+                ("runtimes", runtimes),
             ]),
         }
     }
+}
+
+/// `CreateSessionRequest`; every field is optional and `runtimeType` defaults to R.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateSessionRequest {
+    pub(crate) name: Option<String>,
+    pub(crate) snapshot_id: Option<String>,
+    pub(crate) runtime_type: Option<String>,
+}
+
+/// `CreateSessionResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateSessionResponse {
+    pub(crate) session_id: String,
+}
+
+/// `Session`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Session {
+    id: String,
+    name: Option<String>,
+    owner: String,
+    runtime_type: &'static str,
+}
+
+impl From<SessionInfo> for Session {
+    fn from(info: SessionInfo) -> Self {
+        Session {
+            id: info.id,
+            name: info.name,
+            owner: info.owner,
+            runtime_type: info.runtime.as_str(),
+        }
+    }
+}
+
+/// `WorkspaceObject`: a named JSON value.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WorkspaceObject {
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) value: Value,
+}
+
+/// `ExecuteRequest`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ExecuteRequest {
+    pub(crate) code: String,
+    #[serde(default)]
+    pub(crate) input_parameters: Option<Vec<WorkspaceObject>>,
+    #[serde(default)]
+    pub(crate) output_parameters: Option<Vec<String>>,
+}
+
+impl ExecuteRequest {
+    /// Converts to the domain request; parameter names must be valid object names.
+    pub(crate) fn into_domain(self) -> Result<o16n_app::ExecuteRequest, String> {
+        let check = |name: &str| {
+            o16n_types::ObjectName::parse(name)
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        };
+        let inputs = self
+            .input_parameters
+            .unwrap_or_default()
+            .into_iter()
+            .map(|object| {
+                check(&object.name)?;
+                Ok(NamedValue {
+                    name: object.name,
+                    value: object.value,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let outputs = self.output_parameters.unwrap_or_default();
+        for name in &outputs {
+            check(name)?;
+        }
+        Ok(o16n_app::ExecuteRequest {
+            code: self.code,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// `ExecuteResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ExecuteResponse {
+    success: bool,
+    error_message: String,
+    output_parameters: Vec<WorkspaceObject>,
+    console_output: String,
+    changed_files: Vec<String>,
+}
+
+impl From<ExecuteOutcome> for ExecuteResponse {
+    fn from(outcome: ExecuteOutcome) -> Self {
+        ExecuteResponse {
+            success: outcome.success,
+            error_message: outcome.error_message,
+            output_parameters: outcome
+                .outputs
+                .into_iter()
+                .map(|value| WorkspaceObject {
+                    name: value.name,
+                    value: value.value,
+                })
+                .collect(),
+            console_output: outcome.console_output,
+            changed_files: outcome.changed_files,
+        }
+    }
+}
+
+/// `ConsoleOutputResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ConsoleOutputResponse {
+    pub(crate) console_output: String,
+}
+
+/// `CreateSnapshotRequest`.
+#[derive(Deserialize, Default)]
+pub(crate) struct CreateSnapshotRequest {
+    pub(crate) name: Option<String>,
+}
+
+/// `CreateSnapshotResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CreateSnapshotResponse {
+    pub(crate) snapshot_id: String,
+}
+
+/// `Snapshot`. `creationTime` is an ISO 8601 UTC timestamp.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Snapshot {
+    id: String,
+    name: Option<String>,
+    owner: String,
+    creation_time: String,
+    content_size: i64,
+    runtime_type: &'static str,
+}
+
+impl From<SnapshotInfo> for Snapshot {
+    fn from(info: SnapshotInfo) -> Self {
+        Snapshot {
+            id: info.id,
+            name: info.name,
+            owner: info.owner,
+            creation_time: iso8601(info.created_at),
+            content_size: info.content_size,
+            runtime_type: info.runtime.as_str(),
+        }
+    }
+}
+
+/// Unix seconds as an ISO 8601 UTC timestamp.
+pub(crate) fn iso8601(unix_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }

@@ -109,3 +109,123 @@ impl FromRequestParts<App> for AuthUser {
         Ok(AuthUser(principal))
     }
 }
+
+/// A JSON body that may also be absent: an empty body reads as `T::default()`. The reference
+/// marks some bodies required that clients do send empty (`POST /sessions` with no options).
+pub(crate) struct OptionalJsonBody<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for OptionalJsonBody<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty_body = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|length| length == "0")
+            || (!req
+                .headers()
+                .contains_key(axum::http::header::CONTENT_LENGTH)
+                && !req
+                    .headers()
+                    .contains_key(axum::http::header::TRANSFER_ENCODING));
+        if empty_body {
+            return Ok(OptionalJsonBody(T::default()));
+        }
+        let JsonBody(value) = JsonBody::<T>::from_request(req, state).await?;
+        Ok(OptionalJsonBody(value))
+    }
+}
+
+/// The raw request body, of any content type (workspace objects arrive as
+/// `application/octet-stream`).
+pub(crate) struct RawBody(pub(crate) axum::body::Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| {
+                let code = if rejection.status().as_u16() == 413 {
+                    Code::PayloadTooLarge
+                } else {
+                    Code::BadRequest
+                };
+                ApiError::new(code, rejection.body_text())
+            })
+    }
+}
+
+/// Path parameters; a segment that does not decode becomes a 400.
+pub(crate) struct PathParams<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for PathParams<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParams(value))
+            .map_err(|rejection| ApiError::new(Code::BadRequest, rejection.body_text()))
+    }
+}
+
+/// The file part of a `multipart/form-data` upload: its file name and content.
+pub(crate) struct UploadedFile {
+    pub(crate) file_name: String,
+    pub(crate) content: axum::body::Bytes,
+}
+
+impl<S> FromRequest<S> for UploadedFile
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let multipart_error = |status: u16, text: String| {
+            let code = match status {
+                413 => Code::PayloadTooLarge,
+                415 => Code::UnsupportedMediaType,
+                _ => Code::BadRequest,
+            };
+            ApiError::new(code, text)
+        };
+        let mut multipart = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                multipart_error(rejection.status().as_u16(), rejection.body_text())
+            })?;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
+        {
+            let Some(file_name) = field.file_name().map(str::to_owned) else {
+                continue;
+            };
+            let content = field
+                .bytes()
+                .await
+                .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?;
+            return Ok(UploadedFile { file_name, content });
+        }
+        Err(ApiError::new(
+            Code::BadRequest,
+            "the multipart body has no file part (expected a `file` field with a file name)",
+        ))
+    }
+}

@@ -1,11 +1,17 @@
 //! The routes, one module per tag of the reference API.
 
 mod login;
+mod sessions;
+mod snapshots;
 mod status;
 
 use axum::Router;
 use o16n_app::App;
 
 pub(crate) fn router() -> Router<App> {
-    Router::new().merge(login::router()).merge(status::router())
+    Router::new()
+        .merge(login::router())
+        .merge(sessions::router())
+        .merge(snapshots::router())
+        .merge(status::router())
 }

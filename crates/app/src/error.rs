@@ -1,6 +1,7 @@
 //! The one error type of the use cases.
 
 use o16n_auth::AuthError;
+use o16n_runtime::RuntimeError;
 use o16n_store::StoreError;
 use o16n_types::{Code, ErrorCode};
 
@@ -35,6 +36,9 @@ pub enum AppError {
     /// From the database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// From the compute side.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -52,6 +56,7 @@ impl ErrorCode for AppError {
             AppError::InvalidInput(_) => Code::BadRequest,
             AppError::Auth(err) => err.code(),
             AppError::Store(err) => err.code(),
+            AppError::Runtime(err) => err.code(),
             AppError::Internal(_) => Code::Internal,
         }
     }

@@ -8,6 +8,8 @@
 mod error;
 mod login;
 mod login_cache;
+mod sessions;
+mod snapshots;
 mod status;
 mod users;
 
@@ -15,10 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
+use o16n_runtime::ComputeNode;
 use o16n_store::Store;
 
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
+pub use o16n_runtime::protocol::NamedValue;
+pub use o16n_runtime::{ExecuteOutcome, ExecuteRequest, PoolHealth, PoolStatus, SessionInfo};
+pub use snapshots::SnapshotInfo;
 pub use status::{AuthenticationStatus, DatabaseStatus, Health, SystemStatus};
 pub use users::{ADMIN_USERNAME, AdminBootstrap};
 
@@ -43,6 +49,7 @@ pub struct App {
 
 struct AppInner {
     store: Store,
+    compute: ComputeNode,
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
@@ -52,8 +59,13 @@ struct AppInner {
 const SIGNING_KEY_SETTING: &str = "jwt-signing-key";
 
 impl App {
-    /// Builds the application on an opened store, creating the token signing key on first use.
-    pub async fn new(store: Store, config: AppConfig) -> Result<App, AppError> {
+    /// Builds the application on an opened store and a compute node, creating the token signing
+    /// key on first use.
+    pub async fn new(
+        store: Store,
+        compute: ComputeNode,
+        config: AppConfig,
+    ) -> Result<App, AppError> {
         let secret = store
             .setting_or_insert(SIGNING_KEY_SETTING, &TokenSigner::generate_secret())
             .await?;
@@ -61,6 +73,7 @@ impl App {
         Ok(App {
             inner: Arc::new(AppInner {
                 store,
+                compute,
                 signer: TokenSigner::new(&secret),
                 config,
                 login_cache,
@@ -70,6 +83,10 @@ impl App {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn compute(&self) -> &ComputeNode {
+        &self.inner.compute
     }
 }
 

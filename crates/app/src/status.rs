@@ -2,7 +2,7 @@
 
 use o16n_store::StoreError;
 
-use crate::App;
+use crate::{App, PoolHealth, PoolStatus};
 
 /// Health of the system or of one component, as the reference spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct SystemStatus {
     pub database: DatabaseStatus,
     /// The authentication component.
     pub authentication: AuthenticationStatus,
+    /// The runtimes' pools on this compute node.
+    pub runtimes: Vec<PoolStatus>,
 }
 
 impl App {
@@ -68,8 +70,19 @@ impl App {
                 }
             }
         };
+        let runtimes = self.compute().status();
+        // A runtime that cannot serve degrades the system; only a dead database fails it.
+        let runtimes_ok = runtimes
+            .iter()
+            .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
+        let health = match (database.health, runtimes_ok) {
+            (Health::Fail, _) => Health::Fail,
+            (_, false) => Health::Warn,
+            (health, true) => health,
+        };
         SystemStatus {
-            health: database.health,
+            health,
+            runtimes,
             version: env!("CARGO_PKG_VERSION"),
             database,
             authentication: AuthenticationStatus {

@@ -41,6 +41,27 @@ pub enum Command {
     /// Administer local accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Manage the runtimes that run R and Python code.
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+}
+
+/// `runtime` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RuntimeCommand {
+    /// Create or update a managed runtime environment, showing progress.
+    Setup {
+        /// The runtime: python.
+        #[arg(value_enum)]
+        runtime: SetupRuntime,
+    },
+}
+
+/// Runtimes that `runtime setup` can prepare.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SetupRuntime {
+    /// The Python environment (numpy, pandas, scikit-learn, dill).
+    Python,
 }
 
 /// Options of `serve`.
@@ -89,7 +110,7 @@ impl Cli {
     pub fn overrides(&self) -> Overrides {
         let (bind, port) = match &self.command {
             Command::Serve(args) => (args.bind.clone(), args.port),
-            Command::Admin(_) => (None, None),
+            Command::Admin(_) | Command::Runtime(_) => (None, None),
         };
         Overrides {
             data_dir: self.global.data_dir.clone(),

@@ -27,6 +27,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Tokens and login sessions.
     pub auth: AuthConfig,
+    /// The compute side: worker pools and sessions.
+    pub runtime: RuntimeConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -69,6 +71,39 @@ pub struct AuthConfig {
     pub revocation_check_interval_seconds: u64,
 }
 
+/// The compute side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Longest an execution may run before it is interrupted (and killed if it will not stop).
+    pub execution_timeout_seconds: u64,
+    /// Sessions unused for this long are closed.
+    pub session_idle_timeout_seconds: u64,
+    /// Longest a worker may take to start and import its packages.
+    pub worker_startup_timeout_seconds: u64,
+    /// The Python runtime.
+    pub python: PythonRuntimeConfig,
+}
+
+/// The Python runtime and its pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonRuntimeConfig {
+    /// An existing interpreter (with numpy, pandas, scikit-learn and dill) instead of the
+    /// managed environment.
+    pub executable: Option<PathBuf>,
+    /// The interpreter that creates the managed environment.
+    pub base_interpreter: PathBuf,
+    /// Workers kept warm (the reference's `InitialSize`).
+    pub initial_size: usize,
+    /// Most workers alive (the reference's `MaxSize`).
+    pub max_size: usize,
+    /// How long a request waits for a worker when all are busy.
+    pub acquire_timeout_seconds: u64,
+    /// Address-space limit per worker in MiB; 0 for none.
+    pub memory_limit_mb: u64,
+}
+
 /// Logging.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +119,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
+            runtime: RuntimeConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -116,6 +152,30 @@ impl Default for AuthConfig {
             refresh_token_idle_lifetime_seconds: 14 * 24 * 3600,
             max_login_session_lifetime_seconds: 90 * 24 * 3600,
             revocation_check_interval_seconds: 5,
+        }
+    }
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            execution_timeout_seconds: 600,
+            session_idle_timeout_seconds: 3600,
+            worker_startup_timeout_seconds: 60,
+            python: PythonRuntimeConfig::default(),
+        }
+    }
+}
+
+impl Default for PythonRuntimeConfig {
+    fn default() -> Self {
+        PythonRuntimeConfig {
+            executable: None,
+            base_interpreter: PathBuf::from("python3"),
+            initial_size: 2,
+            max_size: 8,
+            acquire_timeout_seconds: 30,
+            memory_limit_mb: 2048,
         }
     }
 }
@@ -185,6 +245,9 @@ impl Config {
         if let Some(port) = overrides.port {
             config.http.port = port;
         }
+        // Workers run in directories of their own, so every path handed down must be absolute.
+        config.data_dir = std::path::absolute(&config.data_dir)
+            .with_context(|| format!("invalid data directory {}", config.data_dir.display()))?;
         Ok(config)
     }
 
@@ -218,6 +281,34 @@ impl Config {
         }
     }
 
+    /// The Python runtime's settings.
+    pub fn python_config(&self) -> o16n_runtime::PythonConfig {
+        let python = &self.runtime.python;
+        o16n_runtime::PythonConfig {
+            executable: python.executable.clone(),
+            base_interpreter: python.base_interpreter.clone(),
+            env_dir: self.data_dir.join("runtimes").join("python"),
+            memory_limit_mb: python.memory_limit_mb,
+            startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
+        }
+    }
+
+    /// The compute node's settings.
+    pub fn compute_config(&self) -> o16n_runtime::ComputeConfig {
+        let python = &self.runtime.python;
+        o16n_runtime::ComputeConfig {
+            work_root: self.data_dir.join("work"),
+            python: self.python_config(),
+            python_pool: o16n_runtime::PoolConfig {
+                initial_size: python.initial_size,
+                max_size: python.max_size.max(1),
+                acquire_timeout: Duration::from_secs(python.acquire_timeout_seconds),
+            },
+            execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
+            session_idle_timeout: Duration::from_secs(self.runtime.session_idle_timeout_seconds),
+        }
+    }
+
     /// The HTTP layer's settings.
     pub fn api_config(&self) -> o16n_api::ApiConfig {
         o16n_api::ApiConfig {
@@ -241,7 +332,9 @@ mod tests {
     fn the_example_file_documents_exactly_the_defaults() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/o16n.example.toml");
         let from_file = Config::load(Some(&example), [], Overrides::default()).unwrap();
-        assert_eq!(format!("{from_file:?}"), format!("{:?}", Config::default()));
+        let mut defaults = Config::default();
+        defaults.data_dir = std::path::absolute(&defaults.data_dir).unwrap();
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
 use clap::Parser;
-use o16n_server::cli::{AdminCommand, Cli, Command, UserCommand};
+use o16n_runtime::ComputeNode;
+use o16n_server::cli::{AdminCommand, Cli, Command, RuntimeCommand, SetupRuntime, UserCommand};
 use o16n_server::config::Config;
 use o16n_server::startup::{Application, Bootstrap, open_app};
 use o16n_server::telemetry;
@@ -39,6 +40,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             telemetry::init("warn");
             admin(config, command).await
         }
+        Command::Runtime(RuntimeCommand::Setup {
+            runtime: SetupRuntime::Python,
+        }) => {
+            telemetry::init("warn");
+            let interpreter = o16n_runtime::python_env::setup(&config.python_config()).await?;
+            println!("{}", interpreter.display());
+            Ok(())
+        }
     }
 }
 
@@ -57,7 +66,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
-    let (app, store) = open_app(&config).await?;
+    let (app, store) = open_app(&config, ComputeNode::without_runtimes()).await?;
     let outcome = match command {
         AdminCommand::Password => {
             let password = read_password("New admin password: ")?;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use o16n_app::{AdminBootstrap, App};
+use o16n_runtime::ComputeNode;
 use o16n_store::Store;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
@@ -17,9 +18,11 @@ use crate::config::Config;
 
 /// A built server, bound to its port but not yet serving.
 pub struct Application {
+    app: App,
     listener: TcpListener,
     router: axum::Router,
     store: Store,
+    compute: ComputeNode,
     local_addr: SocketAddr,
 }
 
@@ -33,7 +36,10 @@ pub struct Bootstrap {
 impl Application {
     /// Opens the database, creates the admin account on first start and binds the listener.
     pub async fn build(config: &Config, bootstrap: Bootstrap) -> anyhow::Result<Application> {
-        let (app, store) = open_app(config).await?;
+        let compute = ComputeNode::start(config.compute_config())
+            .await
+            .context("cannot start the compute node")?;
+        let (app, store) = open_app(config, compute.clone()).await?;
         let admin_password = bootstrap.admin_password.as_ref().map(|p| p.expose_secret());
         match app
             .ensure_admin(admin_password)
@@ -64,13 +70,20 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let local_addr = listener.local_addr()?;
-        let router = o16n_api::router(app, &config.api_config());
+        let router = o16n_api::router(app.clone(), &config.api_config());
         Ok(Application {
+            app,
             listener,
             router,
             store,
+            compute,
             local_addr,
         })
+    }
+
+    /// The use cases, for tests and tools that act without HTTP (e.g. to add a user).
+    pub fn app(&self) -> App {
+        self.app.clone()
     }
 
     /// The address the server listens on (useful with port 0).
@@ -94,19 +107,20 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")?;
+        self.compute.shutdown().await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Opens the data directory and the database and builds the use cases on them.
-pub async fn open_app(config: &Config) -> anyhow::Result<(App, Store)> {
+/// Opens the data directory and the database and builds the use cases on them and `compute`.
+pub async fn open_app(config: &Config, compute: ComputeNode) -> anyhow::Result<(App, Store)> {
     ensure_data_dir(&config.data_dir)?;
     let store = Store::open(&config.store_config())
         .await
         .context("cannot open the database")?;
-    let app = App::new(store.clone(), config.app_config())
+    let app = App::new(store.clone(), compute, config.app_config())
         .await
         .context("cannot initialise the application")?;
     Ok((app, store))

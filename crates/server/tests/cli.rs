@@ -12,6 +12,11 @@ use tokio::process::{Child, Command as AsyncCommand};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_o16n");
 
+/// The test Python runtime (see `tests/api/helpers.rs`).
+fn test_python() -> std::ffi::OsString {
+    std::env::var_os("O16N_TEST_PYTHON").expect("O16N_TEST_PYTHON must be set; run scripts/test.sh")
+}
+
 /// A running `o16n serve` and the address from its `listening on` line.
 struct Server {
     child: Child,
@@ -28,9 +33,13 @@ async fn serve(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         .args(args)
         .env_remove("O16N_ADMIN_PASSWORD")
         .env("RUST_LOG", "warn")
+        // The test runtime, and no warm workers: these tests are about the binary itself.
+        .env("O16N_RUNTIME__PYTHON__EXECUTABLE", test_python())
+        .env("O16N_RUNTIME__PYTHON__INITIAL_SIZE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    // Given after the defaults above, so a test's own values win.
     for (name, value) in env {
         command.env(name, value);
     }
@@ -165,6 +174,7 @@ async fn a_weak_admin_password_from_the_environment_is_refused_clearly() {
     let output = Command::new(BINARY)
         .args(["serve", "--port", "0", "--data-dir"])
         .arg(data_dir.path())
+        .env("O16N_RUNTIME__PYTHON__EXECUTABLE", test_python())
         .env("O16N_ADMIN_PASSWORD", "password")
         .output()
         .unwrap();
@@ -318,4 +328,37 @@ async fn serve_runs_on_postgresql_with_a_database_url() {
 
     assert_eq!(login_status, 200);
     assert!(!sqlite_file_exists);
+}
+
+/// CPU time (user + system) a process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_server_with_warm_workers_does_not_spin() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = serve(
+        data_dir.path(),
+        &[],
+        &[
+            ("O16N_ADMIN_PASSWORD", "Admin-Pass-1"),
+            ("O16N_RUNTIME__PYTHON__INITIAL_SIZE", "1"),
+        ],
+    )
+    .await;
+    let pid = server.child.id().unwrap();
+    // Let the warm worker start, then watch the server do nothing for three seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = cpu_ticks(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = cpu_ticks(pid) - before;
+    server.terminate().await;
+
+    // A busy loop would burn about 300 ticks (a whole core); idling costs next to nothing.
+    assert!(used < 60, "the idle server used {used} ticks of CPU in 3 s");
 }

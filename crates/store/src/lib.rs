@@ -13,6 +13,7 @@
 mod error;
 mod login_sessions;
 mod settings;
+mod snapshots;
 mod users;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ use sqlx::migrate::Migrator;
 
 pub use error::StoreError;
 pub use login_sessions::LoginSessionRecord;
+pub use snapshots::SnapshotRecord;
 pub use users::UserRecord;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

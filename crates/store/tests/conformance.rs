@@ -8,8 +8,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use o16n_store::{Backend, LoginSessionRecord, Store, StoreConfig, StoreError, UserRecord};
-use o16n_types::{Role, Username};
+use o16n_store::{
+    Backend, LoginSessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
+};
+use o16n_types::{Role, RuntimeType, Username};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 fn config(url: String) -> StoreConfig {
@@ -92,6 +94,7 @@ conformance!(
     stale_login_sessions_are_pruned,
     a_setting_keeps_its_first_value,
     the_schema_survives_reopening,
+    snapshots_are_stored_listed_per_owner_and_deleted,
 );
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -329,4 +332,48 @@ async fn the_schema_survives_reopening(store: Store, config: StoreConfig) {
         vec![user("jane", Role::Reader)]
     );
     reopened.close().await;
+}
+
+async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: StoreConfig) {
+    let snapshot = |id: &str, owner: &str, created_at| SnapshotRecord {
+        id: id.to_owned(),
+        name: (id == "s1").then(|| "first".to_owned()),
+        owner: owner.to_owned(),
+        runtime: RuntimeType::Python,
+        created_at,
+        content_size: 3,
+    };
+    let content: Vec<u8> = vec![0x50, 0x4b, 0x00];
+    store
+        .insert_snapshot(&snapshot("s2", "jane", 20), &content)
+        .await
+        .unwrap();
+    store
+        .insert_snapshot(&snapshot("s1", "jane", 10), &content)
+        .await
+        .unwrap();
+    store
+        .insert_snapshot(&snapshot("s3", "bob", 5), &content)
+        .await
+        .unwrap();
+    let duplicate = store
+        .insert_snapshot(&snapshot("s1", "jane", 1), &content)
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+
+    let janes: Vec<SnapshotRecord> = store.list_snapshots("jane").await.unwrap();
+    assert_eq!(
+        janes,
+        vec![snapshot("s1", "jane", 10), snapshot("s2", "jane", 20)]
+    );
+    assert_eq!(
+        store.find_snapshot("s3").await.unwrap(),
+        Some(snapshot("s3", "bob", 5))
+    );
+    assert_eq!(store.snapshot_content("s1").await.unwrap(), Some(content));
+    assert_eq!(store.snapshot_content("nope").await.unwrap(), None);
+
+    assert!(store.delete_snapshot("s1").await.unwrap());
+    assert!(!store.delete_snapshot("s1").await.unwrap());
+    assert_eq!(store.find_snapshot("s1").await.unwrap(), None);
 }

@@ -6,9 +6,13 @@
 //! crates above never re-validate them.
 
 mod code;
+mod names;
 mod role;
+mod runtime_type;
 mod username;
 
 pub use code::{Code, ErrorCode};
+pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
+pub use runtime_type::{ParseRuntimeTypeError, RuntimeType};
 pub use username::{InvalidUsername, Username};

@@ -1,6 +1,6 @@
 //! `spawn_app` and a small typed client for the black-box tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use o16n_server::config::Config;
 use o16n_server::startup::{Application, Bootstrap};
@@ -14,6 +14,7 @@ pub(crate) const ADMIN_PASSWORD: &str = "Admin-Pass-1";
 
 /// A running server and a client for it.
 pub(crate) struct TestApp {
+    pub(crate) app: o16n_app::App,
     pub(crate) address: String,
     pub(crate) client: reqwest::Client,
     pub(crate) data_dir: tempfile::TempDir,
@@ -21,13 +22,26 @@ pub(crate) struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
-/// The configuration of a test server: a fresh data directory, port 0.
+/// The interpreter of the Python runtime for tests: `scripts/test.sh` creates it with
+/// `o16n runtime setup python` and exports its path.
+pub(crate) fn test_python() -> PathBuf {
+    let path = std::env::var_os("O16N_TEST_PYTHON").expect(
+        "O16N_TEST_PYTHON must name a Python with the pinned packages; run scripts/test.sh, \
+         or `o16n runtime setup python --data-dir DIR` and export the path it prints",
+    );
+    PathBuf::from(path)
+}
+
+/// The configuration of a test server: a fresh data directory, port 0, the test Python runtime
+/// with no warm workers (tests that use sessions ask for them).
 pub(crate) fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
         ..Config::default()
     };
     config.http.port = 0;
+    config.runtime.python.executable = Some(test_python());
+    config.runtime.python.initial_size = 0;
     config
 }
 
@@ -48,12 +62,14 @@ async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config))
         admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
     };
     let application = Application::build(&config, bootstrap).await.unwrap();
+    let app = application.app();
     let address = format!("http://{}", application.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
     }));
     TestApp {
+        app,
         address,
         client: reqwest::Client::new(),
         data_dir,
@@ -64,11 +80,26 @@ async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config))
 
 impl TestApp {
     /// Stops the server gracefully and starts a new one on the same data directory.
-    pub(crate) async fn restart(mut self) -> TestApp {
+    pub(crate) async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Stops the server gracefully and starts a new one on the same data directory, with the
+    /// configuration changed by `adjust`.
+    pub(crate) async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         self.stop.take().unwrap().send(()).unwrap();
         self.server.take().unwrap().await.unwrap().unwrap();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        start_in(data_dir, |_| {}).await
+        start_in(data_dir, adjust).await
+    }
+
+    /// Adds a local user and returns a token of theirs.
+    pub(crate) async fn user_token(&self, name: &str, role: o16n_types::Role) -> String {
+        let password = "User-Pass-1";
+        self.app.add_user(name, role, password).await.unwrap();
+        let (status, body) = self.login(name, password).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

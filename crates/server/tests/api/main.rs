@@ -4,4 +4,6 @@
 mod authentication;
 mod errors;
 mod helpers;
+mod sessions;
+mod snapshots;
 mod status;

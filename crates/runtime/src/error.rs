@@ -1,0 +1,64 @@
+//! The one error type of the compute side.
+
+use o16n_types::{Code, ErrorCode};
+
+/// What can go wrong on the compute side.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime cannot serve: not installed, being set up, or failing to start workers.
+    #[error("{0}")]
+    RuntimeUnavailable(String),
+    /// The runtime is not offered by this compute node at all.
+    #[error("{0}")]
+    RuntimeNotSupported(String),
+    /// Every worker the pool may have is busy.
+    #[error("all {max} {runtime} workers are busy; try again later or raise the pool's max_size")]
+    PoolExhausted {
+        /// The runtime.
+        runtime: &'static str,
+        /// The pool's maximum size.
+        max: usize,
+    },
+    /// No session with this id belongs to the caller.
+    #[error("session `{0}` not found")]
+    SessionNotFound(String),
+    /// The session's worker died; the session is gone.
+    #[error("session `{id}` is gone: {reason}")]
+    SessionGone {
+        /// The session.
+        id: String,
+        /// Why its worker died.
+        reason: String,
+    },
+    /// The worker died while serving the request.
+    #[error("{0}")]
+    WorkerDied(String),
+    /// A named file or object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is not acceptable (bad bytes, bad names, wrong runtime).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The worker broke the protocol; a bug on one side or the other.
+    #[error("worker protocol error: {0}")]
+    Protocol(String),
+    /// File-system failure in a working directory.
+    #[error("working directory I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ErrorCode for RuntimeError {
+    fn code(&self) -> Code {
+        match self {
+            RuntimeError::RuntimeUnavailable(_) | RuntimeError::PoolExhausted { .. } => {
+                Code::Unavailable
+            }
+            RuntimeError::RuntimeNotSupported(_) | RuntimeError::InvalidInput(_) => {
+                Code::BadRequest
+            }
+            RuntimeError::SessionNotFound(_) | RuntimeError::NotFound(_) => Code::NotFound,
+            RuntimeError::SessionGone { .. } | RuntimeError::WorkerDied(_) => Code::Gone,
+            RuntimeError::Protocol(_) | RuntimeError::Io(_) => Code::Internal,
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The compute side of o16n: worker processes that run R and Python code, their pools, and the
+//! remote sessions built on them.
+//!
+//! [`ComputeNode`] is the narrow interface the web side uses. Everything it takes and returns is
+//! plain data (ids, names, values, bytes), so that a later version can put a network between
+//! web nodes and compute nodes (the reference's compute nodes listen on 12805) without changing
+//! its callers. In the one-box server it runs in-process.
+//!
+//! **Invariant:** no user code runs in this process. Code runs in worker processes
+//! (`worker.rs`) that speak the framed protocol of `protocol.rs` on a channel of their own;
+//! what user code prints is captured as console output and never reaches that channel.
+//! Start reading at [`ComputeNode`], then `session.rs`, `pool.rs` and `worker.rs`.
+
+mod error;
+mod pool;
+pub mod protocol;
+pub mod python_env;
+mod session;
+mod snapshot;
+mod workdir;
+mod worker;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use o16n_types::RuntimeType;
+use tokio::sync::watch;
+
+pub use error::RuntimeError;
+pub use pool::{PoolConfig, PoolHealth, PoolStatus};
+pub use python_env::PythonConfig;
+pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
+
+use pool::{Launch, Pool};
+use session::Sessions;
+
+/// Settings of a compute node.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    /// Where workers' working directories are created; emptied at start.
+    pub work_root: PathBuf,
+    /// The Python runtime.
+    pub python: PythonConfig,
+    /// The Python pool.
+    pub python_pool: PoolConfig,
+    /// The longest an execution may run before it is interrupted.
+    pub execution_timeout: Duration,
+    /// Sessions unused for this long are closed.
+    pub session_idle_timeout: Duration,
+}
+
+/// A compute node: pools of warm workers per runtime and the sessions running on them.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ComputeNode {
+    inner: Arc<ComputeInner>,
+}
+
+struct ComputeInner {
+    pools: HashMap<RuntimeType, Pool>,
+    sessions: Sessions,
+}
+
+impl ComputeNode {
+    /// Starts the node: clears working directories left by an earlier run, starts the pools,
+    /// and prepares the Python environment in the background when it is missing.
+    pub async fn start(config: ComputeConfig) -> Result<ComputeNode, RuntimeError> {
+        if config.work_root.exists() {
+            tokio::fs::remove_dir_all(&config.work_root).await?;
+        }
+        tokio::fs::create_dir_all(&config.work_root).await?;
+
+        let (python_launch, launch_receiver) = watch::channel(Launch::Preparing(
+            "the Python environment is being checked".to_owned(),
+        ));
+        prepare_python(config.python.clone(), python_launch);
+        let mut pools = HashMap::new();
+        pools.insert(
+            RuntimeType::Python,
+            Pool::start(
+                RuntimeType::Python,
+                config.python_pool.clone(),
+                config.work_root.clone(),
+                launch_receiver,
+            ),
+        );
+        let sessions = Sessions::new(config.execution_timeout);
+        sessions.start_idle_reaper(config.session_idle_timeout);
+        Ok(ComputeNode {
+            inner: Arc::new(ComputeInner { pools, sessions }),
+        })
+    }
+
+    /// A node that runs no code: every runtime is reported unavailable. Used by processes that
+    /// only administer the database (the `o16n admin` commands).
+    pub fn without_runtimes() -> ComputeNode {
+        ComputeNode {
+            inner: Arc::new(ComputeInner {
+                pools: HashMap::new(),
+                sessions: Sessions::new(Duration::ZERO),
+            }),
+        }
+    }
+
+    /// The state of every runtime's pool, R included (reported as unavailable when absent).
+    pub fn status(&self) -> Vec<PoolStatus> {
+        let mut statuses: Vec<PoolStatus> = self.inner.pools.values().map(Pool::status).collect();
+        for runtime in [RuntimeType::Python, RuntimeType::R] {
+            if !self.inner.pools.contains_key(&runtime) {
+                statuses.push(PoolStatus {
+                    runtime,
+                    health: PoolHealth::Unavailable(missing_runtime_message(runtime)),
+                    initial_size: 0,
+                    max_size: 0,
+                    size: 0,
+                    busy: 0,
+                    idle: 0,
+                    starting: 0,
+                });
+            }
+        }
+        statuses.sort_by_key(|status| status.runtime);
+        statuses
+    }
+
+    fn pool(&self, runtime: RuntimeType) -> Result<&Pool, RuntimeError> {
+        self.inner
+            .pools
+            .get(&runtime)
+            .ok_or_else(|| RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime)))
+    }
+
+    /// Opens a session for `owner` on a dedicated worker.
+    pub async fn create_session(
+        &self,
+        owner: &str,
+        name: Option<String>,
+        runtime: RuntimeType,
+    ) -> Result<SessionInfo, RuntimeError> {
+        let lease = self.pool(runtime)?.lease().await?;
+        Ok(self.inner.sessions.open(owner, name, runtime, lease))
+    }
+
+    /// The sessions of `owner` that are alive.
+    pub fn list_sessions(&self, owner: &str) -> Vec<SessionInfo> {
+        self.inner.sessions.list(owner)
+    }
+
+    /// The session machinery; every method checks that the session belongs to `owner`.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// Stops every session and worker, waiting briefly for the processes to exit.
+    pub async fn shutdown(&self) {
+        let mut workers = self.inner.sessions.close_all();
+        for pool in self.inner.pools.values() {
+            workers.extend(pool.drain());
+        }
+        let exits: Vec<_> = workers.iter().map(|worker| worker.exited()).collect();
+        drop(workers);
+        let all_exited = async {
+            for exit in exits {
+                exit.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), all_exited).await;
+    }
+}
+
+fn missing_runtime_message(runtime: RuntimeType) -> String {
+    match runtime {
+        RuntimeType::R => "the R runtime is not available on this compute node: R sessions and \
+                           services are not supported by this version of o16n yet; use runtimeType \"Python\""
+            .to_owned(),
+        RuntimeType::Python => "this process runs no Python workers".to_owned(),
+    }
+}
+
+/// Makes the Python launch spec ready, creating the managed environment first if needed.
+fn prepare_python(config: PythonConfig, launch: watch::Sender<Launch>) {
+    tokio::spawn(async move {
+        if let Some(executable) = &config.executable
+            && !executable.exists()
+        {
+            let _ = launch.send(Launch::Unavailable(format!(
+                "the configured Python interpreter {} does not exist (runtime.python.executable)",
+                executable.display()
+            )));
+            return;
+        }
+        if config.needs_setup() {
+            let _ = launch.send(Launch::Preparing(
+                "the managed Python environment is being created (first start: pip is installing \
+                 numpy, pandas, scikit-learn and dill; this takes a minute or two)"
+                    .to_owned(),
+            ));
+        }
+        let prepared = match python_env::setup(&config).await {
+            Ok(interpreter) => python_env::launch_spec(&config, interpreter).await,
+            Err(err) => Err(err),
+        };
+        let _ = launch.send(match prepared {
+            Ok(spec) => Launch::Ready(spec),
+            Err(err) => {
+                tracing::error!(error = %err, "the Python runtime cannot be prepared");
+                Launch::Unavailable(format!(
+                    "the Python runtime cannot be prepared: {err}; run `o16n runtime setup python` to see the details"
+                ))
+            }
+        });
+    });
+}

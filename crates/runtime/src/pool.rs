@@ -1,0 +1,358 @@
+//! A pool of warm workers for one runtime, shaped like the reference's shell pool
+//! (`InitialSize`, `MaxSize`).
+//!
+//! The pool keeps `initial_size` workers started and warmed (imports done) so that a session is
+//! handed one at once, and replaces every worker it hands out in the background. It never has
+//! more than `max_size` workers alive (idle, leased or starting). A leased worker is never
+//! returned: a worker that served a user's session may hold that user's data, so it is
+//! discarded when the lease ends and a fresh one takes its place.
+//!
+//! Until the runtime is ready (for example while the Python environment is being created) and
+//! when workers keep failing to start, the pool reports why in its [`PoolStatus`] and refuses
+//! leases at once with that reason instead of letting requests hang.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use o16n_types::RuntimeType;
+use tokio::sync::{Notify, watch};
+
+use crate::RuntimeError;
+use crate::worker::{self, LaunchSpec, WorkerHandle};
+
+/// The pool's settings.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Workers kept warm and ready.
+    pub initial_size: usize,
+    /// Most workers alive at once.
+    pub max_size: usize,
+    /// How long a lease waits for a worker when all are busy.
+    pub acquire_timeout: Duration,
+}
+
+/// Where the pool stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolHealth {
+    /// The runtime is being prepared (e.g. its environment installed).
+    Preparing(String),
+    /// Workers start and serve.
+    Ready,
+    /// The runtime cannot be used; the text says why and what to do.
+    Unavailable(String),
+}
+
+/// A snapshot of the pool for `/status`.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    /// The runtime.
+    pub runtime: RuntimeType,
+    /// Health.
+    pub health: PoolHealth,
+    /// Configured warm size.
+    pub initial_size: usize,
+    /// Configured maximum.
+    pub max_size: usize,
+    /// Workers alive: idle + busy + starting.
+    pub size: usize,
+    /// Workers leased to sessions or requests.
+    pub busy: usize,
+    /// Warm workers waiting.
+    pub idle: usize,
+    /// Workers starting up.
+    pub starting: usize,
+}
+
+/// A pool handle; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    inner: Arc<PoolInner>,
+}
+
+struct PoolInner {
+    runtime: RuntimeType,
+    config: PoolConfig,
+    work_root: PathBuf,
+    launch: watch::Receiver<Launch>,
+    state: Mutex<PoolState>,
+    /// Signalled when a worker becomes idle.
+    worker_ready: Notify,
+    /// Signalled when the pool may need new workers; shared with the maintenance task, which
+    /// must be able to wait on it without keeping the pool alive.
+    refill: Arc<Notify>,
+}
+
+/// Whether and how workers can be started.
+#[derive(Debug, Clone)]
+pub(crate) enum Launch {
+    Preparing(String),
+    Ready(LaunchSpec),
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: VecDeque<WorkerHandle>,
+    busy: usize,
+    starting: usize,
+    /// The last start-up failure while the launch spec is ready; cleared by a success.
+    start_failure: Option<String>,
+}
+
+impl PoolState {
+    fn alive(&self) -> usize {
+        self.idle.len() + self.busy + self.starting
+    }
+}
+
+/// A worker leased from the pool. Dropping the lease discards the worker (it is never reused)
+/// and lets the pool start a replacement.
+pub(crate) struct Lease {
+    worker: WorkerHandle,
+    pool: Pool,
+}
+
+impl Lease {
+    pub(crate) fn worker(&self) -> &WorkerHandle {
+        &self.worker
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self
+            .pool
+            .inner
+            .state
+            .lock()
+            .expect("pool lock poisoned. This is a bug.");
+        state.busy -= 1;
+        drop(state);
+        self.pool.inner.refill.notify_one();
+    }
+}
+
+impl Pool {
+    /// Creates the pool and starts its maintenance task. Workers start once `launch` is ready.
+    pub(crate) fn start(
+        runtime: RuntimeType,
+        config: PoolConfig,
+        work_root: PathBuf,
+        launch: watch::Receiver<Launch>,
+    ) -> Pool {
+        let pool = Pool {
+            inner: Arc::new(PoolInner {
+                runtime,
+                config,
+                work_root,
+                launch,
+                state: Mutex::new(PoolState::default()),
+                worker_ready: Notify::new(),
+                refill: Arc::new(Notify::new()),
+            }),
+        };
+        tokio::spawn(maintain_task(Arc::downgrade(&pool.inner)));
+        pool
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.inner
+            .state
+            .lock()
+            .expect("pool lock poisoned. This is a bug.")
+    }
+
+    fn launch_spec(&self) -> Result<LaunchSpec, RuntimeError> {
+        match &*self.inner.launch.borrow() {
+            Launch::Ready(spec) => Ok(spec.clone()),
+            Launch::Preparing(what) => Err(RuntimeError::RuntimeUnavailable(format!(
+                "the {} runtime is not ready yet: {what}",
+                self.inner.runtime
+            ))),
+            Launch::Unavailable(why) => Err(RuntimeError::RuntimeUnavailable(why.clone())),
+        }
+    }
+
+    /// Leases a worker: a warm one at once when there is one, else a new one (if the pool may
+    /// grow and none is starting) or the next to become ready, waiting at most the acquire
+    /// timeout. When the last attempt to start a worker failed, that failure is returned at
+    /// once rather than making the caller wait for a worker that may never come.
+    pub(crate) async fn lease(&self) -> Result<Lease, RuntimeError> {
+        let spec = self.launch_spec()?;
+        let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
+        loop {
+            // Registered before the state is inspected, so that a worker becoming ready in
+            // between is not missed.
+            let ready = self.inner.worker_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            let start_own = {
+                let mut state = self.state();
+                while let Some(worker) = state.idle.pop_front() {
+                    if worker.exit_reason().is_none() {
+                        state.busy += 1;
+                        drop(state);
+                        self.inner.refill.notify_one();
+                        return Ok(Lease {
+                            worker,
+                            pool: self.clone(),
+                        });
+                    }
+                }
+                if let Some(failure) = &state.start_failure {
+                    return Err(RuntimeError::RuntimeUnavailable(failure.clone()));
+                }
+                if state.starting == 0 && state.alive() < self.inner.config.max_size {
+                    state.starting += 1;
+                    true
+                } else {
+                    false
+                }
+            };
+            if start_own {
+                return self.start_for_lease(&spec).await;
+            }
+            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+                let state = self.state();
+                return Err(if state.alive() >= self.inner.config.max_size {
+                    RuntimeError::PoolExhausted {
+                        runtime: self.inner.runtime.as_str(),
+                        max: self.inner.config.max_size,
+                    }
+                } else {
+                    RuntimeError::RuntimeUnavailable(format!(
+                        "no {} worker became ready within {} s",
+                        self.inner.runtime,
+                        self.inner.config.acquire_timeout.as_secs()
+                    ))
+                });
+            }
+        }
+    }
+
+    /// Starts a worker for a caller who found none idle (its `starting` slot is taken).
+    async fn start_for_lease(&self, spec: &LaunchSpec) -> Result<Lease, RuntimeError> {
+        let started = worker::spawn(spec, &self.inner.work_root).await;
+        let mut state = self.state();
+        state.starting -= 1;
+        match started {
+            Ok(worker) => {
+                state.busy += 1;
+                state.start_failure = None;
+                drop(state);
+                self.inner.refill.notify_one();
+                Ok(Lease {
+                    worker,
+                    pool: self.clone(),
+                })
+            }
+            Err(err) => {
+                state.start_failure = Some(err.to_string());
+                drop(state);
+                self.inner.worker_ready.notify_waiters();
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the idle workers out of the pool (for shutdown); they stop when dropped.
+    pub(crate) fn drain(&self) -> Vec<WorkerHandle> {
+        self.state().idle.drain(..).collect()
+    }
+
+    /// Where the pool stands.
+    pub(crate) fn status(&self) -> PoolStatus {
+        let state = self.state();
+        let health = match &*self.inner.launch.borrow() {
+            Launch::Preparing(what) => PoolHealth::Preparing(what.clone()),
+            Launch::Unavailable(why) => PoolHealth::Unavailable(why.clone()),
+            Launch::Ready(_) => match &state.start_failure {
+                Some(failure) if state.idle.is_empty() => PoolHealth::Unavailable(failure.clone()),
+                _ => PoolHealth::Ready,
+            },
+        };
+        PoolStatus {
+            runtime: self.inner.runtime,
+            health,
+            initial_size: self.inner.config.initial_size,
+            max_size: self.inner.config.max_size,
+            size: state.alive(),
+            busy: state.busy,
+            idle: state.idle.len(),
+            starting: state.starting,
+        }
+    }
+}
+
+/// Keeps `initial_size` workers warm. Holds only a weak reference, so it ends with the pool.
+async fn maintain_task(pool: std::sync::Weak<PoolInner>) {
+    let mut backoff = Duration::from_secs(1);
+    let Some(mut launch) = pool.upgrade().map(|inner| inner.launch.clone()) else {
+        return;
+    };
+    // Once the runtime's preparation is over its sender is gone and no change can come.
+    let mut launch_may_change = true;
+    loop {
+        let Some(inner) = pool.upgrade() else { return };
+        let pool_handle = Pool { inner };
+        let spec = match &*pool_handle.inner.launch.borrow() {
+            Launch::Ready(spec) => Some(spec.clone()),
+            _ => None,
+        };
+        let mut failed = false;
+        if let Some(spec) = spec {
+            let wanted = {
+                let mut state = pool_handle.state();
+                state.idle.retain(|worker| worker.exit_reason().is_none());
+                let config = &pool_handle.inner.config;
+                let missing = config
+                    .initial_size
+                    .saturating_sub(state.idle.len() + state.starting);
+                let room = config.max_size.saturating_sub(state.alive());
+                let wanted = missing.min(room);
+                state.starting += wanted;
+                wanted
+            };
+            for _ in 0..wanted {
+                let started = worker::spawn(&spec, &pool_handle.inner.work_root).await;
+                let mut state = pool_handle.state();
+                state.starting -= 1;
+                match started {
+                    Ok(worker) => {
+                        state.idle.push_back(worker);
+                        state.start_failure = None;
+                        drop(state);
+                        pool_handle.inner.worker_ready.notify_waiters();
+                    }
+                    Err(err) => {
+                        tracing::warn!(runtime = %pool_handle.inner.runtime, error = %err, "cannot start a worker");
+                        state.start_failure = Some(err.to_string());
+                        drop(state);
+                        // Waiting leases must learn of the failure rather than time out.
+                        pool_handle.inner.worker_ready.notify_waiters();
+                        failed = true;
+                    }
+                }
+            }
+        }
+        let refill = pool_handle.inner.refill.clone();
+        // Hold no strong reference while waiting, so that dropping the pool ends this task.
+        drop(pool_handle);
+        let wait = if failed {
+            let wait = backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            wait
+        } else {
+            backoff = Duration::from_secs(1);
+            // Also wake up now and then to notice idle workers that died.
+            Duration::from_secs(2)
+        };
+        tokio::select! {
+            () = refill.notified() => {}
+            changed = launch.changed(), if launch_may_change => launch_may_change = changed.is_ok(),
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}

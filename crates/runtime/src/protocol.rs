@@ -1,0 +1,241 @@
+//! The host-to-worker protocol, version 1: typed messages and their framing.
+//!
+//! A frame is `[u32 total][u32 header_len][header JSON][blob]`, big-endian, where `total` counts
+//! everything after itself. The header is one of the enums below (tagged by `type`); the blob
+//! carries raw bytes (serialized objects, workspaces) without the cost of base64. The worker
+//! speaks first with [`WorkerMessage::Hello`]; after that every [`Request`] gets exactly one
+//! [`WorkerMessage::Result`], possibly preceded by [`WorkerMessage::Console`] frames while code
+//! runs. The same framing is implemented by the workers under `workers/`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The protocol version this host speaks; a worker announcing another is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame accepted from a worker (a serialized workspace can be large).
+const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024 * 1024 - 1;
+
+/// A named value crossing the protocol, as in the reference's `WorkspaceObject`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedValue {
+    /// The variable name.
+    pub name: String,
+    /// The value as JSON.
+    pub value: Value,
+}
+
+/// What the host asks of a worker.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Bind `inputs` as globals, run `code`, read `outputs` back.
+    Execute {
+        /// The code to run.
+        code: String,
+        /// Values bound as globals before the code runs.
+        inputs: Vec<NamedValue>,
+        /// Globals read back after the code ran.
+        outputs: Vec<String>,
+    },
+    /// The names of the workspace's objects.
+    ListObjects,
+    /// One object, serialized in the runtime's own format (blob of the reply).
+    GetObject {
+        /// The object's name.
+        name: String,
+    },
+    /// Deserialize the request's blob into an object.
+    PutObject {
+        /// The object's name.
+        name: String,
+    },
+    /// Remove an object.
+    DeleteObject {
+        /// The object's name.
+        name: String,
+    },
+    /// The whole workspace, serialized (blob of the reply).
+    SaveWorkspace,
+    /// Merge a serialized workspace (the request's blob) into the workspace.
+    LoadWorkspace,
+    /// Exit cleanly.
+    Shutdown,
+}
+
+/// Why a request failed at the protocol level (as opposed to user code failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The request was not acceptable (e.g. bytes that do not unpickle).
+    BadRequest,
+    /// The named object does not exist.
+    NotFound,
+}
+
+/// What a worker sends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WorkerMessage {
+    /// The handshake, sent once the worker is warm.
+    Hello {
+        /// Must equal [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// `python` or `r`.
+        language: String,
+        /// The interpreter's version.
+        runtime_version: String,
+    },
+    /// Output printed by the running code.
+    Console {
+        /// The text.
+        text: String,
+    },
+    /// The answer to the current request.
+    Result(ResultMessage),
+}
+
+/// The body of a `result` frame.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResultMessage {
+    /// `false` when the request itself failed (see `kind` and `error`).
+    pub ok: bool,
+    /// Set when `ok` is false.
+    #[serde(default)]
+    pub kind: Option<FailureKind>,
+    /// For `execute`: whether the user's code succeeded.
+    #[serde(default)]
+    pub success: Option<bool>,
+    /// The protocol failure (when `ok` is false) or the user code's error (when `success` is
+    /// false).
+    #[serde(default)]
+    pub error: Option<String>,
+    /// For `execute`: the output values.
+    #[serde(default)]
+    pub outputs: Vec<NamedValue>,
+    /// For `list_objects` and `load_workspace`: object names.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+/// Framing errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The worker closed its end.
+    #[error("the worker closed the channel")]
+    Closed,
+    /// Reading or writing failed.
+    #[error("channel I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame did not parse.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    header: &Request,
+    blob: &[u8],
+) -> Result<(), FrameError> {
+    let header =
+        serde_json::to_vec(header).map_err(|err| FrameError::Malformed(err.to_string()))?;
+    let total = 4 + header.len() + blob.len();
+    let total =
+        u32::try_from(total).map_err(|_| FrameError::Malformed("frame too large".to_owned()))?;
+    let mut prefix = [0u8; 8];
+    prefix[..4].copy_from_slice(&total.to_be_bytes());
+    prefix[4..].copy_from_slice(&(header.len() as u32).to_be_bytes());
+    writer.write_all(&prefix).await?;
+    writer.write_all(&header).await?;
+    writer.write_all(blob).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads one frame.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
+    let mut prefix = [0u8; 4];
+    match reader.read_exact(&mut prefix).await {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Closed);
+        }
+        Err(err) => return Err(err.into()),
+    }
+    let total = u32::from_be_bytes(prefix) as usize;
+    if !(4..=MAX_FRAME_BYTES).contains(&total) {
+        return Err(FrameError::Malformed(format!("frame length {total}")));
+    }
+    let mut body = vec![0u8; total];
+    reader
+        .read_exact(&mut body)
+        .await
+        .map_err(|err| match err.kind() {
+            std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
+            _ => FrameError::Io(err),
+        })?;
+    let header_len = u32::from_be_bytes(body[..4].try_into().expect("4 bytes")) as usize;
+    if header_len > total - 4 {
+        return Err(FrameError::Malformed(format!("header length {header_len}")));
+    }
+    let message = serde_json::from_slice(&body[4..4 + header_len])
+        .map_err(|err| FrameError::Malformed(err.to_string()))?;
+    let blob = body.split_off(4 + header_len);
+    Ok((message, blob))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_frame_has_the_documented_layout() {
+        let mut buffer = Vec::new();
+        let request = Request::PutObject {
+            name: "x".to_owned(),
+        };
+        write_frame(&mut buffer, &request, b"\x00\x01")
+            .await
+            .unwrap();
+        let header = br#"{"type":"put_object","name":"x"}"#;
+        let mut expected = ((4 + header.len() + 2) as u32).to_be_bytes().to_vec();
+        expected.extend((header.len() as u32).to_be_bytes());
+        expected.extend(header);
+        expected.extend(b"\x00\x01");
+        assert_eq!(buffer, expected);
+    }
+
+    #[tokio::test]
+    async fn a_worker_frame_parses_with_its_blob() {
+        let header = br#"{"type":"result","ok":true,"names":["a"]}"#;
+        let mut frame = ((4 + header.len() + 3) as u32).to_be_bytes().to_vec();
+        frame.extend((header.len() as u32).to_be_bytes());
+        frame.extend(header);
+        frame.extend(b"xyz");
+        let (message, blob) = read_frame(&mut frame.as_slice()).await.unwrap();
+        assert!(
+            matches!(message, WorkerMessage::Result(ResultMessage { ok: true, ref names, .. }) if names == &["a"])
+        );
+        assert_eq!(blob, b"xyz");
+    }
+
+    #[tokio::test]
+    async fn truncated_and_oversized_frames_are_refused() {
+        assert!(matches!(
+            read_frame(&mut &b""[..]).await,
+            Err(FrameError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut &b"\x00\x00\x00\x10abc"[..]).await,
+            Err(FrameError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut &b"\x00\x00\x00\x01a"[..]).await,
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}

@@ -1,0 +1,173 @@
+//! The managed Python environment: a virtual environment under the data directory with the
+//! pinned packages of `workers/python/requirements.txt`, and the worker script beside it.
+//!
+//! `o16n runtime setup python` creates it with pip's progress visible; `serve` creates it in the
+//! background when it is missing, so the first start of a fresh machine needs no extra step.
+//! An operator may instead point `runtime.python.executable` at an existing interpreter, which
+//! is then only checked, never modified.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use o16n_types::RuntimeType;
+
+use crate::RuntimeError;
+use crate::worker::LaunchSpec;
+
+/// The worker script, embedded so that the binary is self-contained.
+const WORKER_SCRIPT: &str = include_str!("../../../workers/python/o16n_worker.py");
+/// The pinned packages of the managed environment.
+const REQUIREMENTS: &str = include_str!("../../../workers/python/requirements.txt");
+/// Modules every worker imports before it joins the pool.
+const PRELOAD: &str = "numpy,pandas,sklearn,dill";
+
+/// Settings of the Python runtime.
+#[derive(Debug, Clone)]
+pub struct PythonConfig {
+    /// An existing interpreter to use instead of the managed environment.
+    pub executable: Option<PathBuf>,
+    /// The interpreter that creates the managed environment.
+    pub base_interpreter: PathBuf,
+    /// Where the managed environment and the worker script live.
+    pub env_dir: PathBuf,
+    /// Address-space limit of each worker in MiB; 0 means none.
+    pub memory_limit_mb: u64,
+    /// How long a worker may take to start and warm up.
+    pub startup_timeout: Duration,
+}
+
+impl PythonConfig {
+    fn venv_dir(&self) -> PathBuf {
+        self.env_dir.join("venv")
+    }
+
+    fn managed_interpreter(&self) -> PathBuf {
+        self.venv_dir().join("bin").join("python")
+    }
+
+    fn marker(&self) -> PathBuf {
+        self.venv_dir().join("o16n-requirements.txt")
+    }
+
+    /// Whether the managed environment exists with exactly the pinned packages.
+    fn managed_env_is_current(&self) -> bool {
+        self.managed_interpreter().exists()
+            && std::fs::read_to_string(self.marker()).is_ok_and(|text| text == REQUIREMENTS)
+    }
+
+    /// Whether serving needs to create the environment first.
+    pub fn needs_setup(&self) -> bool {
+        self.executable.is_none() && !self.managed_env_is_current()
+    }
+}
+
+/// Creates the managed environment if it is missing or stale, printing pip's progress on
+/// stderr. Does nothing when an external interpreter is configured.
+pub async fn setup(config: &PythonConfig) -> Result<PathBuf, RuntimeError> {
+    if let Some(executable) = &config.executable {
+        return Ok(executable.clone());
+    }
+    if config.managed_env_is_current() {
+        eprintln!(
+            "the Python environment in {} is up to date",
+            config.venv_dir().display()
+        );
+        return Ok(config.managed_interpreter());
+    }
+    let venv = config.venv_dir();
+    if venv.exists() {
+        tokio::fs::remove_dir_all(&venv).await?;
+    }
+    tokio::fs::create_dir_all(&config.env_dir).await?;
+    eprintln!("creating the Python environment in {}", venv.display());
+    run_visible(
+        Path::new(&config.base_interpreter),
+        &["-m".as_ref(), "venv".as_ref(), venv.as_os_str()],
+        "create the virtual environment (on Debian this needs the python3-venv package)",
+    )
+    .await?;
+    let requirements = config.env_dir.join("requirements.txt");
+    tokio::fs::write(&requirements, REQUIREMENTS).await?;
+    eprintln!("installing numpy, pandas, scikit-learn and dill (pinned) with pip");
+    run_visible(
+        &config.managed_interpreter(),
+        &[
+            "-m".as_ref(),
+            "pip".as_ref(),
+            "install".as_ref(),
+            "--disable-pip-version-check".as_ref(),
+            "--no-input".as_ref(),
+            "-r".as_ref(),
+            requirements.as_os_str(),
+        ],
+        "install the pinned packages",
+    )
+    .await?;
+    tokio::fs::write(config.marker(), REQUIREMENTS).await?;
+    eprintln!("the Python environment is ready");
+    Ok(config.managed_interpreter())
+}
+
+/// Runs a set-up step with its output on our stderr, so that the operator sees progress.
+async fn run_visible(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    what: &str,
+) -> Result<(), RuntimeError> {
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+        .stderr(Stdio::inherit())
+        .status()
+        .await
+        .map_err(|err| {
+            RuntimeError::RuntimeUnavailable(format!(
+                "cannot run {} to {what}: {err}",
+                program.display()
+            ))
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(RuntimeError::RuntimeUnavailable(format!(
+            "{} failed to {what} ({status}); see the output above",
+            program.display()
+        )))
+    }
+}
+
+/// Writes the worker script (if it changed) and describes how to start a worker.
+pub(crate) async fn launch_spec(
+    config: &PythonConfig,
+    interpreter: PathBuf,
+) -> Result<LaunchSpec, RuntimeError> {
+    tokio::fs::create_dir_all(&config.env_dir).await?;
+    let script = config.env_dir.join("o16n_worker.py");
+    let current = tokio::fs::read_to_string(&script).await.unwrap_or_default();
+    if current != WORKER_SCRIPT {
+        tokio::fs::write(&script, WORKER_SCRIPT).await?;
+    }
+    let mut env = vec![
+        (
+            "O16N_MEMORY_LIMIT_MB".to_owned(),
+            config.memory_limit_mb.to_string(),
+        ),
+        ("O16N_PRELOAD".to_owned(), PRELOAD.to_owned()),
+        ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+    ];
+    // One BLAS thread per worker: the pool is the unit of parallelism, and per-worker thread
+    // pools would oversubscribe the cores and inflate every worker's address space.
+    for variable in ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"] {
+        env.push((variable.to_owned(), "1".to_owned()));
+    }
+    Ok(LaunchSpec {
+        runtime: RuntimeType::Python,
+        program: interpreter,
+        args: vec![script.into_os_string()],
+        env,
+        startup_timeout: config.startup_timeout,
+    })
+}

@@ -1,0 +1,212 @@
+//! The snapshot archive: a zip of a session's workspace and working directory.
+//!
+//! Layout: `snapshot.json` (format version and runtime), `workspace.dill` (Python) or
+//! `workspace.rds` (R) with the serialized workspace, and every file of the working directory
+//! under `files/`, keeping subdirectories. Extraction checks every path component, so an
+//! archive cannot write outside the working directory.
+
+use std::io::{Cursor, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use o16n_types::{FileName, RuntimeType};
+use serde::{Deserialize, Serialize};
+use zip::write::SimpleFileOptions;
+
+use crate::RuntimeError;
+
+const MANIFEST: &str = "snapshot.json";
+const FILES_PREFIX: &str = "files/";
+/// Refuse archives that would unpack to more than this (a zip bomb, or a corrupt archive).
+const MAX_UNPACKED_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    format: u32,
+    runtime: String,
+}
+
+fn workspace_entry(runtime: RuntimeType) -> &'static str {
+    match runtime {
+        RuntimeType::Python => "workspace.dill",
+        RuntimeType::R => "workspace.rds",
+    }
+}
+
+/// Builds the archive from a serialized workspace and a working directory.
+pub(crate) fn pack(
+    runtime: RuntimeType,
+    workspace: &[u8],
+    workdir: &Path,
+) -> Result<Vec<u8>, RuntimeError> {
+    let mut archive = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let manifest = serde_json::to_vec(&Manifest {
+        format: 1,
+        runtime: runtime.as_str().to_owned(),
+    })
+    .expect("the manifest serializes");
+    let zip_error = |err: zip::result::ZipError| RuntimeError::Io(std::io::Error::other(err));
+    archive.start_file(MANIFEST, options).map_err(zip_error)?;
+    archive.write_all(&manifest)?;
+    archive
+        .start_file(workspace_entry(runtime), options)
+        .map_err(zip_error)?;
+    archive.write_all(workspace)?;
+    let mut pending = vec![PathBuf::new()];
+    while let Some(relative) = pending.pop() {
+        for entry in std::fs::read_dir(workdir.join(&relative))? {
+            let entry = entry?;
+            let file_type = entry.file_type()?;
+            let path = relative.join(entry.file_name());
+            if file_type.is_dir() {
+                pending.push(path);
+            } else if file_type.is_file() {
+                let name = format!("{FILES_PREFIX}{}", path.to_string_lossy());
+                archive.start_file(name, options).map_err(zip_error)?;
+                let mut source = std::fs::File::open(workdir.join(&path))?;
+                std::io::copy(&mut source, &mut archive)?;
+            }
+        }
+    }
+    Ok(archive.finish().map_err(zip_error)?.into_inner())
+}
+
+/// The content of an archive: its runtime, the serialized workspace, and the files.
+pub(crate) struct Unpacked {
+    pub(crate) workspace: Vec<u8>,
+    pub(crate) files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+/// Reads an archive made by [`pack`], refusing one of another runtime.
+pub(crate) fn unpack(expected: RuntimeType, content: &[u8]) -> Result<Unpacked, RuntimeError> {
+    let invalid =
+        |what: String| RuntimeError::InvalidInput(format!("the snapshot is not usable: {what}"));
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(content)).map_err(|err| invalid(err.to_string()))?;
+    let manifest: Manifest = {
+        let mut entry = archive
+            .by_name(MANIFEST)
+            .map_err(|_| invalid("it has no manifest".to_owned()))?;
+        let mut text = Vec::new();
+        entry.read_to_end(&mut text)?;
+        serde_json::from_slice(&text).map_err(|err| invalid(err.to_string()))?
+    };
+    let runtime: RuntimeType = manifest
+        .runtime
+        .parse()
+        .map_err(|err| invalid(format!("{err}")))?;
+    if runtime != expected {
+        return Err(RuntimeError::InvalidInput(format!(
+            "a snapshot of an {runtime} session cannot be loaded into an {expected} session"
+        )));
+    }
+    let mut unpacked = Unpacked {
+        workspace: Vec::new(),
+        files: Vec::new(),
+    };
+    let mut total = 0u64;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|err| invalid(err.to_string()))?;
+        total += entry.size();
+        if total > MAX_UNPACKED_BYTES {
+            return Err(invalid("it unpacks to more than 8 GiB".to_owned()));
+        }
+        let name = entry
+            .name()
+            .map_err(|err| invalid(err.to_string()))?
+            .into_owned();
+        if entry.is_dir() || name == MANIFEST {
+            continue;
+        }
+        let mut data = Vec::with_capacity(entry.size() as usize);
+        entry.read_to_end(&mut data)?;
+        if name == workspace_entry(runtime) {
+            unpacked.workspace = data;
+        } else if let Some(relative) = name.strip_prefix(FILES_PREFIX) {
+            unpacked.files.push((
+                safe_relative_path(relative)
+                    .ok_or_else(|| invalid(format!("bad path `{relative}`")))?,
+                data,
+            ));
+        }
+    }
+    Ok(unpacked)
+}
+
+/// A relative path whose every component is a valid file name.
+fn safe_relative_path(text: &str) -> Option<PathBuf> {
+    let path = Path::new(text);
+    let mut safe = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => {
+                FileName::parse(part.to_str()?).ok()?;
+                safe.push(part);
+            }
+            _ => return None,
+        }
+    }
+    (!safe.as_os_str().is_empty()).then_some(safe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_archive_round_trips_workspace_and_nested_files() {
+        let dir = tempfile_dir();
+        std::fs::write(dir.join("a.csv"), "1,2").unwrap();
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("sub").join("b.txt"), "b").unwrap();
+
+        let archive = pack(RuntimeType::Python, b"workspace-bytes", &dir).unwrap();
+        let unpacked = unpack(RuntimeType::Python, &archive).unwrap();
+
+        assert_eq!(unpacked.workspace, b"workspace-bytes");
+        let mut files = unpacked.files;
+        files.sort();
+        assert_eq!(
+            files,
+            vec![
+                (PathBuf::from("a.csv"), b"1,2".to_vec()),
+                (PathBuf::from("sub/b.txt"), b"b".to_vec())
+            ]
+        );
+        assert!(matches!(
+            unpack(RuntimeType::R, &archive),
+            Err(RuntimeError::InvalidInput(_))
+        ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn traversal_paths_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+            assert!(safe_relative_path(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            safe_relative_path("a/b.txt"),
+            Some(PathBuf::from("a/b.txt"))
+        );
+    }
+
+    #[test]
+    fn garbage_is_not_a_snapshot() {
+        assert!(matches!(
+            unpack(RuntimeType::Python, b"not a zip"),
+            Err(RuntimeError::InvalidInput(_))
+        ));
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "o16n-snapshot-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,14 @@
+-- Session snapshots: a zip of workspace and working directory, private to their owner.
+-- Owners are not a foreign key: later they may come from a directory, not the users table.
+
+CREATE TABLE snapshots (
+    id           TEXT    PRIMARY KEY NOT NULL,
+    name         TEXT,
+    owner        TEXT    NOT NULL,
+    runtime      TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    content_size INTEGER NOT NULL,
+    content      BLOB    NOT NULL
+);
+
+CREATE INDEX snapshots_by_owner ON snapshots (owner);

@@ -1,0 +1,397 @@
+"""o16n Python worker: runs user code for one o16n compute node.
+
+The server starts this script with the pool's interpreter and talks to it over the process's
+original stdin and stdout, which this script moves to private file descriptors before any user
+code runs. File descriptors 1 and 2 are then pointed at a pipe that is drained into the console
+output of the current execution, so nothing user code prints (Python-level, C-level or from a
+subprocess) can reach the protocol channel.
+
+Frames are `[u32 total][u32 header_len][header JSON][blob]`, big-endian; `total` counts
+everything after itself. The first frame is the worker's `hello`. Every request gets exactly
+one `result` frame; during `execute`, `console` frames may come first.
+"""
+
+import builtins
+import io
+import json
+import math
+import os
+import resource
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+
+PROTOCOL_VERSION = 1
+CONSOLE_FLUSH_SECONDS = 0.05
+
+
+# --- The protocol channel -----------------------------------------------------------------
+
+class Channel:
+    """Frames over two private file descriptors; `send` may be called from several threads."""
+
+    def __init__(self, read_fd, write_fd):
+        self._reader = os.fdopen(read_fd, "rb", buffering=1 << 16)
+        self._write_fd = write_fd
+        self._lock = threading.Lock()
+
+    def receive(self):
+        prefix = self._read_exactly(4)
+        if prefix is None:
+            return None, b""
+        (total,) = struct.unpack(">I", prefix)
+        body = self._read_exactly(total)
+        if body is None or total < 4:
+            return None, b""
+        (header_len,) = struct.unpack(">I", body[:4])
+        header = json.loads(body[4:4 + header_len].decode("utf-8"))
+        return header, body[4 + header_len:]
+
+    def send(self, header, blob=b""):
+        encoded = json.dumps(header, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        frame = struct.pack(">II", 4 + len(encoded) + len(blob), len(encoded)) + encoded + blob
+        with self._lock:
+            view = memoryview(frame)
+            while view:
+                written = os.write(self._write_fd, view)
+                view = view[written:]
+
+    def _read_exactly(self, count):
+        data = self._reader.read(count)
+        if not data or len(data) < count:
+            return None
+        return data
+
+
+# --- Console capture ----------------------------------------------------------------------
+
+class Console:
+    """Collects what the running execution prints and streams it to the server."""
+
+    def __init__(self, channel, pipe_read_fd):
+        self._channel = channel
+        self._pipe = pipe_read_fd
+        os.set_blocking(self._pipe, False)
+        self._lock = threading.Lock()
+        self._pending = []
+        self.active = False
+        threading.Thread(target=self._flush_loop, name="o16n-console", daemon=True).start()
+
+    def write(self, text):
+        if text:
+            with self._lock:
+                # What a subprocess or C code wrote to the descriptors came first; keep order.
+                self._drain_pipe()
+                self._pending.append(text)
+
+    def _drain_pipe(self):
+        """Moves what reached file descriptors 1 and 2 into the buffer; the caller holds the lock."""
+        chunks = []
+        while True:
+            try:
+                data = os.read(self._pipe, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        if chunks:
+            self._pending.append(b"".join(chunks).decode("utf-8", errors="replace"))
+
+    def flush(self):
+        """Sends everything collected so far (called at the end of every execution)."""
+        with self._lock:
+            self._drain_pipe()
+            text = "".join(self._pending)
+            self._pending.clear()
+        if text and self.active:
+            self._channel.send({"type": "console", "text": text})
+
+    def discard(self):
+        with self._lock:
+            self._drain_pipe()
+            self._pending.clear()
+
+    def _flush_loop(self):
+        while True:
+            time.sleep(CONSOLE_FLUSH_SECONDS)
+            if self.active:
+                try:
+                    self.flush()
+                except OSError:
+                    return
+            else:
+                # Output produced between executions (e.g. by a background thread the user
+                # started) belongs to no execution; keep the pipe from filling up.
+                self.discard()
+
+
+class ConsoleStream(io.TextIOBase):
+    """What `sys.stdout` and `sys.stderr` become: writes go to the console buffer."""
+
+    def __init__(self, console, fileno):
+        self._console = console
+        self._fileno = fileno
+
+    def write(self, text):
+        self._console.write(str(text))
+        return len(text)
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return self._fileno
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+
+# --- Values between JSON and Python -------------------------------------------------------
+
+class NoJsonForm(Exception):
+    pass
+
+
+def to_json(value, name):
+    """Converts a Python value to something `json.dumps` accepts, or raises NoJsonForm."""
+    np = sys.modules.get("numpy")
+    pd = sys.modules.get("pandas")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if pd is not None and isinstance(value, pd.DataFrame):
+        return {str(column): to_json(value[column].tolist(), name) for column in value.columns}
+    if pd is not None and isinstance(value, pd.Series):
+        return to_json(value.tolist(), name)
+    if np is not None:
+        if isinstance(value, np.generic):
+            return to_json(value.item(), name)
+        if isinstance(value, np.ndarray):
+            return to_json(value.tolist(), name)
+    if isinstance(value, dict):
+        return {str(key): to_json(item, name) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json(item, name) for item in value]
+    if pd is not None and value is pd.NA:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise NoJsonForm(
+        "`%s` is a %s, which has no JSON form" % (name, type(value).__module__ + "." + type(value).__qualname__)
+    )
+
+
+# --- The worker ---------------------------------------------------------------------------
+
+class Worker:
+    def __init__(self, channel, console):
+        self.channel = channel
+        self.console = console
+        self.executing = False
+        # The script's own module stays referenced so that its globals outlive the swap below.
+        self.worker_module = sys.modules["__main__"]
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = builtins
+        # User code runs in a fresh `__main__` module so that dill, which pickles the globals of
+        # `__main__` functions by reference, finds the user namespace when it loads them.
+        sys.modules["__main__"] = main
+        self.namespace = main.__dict__
+
+    def serve(self):
+        while True:
+            request, blob = self.channel.receive()
+            if request is None:
+                return
+            kind = request.get("type")
+            if kind == "shutdown":
+                self.channel.send({"type": "result", "ok": True})
+                return
+            handler = getattr(self, "do_" + str(kind), None)
+            if handler is None:
+                self.reply_error("unknown request type %r" % kind)
+                continue
+            try:
+                handler(request, blob)
+            except Exception as error:  # A bug in the worker must not kill it.
+                self.reply_error("worker error: %s" % error)
+
+    def reply(self, payload=None, blob=b""):
+        message = {"type": "result", "ok": True}
+        message.update(payload or {})
+        self.channel.send(message, blob)
+
+    def reply_error(self, message, kind="bad_request"):
+        self.channel.send({"type": "result", "ok": False, "kind": kind, "error": message})
+
+    def on_interrupt(self, signum, frame):
+        if self.executing:
+            raise KeyboardInterrupt()
+
+    # Requests --------------------------------------------------------------------------
+
+    def do_execute(self, request, blob):
+        for parameter in request.get("inputs") or []:
+            self.namespace[parameter["name"]] = parameter.get("value")
+        success, error = self.run_code(request.get("code") or "")
+        outputs = []
+        if success:
+            for name in request.get("outputs") or []:
+                try:
+                    value = to_json(self.namespace[name], name) if name in self.namespace else None
+                except NoJsonForm as problem:
+                    success, error = False, str(problem)
+                    break
+                outputs.append({"name": name, "value": value})
+        self.reply({"success": success, "error": error, "outputs": outputs if success else []})
+
+    def run_code(self, code):
+        """Runs code in the user namespace; returns (success, error message)."""
+        self.console.discard()
+        self.console.active = True
+        self.executing = True
+        try:
+            compiled = compile(code, "<o16n>", "exec")
+            exec(compiled, self.namespace)
+            return True, ""
+        except KeyboardInterrupt:
+            return False, "the execution was cancelled"
+        except SyntaxError:
+            return False, "".join(traceback.format_exception_only(*sys.exc_info()[:2]))
+        except BaseException:
+            kind, value, tb = sys.exc_info()
+            # Drop this function's own frame so the traceback starts in the user's code.
+            return False, "".join(traceback.format_exception(kind, value, tb.tb_next))
+        finally:
+            self.executing = False
+            try:
+                sys.stdout.flush()
+            except Exception:
+                pass
+            self.console.flush()
+            self.console.active = False
+
+    def user_names(self, include_modules):
+        return [
+            name for name, value in self.namespace.items()
+            if not name.startswith("__") and (include_modules or not isinstance(value, types.ModuleType))
+        ]
+
+    def do_list_objects(self, request, blob):
+        self.reply({"names": sorted(self.user_names(include_modules=False))})
+
+    def do_get_object(self, request, blob):
+        import dill
+        name = request["name"]
+        if name not in self.namespace or name.startswith("__"):
+            return self.reply_error("object `%s` not found" % name, "not_found")
+        try:
+            data = dill.dumps(self.namespace[name])
+        except Exception as problem:
+            return self.reply_error("object `%s` cannot be serialized: %s" % (name, problem))
+        self.reply({}, data)
+
+    def do_put_object(self, request, blob):
+        import dill
+        try:
+            value = dill.loads(blob)
+        except BaseException as problem:
+            return self.reply_error("the object cannot be unpickled: %s: %s" % (type(problem).__name__, problem))
+        self.namespace[request["name"]] = value
+        self.reply()
+
+    def do_delete_object(self, request, blob):
+        name = request["name"]
+        if name not in self.namespace or name.startswith("__"):
+            return self.reply_error("object `%s` not found" % name, "not_found")
+        del self.namespace[name]
+        self.reply()
+
+    def do_save_workspace(self, request, blob):
+        import dill
+        objects = {}
+        for name in self.user_names(include_modules=True):
+            value = self.namespace[name]
+            try:
+                dill.dumps(value)
+            except Exception as problem:
+                return self.reply_error("object `%s` cannot be serialized: %s" % (name, problem))
+            objects[name] = value
+        self.reply({}, dill.dumps(objects))
+
+    def do_load_workspace(self, request, blob):
+        import dill
+        try:
+            objects = dill.loads(blob)
+        except BaseException as problem:
+            return self.reply_error("the workspace cannot be unpickled: %s" % problem)
+        if not isinstance(objects, dict):
+            return self.reply_error("the workspace is not a mapping of names to objects")
+        self.namespace.update(objects)
+        self.reply({"names": sorted(objects)})
+
+
+def limit_memory():
+    limit_mb = int(os.environ.get("O16N_MEMORY_LIMIT_MB", "0") or "0")
+    if limit_mb > 0:
+        limit = limit_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def main():
+    # Take the protocol channel away from fds 0 and 1 before anything else can write there.
+    channel = Channel(os.dup(0), os.dup(1))
+    diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    pipe_read, pipe_write = os.pipe()
+    os.dup2(pipe_write, 1)
+    os.dup2(pipe_write, 2)
+    os.close(pipe_write)
+    console = Console(channel, pipe_read)
+    sys.stdin = open(os.devnull)
+    sys.stdout = ConsoleStream(console, 1)
+    sys.stderr = ConsoleStream(console, 2)
+
+    limit_memory()
+    # Warm-up: the imports every session and service needs are done before the worker joins
+    # the pool, so that a request never pays for them.
+    for module in (os.environ.get("O16N_PRELOAD") or "").split(","):
+        if module.strip():
+            try:
+                __import__(module.strip())
+            except Exception as problem:
+                print("o16n worker: cannot preload %s: %s" % (module, problem), file=diagnostics)
+    console.discard()
+
+    worker = Worker(channel, console)
+    signal.signal(signal.SIGINT, worker.on_interrupt)
+    versions = {}
+    for module in ("numpy", "pandas", "sklearn", "dill"):
+        if module in sys.modules:
+            versions[module] = getattr(sys.modules[module], "__version__", "")
+    channel.send({
+        "type": "hello",
+        "protocol": PROTOCOL_VERSION,
+        "language": "python",
+        "runtime_version": "%d.%d.%d" % sys.version_info[:3],
+        "pid": os.getpid(),
+        "packages": versions,
+    })
+    worker.serve()
+
+
+if __name__ == "__main__":
+    main()
