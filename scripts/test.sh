@@ -34,3 +34,16 @@ o16n_log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 o16n_log "cargo test"
 cargo test --workspace --locked
+
+# The official Python client of the reference server (and a Swagger 2.0 client generator),
+# in a virtual environment of their own, against the real binary.
+client_venv="$HOME/.cache/o16n/client-venv"
+if ! cmp -s tests/client/requirements.txt "$client_venv/o16n-requirements.txt"; then
+    o16n_log "creating the client test environment"
+    rm -rf "$client_venv"
+    python3 -m venv "$client_venv"
+    "$client_venv/bin/pip" install --disable-pip-version-check -q -r tests/client/requirements.txt
+    cp tests/client/requirements.txt "$client_venv/o16n-requirements.txt"
+fi
+o16n_log "client tests (official azureml-model-management-sdk, generated Swagger client)"
+O16N_BINARY="$CARGO_TARGET_DIR/debug/o16n" "$client_venv/bin/python" -m pytest -q -p no:cacheprovider tests/client

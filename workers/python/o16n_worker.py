@@ -11,6 +11,7 @@ everything after itself. The first frame is the worker's `hello`. Every request 
 one `result` frame; during `execute`, `console` frames may come first.
 """
 
+import base64
 import builtins
 import io
 import json
@@ -193,6 +194,58 @@ def to_json(value, name):
     )
 
 
+def from_declared(kind, value):
+    """Turns a JSON input into the Python type the reference maps its declared type to."""
+    if value is None:
+        return None
+    if kind == "integer":
+        return int(value)
+    if kind == "numeric":
+        return float(value)
+    if kind == "logical":
+        return bool(value)
+    if kind == "character":
+        return str(value)
+    import numpy
+    if kind == "vector":
+        return numpy.array(value)
+    if kind == "matrix":
+        return numpy.matrix(value)
+    if kind == "data.frame":
+        import pandas
+        return pandas.DataFrame(value)
+    return value
+
+
+def to_declared(kind, value, name):
+    """Turns an output into the JSON form of its declared type, or raises NoJsonForm."""
+    if value is None:
+        return None
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "numeric":
+            return float(value) if math.isfinite(float(value)) else None
+        if kind == "logical":
+            return bool(value)
+        if kind == "character":
+            return str(value)
+    except (TypeError, ValueError) as problem:
+        raise NoJsonForm("`%s` should be %s but %s" % (name, kind, problem))
+    return to_json(value, name)
+
+
+class Service:
+    """A service loaded into this worker: its namespace after initCode, and its directory."""
+
+    def __init__(self, key, directory):
+        self.key = key
+        self.directory = directory
+        self.module = types.ModuleType("__main__")
+        self.module.__dict__["__builtins__"] = builtins
+        self.namespace = self.module.__dict__
+
+
 # --- The worker ---------------------------------------------------------------------------
 
 class Worker:
@@ -207,7 +260,10 @@ class Worker:
         # User code runs in a fresh `__main__` module so that dill, which pickles the globals of
         # `__main__` functions by reference, finds the user namespace when it loads them.
         sys.modules["__main__"] = main
+        self.session_module = main
         self.namespace = main.__dict__
+        self.services = {}
+        self.compiled = {}
 
     def serve(self):
         while True:
@@ -244,7 +300,7 @@ class Worker:
     def do_execute(self, request, blob):
         for parameter in request.get("inputs") or []:
             self.namespace[parameter["name"]] = parameter.get("value")
-        success, error = self.run_code(request.get("code") or "")
+        success, error = self.run_code(request.get("code") or "", self.namespace)
         outputs = []
         if success:
             for name in request.get("outputs") or []:
@@ -256,14 +312,23 @@ class Worker:
                 outputs.append({"name": name, "value": value})
         self.reply({"success": success, "error": error, "outputs": outputs if success else []})
 
-    def run_code(self, code):
-        """Runs code in the user namespace; returns (success, error message)."""
+    def compile(self, code):
+        """Compiles code, remembering recent results: a service runs the same code every time."""
+        compiled = self.compiled.get(code)
+        if compiled is None:
+            compiled = compile(code, "<o16n>", "exec")
+            if len(self.compiled) >= 64:
+                self.compiled.clear()
+            self.compiled[code] = compiled
+        return compiled
+
+    def run_code(self, code, namespace):
+        """Runs code in a namespace; returns (success, error message)."""
         self.console.discard()
         self.console.active = True
         self.executing = True
         try:
-            compiled = compile(code, "<o16n>", "exec")
-            exec(compiled, self.namespace)
+            exec(self.compile(code), namespace)
             return True, ""
         except KeyboardInterrupt:
             return False, "the execution was cancelled"
@@ -281,6 +346,85 @@ class Worker:
                 pass
             self.console.flush()
             self.console.active = False
+
+    # Services ----------------------------------------------------------------------------
+
+    def do_load_service(self, request, blob):
+        import dill
+        service = Service(request["key"], request["directory"])
+        previous = os.getcwd()
+        sys.modules["__main__"] = service.module
+        try:
+            os.chdir(service.directory)
+            if blob:
+                objects = dill.loads(blob)
+                if isinstance(objects, dict):
+                    service.namespace.update(objects)
+            init_code = request.get("init_code") or ""
+            success, error = self.run_code(init_code, service.namespace) if init_code else (True, "")
+        except BaseException as problem:
+            success, error = False, "the service cannot be loaded: %s: %s" % (type(problem).__name__, problem)
+        finally:
+            sys.modules["__main__"] = self.session_module
+            os.chdir(previous)
+        if not success:
+            return self.reply_error("initCode failed: " + error, "load_failed")
+        self.services[service.key] = service
+        self.reply()
+
+    def do_unload_service(self, request, blob):
+        self.services.pop(request["key"], None)
+        self.reply()
+
+    def do_consume(self, request, blob):
+        service = self.services.get(request["key"])
+        if service is None:
+            return self.reply_error("service not loaded", "not_loaded")
+        namespace = service.namespace
+        saved_bindings = dict(namespace)
+        previous = os.getcwd()
+        sys.modules["__main__"] = service.module
+        try:
+            os.chdir(service.directory)
+            files_before = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(".") if entry.is_file()}
+            for parameter in request.get("inputs") or []:
+                namespace[parameter["name"]] = from_declared(parameter["type"], parameter.get("value"))
+            success, error = self.run_code(request.get("code") or "", namespace)
+            outputs = {}
+            if success:
+                for parameter in request.get("outputs") or []:
+                    name = parameter["name"]
+                    try:
+                        outputs[name] = to_declared(parameter["type"], namespace.get(name), name)
+                    except NoJsonForm as problem:
+                        success, error = False, str(problem)
+                        outputs = {}
+                        break
+            files_after = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(".") if entry.is_file()}
+            changed = sorted(name for name, stamp in files_after.items() if files_before.get(name) != stamp)
+            output_files = {}
+            for name in request.get("output_files") or []:
+                if name in files_after and "/" not in name:
+                    with open(name, "rb") as handle:
+                        output_files[name] = base64.b64encode(handle.read()).decode("ascii")
+                else:
+                    output_files[name] = None
+            # Files this request created belong to it alone.
+            for name in files_after:
+                if name not in files_before:
+                    os.remove(name)
+        finally:
+            namespace.clear()
+            namespace.update(saved_bindings)
+            sys.modules["__main__"] = self.session_module
+            os.chdir(previous)
+        self.reply({
+            "success": success,
+            "error": error,
+            "named_outputs": outputs,
+            "output_files": output_files,
+            "changed_files": changed,
+        })
 
     def user_names(self, include_modules):
         return [

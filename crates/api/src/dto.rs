@@ -342,3 +342,185 @@ pub(crate) fn iso8601(unix_seconds: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// `ParameterDefinition`.
+#[derive(Serialize, Deserialize, Clone)]
+pub(crate) struct ParameterDefinitionDto {
+    pub(crate) name: String,
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+}
+
+/// `PublishWebServiceRequest`, also the body of PATCH, where every field is optional.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PublishWebServiceRequest {
+    pub(crate) snapshot_id: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) operation_id: Option<String>,
+    pub(crate) input_parameter_definitions: Option<Vec<ParameterDefinitionDto>>,
+    pub(crate) output_parameter_definitions: Option<Vec<ParameterDefinitionDto>>,
+    pub(crate) runtime_type: Option<String>,
+    pub(crate) init_code: Option<String>,
+    pub(crate) output_file_names: Option<Vec<String>>,
+}
+
+fn parameters(
+    definitions: Option<Vec<ParameterDefinitionDto>>,
+) -> Result<Option<Vec<o16n_types::ParameterDefinition>>, String> {
+    definitions
+        .map(|definitions| {
+            definitions
+                .into_iter()
+                .map(|definition| {
+                    Ok(o16n_types::ParameterDefinition {
+                        kind: definition
+                            .kind
+                            .parse()
+                            .map_err(|err| format!("parameter `{}`: {err}", definition.name))?,
+                        name: definition.name,
+                    })
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+fn runtime(runtime_type: Option<String>) -> Result<Option<o16n_types::RuntimeType>, String> {
+    runtime_type
+        .map(|text| {
+            text.parse()
+                .map_err(|err: o16n_types::ParseRuntimeTypeError| err.to_string())
+        })
+        .transpose()
+}
+
+impl PublishWebServiceRequest {
+    /// The definition of a new service; `code` is required.
+    pub(crate) fn into_definition(self) -> Result<o16n_app::ServiceDefinition, String> {
+        Ok(o16n_app::ServiceDefinition {
+            code: self.code.ok_or("`code` is required")?,
+            inputs: parameters(self.input_parameter_definitions)?.unwrap_or_default(),
+            outputs: parameters(self.output_parameter_definitions)?.unwrap_or_default(),
+            runtime: runtime(self.runtime_type)?.unwrap_or_default(),
+            snapshot_id: self.snapshot_id,
+            description: self.description,
+            operation_id: self.operation_id,
+            init_code: self.init_code,
+            output_file_names: self.output_file_names.unwrap_or_default(),
+        })
+    }
+
+    /// A partial update; absent (or null) fields stay unchanged.
+    pub(crate) fn into_patch(self) -> Result<o16n_app::ServicePatch, String> {
+        Ok(o16n_app::ServicePatch {
+            inputs: parameters(self.input_parameter_definitions)?,
+            outputs: parameters(self.output_parameter_definitions)?,
+            runtime: runtime(self.runtime_type)?,
+            snapshot_id: self.snapshot_id,
+            code: self.code,
+            description: self.description,
+            operation_id: self.operation_id,
+            init_code: self.init_code,
+            output_file_names: self.output_file_names,
+        })
+    }
+}
+
+/// `WebService`. `description` is always present (null when unset), the definition lists are
+/// never null, and `code`/`initCode` are null for callers who may not see them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebService {
+    name: String,
+    version: String,
+    version_published_by: String,
+    creation_time: String,
+    snapshot_id: Option<String>,
+    runtime_type: &'static str,
+    init_code: Option<String>,
+    code: Option<String>,
+    description: Option<String>,
+    operation_id: Option<String>,
+    input_parameter_definitions: Vec<ParameterDefinitionDto>,
+    output_parameter_definitions: Vec<ParameterDefinitionDto>,
+    output_file_names: Vec<String>,
+    my_permission_on_service: &'static str,
+}
+
+fn parameter_dtos(parameters: &[o16n_types::ParameterDefinition]) -> Vec<ParameterDefinitionDto> {
+    parameters
+        .iter()
+        .map(|parameter| ParameterDefinitionDto {
+            name: parameter.name.clone(),
+            kind: parameter.kind.as_str().to_owned(),
+        })
+        .collect()
+}
+
+impl From<o16n_app::ServiceView> for WebService {
+    fn from(view: o16n_app::ServiceView) -> Self {
+        let record = view.record;
+        WebService {
+            name: record.name.to_string(),
+            version: record.version.to_string(),
+            version_published_by: record.owner,
+            creation_time: iso8601_micros(record.created_at_micros),
+            snapshot_id: record.snapshot_id,
+            runtime_type: record.runtime.as_str(),
+            init_code: if view.code_visible {
+                record.init_code
+            } else {
+                None
+            },
+            code: view.code_visible.then_some(record.code),
+            description: record.description,
+            operation_id: record.operation_id,
+            input_parameter_definitions: parameter_dtos(&record.inputs),
+            output_parameter_definitions: parameter_dtos(&record.outputs),
+            output_file_names: record.output_file_names,
+            my_permission_on_service: if view.can_write {
+                "read/write"
+            } else {
+                "read only"
+            },
+        }
+    }
+}
+
+/// `WebServiceResult` of the per-service swagger.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebServiceResult {
+    success: bool,
+    error_message: String,
+    console_output: String,
+    changed_files: Vec<String>,
+    output_parameters: serde_json::Map<String, Value>,
+    output_files: serde_json::Map<String, Value>,
+}
+
+impl From<o16n_app::ConsumeOutcome> for WebServiceResult {
+    fn from(outcome: o16n_app::ConsumeOutcome) -> Self {
+        WebServiceResult {
+            success: outcome.success,
+            error_message: outcome.error_message,
+            console_output: outcome.console_output,
+            changed_files: outcome.changed_files,
+            output_parameters: outcome.outputs,
+            output_files: outcome.output_files,
+        }
+    }
+}
+
+/// Unix microseconds as an ISO 8601 UTC timestamp with microseconds.
+pub(crate) fn iso8601_micros(unix_micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_micros) * 1000)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -12,6 +12,7 @@ mod dto;
 mod error;
 mod extract;
 mod routes;
+mod swagger;
 
 use std::any::Any;
 

@@ -1,6 +1,8 @@
 //! The routes, one module per tag of the reference API.
 
+mod consume;
 mod login;
+mod services;
 mod sessions;
 mod snapshots;
 mod status;
@@ -11,6 +13,8 @@ use o16n_app::App;
 pub(crate) fn router() -> Router<App> {
     Router::new()
         .merge(login::router())
+        .merge(services::router())
+        .merge(consume::router())
         .merge(sessions::router())
         .merge(snapshots::router())
         .merge(status::router())

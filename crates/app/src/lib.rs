@@ -8,6 +8,7 @@
 mod error;
 mod login;
 mod login_cache;
+mod services;
 mod sessions;
 mod snapshots;
 mod status;
@@ -22,13 +23,16 @@ use o16n_store::Store;
 
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
+pub use o16n_runtime::ConsumeOutcome;
 pub use o16n_runtime::protocol::NamedValue;
 pub use o16n_runtime::{ExecuteOutcome, ExecuteRequest, PoolHealth, PoolStatus, SessionInfo};
+pub use services::{SERVICE_CACHE_TTL, ServiceDefinition, ServicePatch, ServiceView};
 pub use snapshots::SnapshotInfo;
 pub use status::{AuthenticationStatus, DatabaseStatus, Health, SystemStatus};
 pub use users::{ADMIN_USERNAME, AdminBootstrap};
 
 use login_cache::LoginSessionCache;
+use services::ServiceCache;
 
 /// The settings the use cases need, passed down from the server's configuration.
 #[derive(Debug, Clone)]
@@ -53,6 +57,7 @@ struct AppInner {
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
+    service_cache: ServiceCache,
 }
 
 /// The settings key of the token signing secret.
@@ -77,6 +82,7 @@ impl App {
                 signer: TokenSigner::new(&secret),
                 config,
                 login_cache,
+                service_cache: ServiceCache::default(),
             }),
         })
     }
@@ -87,6 +93,10 @@ impl App {
 
     fn compute(&self) -> &ComputeNode {
         &self.inner.compute
+    }
+
+    fn service_cache(&self) -> &ServiceCache {
+        &self.inner.service_cache
     }
 }
 

@@ -39,6 +39,9 @@ pub enum RuntimeError {
     /// The request is not acceptable (bad bytes, bad names, wrong runtime).
     #[error("{0}")]
     InvalidInput(String),
+    /// A service could not be loaded into a worker: its workspace or its initCode failed.
+    #[error("{0}")]
+    ServiceLoad(String),
     /// The worker broke the protocol; a bug on one side or the other.
     #[error("worker protocol error: {0}")]
     Protocol(String),
@@ -58,6 +61,8 @@ impl ErrorCode for RuntimeError {
             }
             RuntimeError::SessionNotFound(_) | RuntimeError::NotFound(_) => Code::NotFound,
             RuntimeError::SessionGone { .. } | RuntimeError::WorkerDied(_) => Code::Gone,
+            // Consumption turns this into an unsuccessful result; elsewhere it is bad input.
+            RuntimeError::ServiceLoad(_) => Code::BadRequest,
             RuntimeError::Protocol(_) | RuntimeError::Io(_) => Code::Internal,
         }
     }

@@ -15,6 +15,7 @@ mod error;
 mod pool;
 pub mod protocol;
 pub mod python_env;
+mod services;
 mod session;
 mod snapshot;
 mod workdir;
@@ -30,10 +31,13 @@ use tokio::sync::watch;
 
 pub use error::RuntimeError;
 pub use pool::{PoolConfig, PoolHealth, PoolStatus};
+pub use protocol::TypedValue;
 pub use python_env::PythonConfig;
+pub use services::{ConsumeOutcome, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
 pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
 
 use pool::{Launch, Pool};
+use services::ServiceWorkers;
 use session::Sessions;
 
 /// Settings of a compute node.
@@ -45,6 +49,8 @@ pub struct ComputeConfig {
     pub python: PythonConfig,
     /// The Python pool.
     pub python_pool: PoolConfig,
+    /// The Python workers that run services.
+    pub python_services: ServiceWorkersConfig,
     /// The longest an execution may run before it is interrupted.
     pub execution_timeout: Duration,
     /// Sessions unused for this long are closed.
@@ -60,6 +66,7 @@ pub struct ComputeNode {
 
 struct ComputeInner {
     pools: HashMap<RuntimeType, Pool>,
+    services: HashMap<RuntimeType, ServiceWorkers>,
     sessions: Sessions,
 }
 
@@ -76,20 +83,26 @@ impl ComputeNode {
             "the Python environment is being checked".to_owned(),
         ));
         prepare_python(config.python.clone(), python_launch);
-        let mut pools = HashMap::new();
-        pools.insert(
+        let python_pool = Pool::start(
             RuntimeType::Python,
-            Pool::start(
-                RuntimeType::Python,
-                config.python_pool.clone(),
-                config.work_root.clone(),
-                launch_receiver,
-            ),
+            config.python_pool.clone(),
+            config.work_root.clone(),
+            launch_receiver,
+        );
+        let python_services = ServiceWorkers::new(
+            RuntimeType::Python,
+            python_pool.clone(),
+            config.python_services.clone(),
+            config.execution_timeout,
         );
         let sessions = Sessions::new(config.execution_timeout);
         sessions.start_idle_reaper(config.session_idle_timeout);
         Ok(ComputeNode {
-            inner: Arc::new(ComputeInner { pools, sessions }),
+            inner: Arc::new(ComputeInner {
+                pools: HashMap::from([(RuntimeType::Python, python_pool)]),
+                services: HashMap::from([(RuntimeType::Python, python_services)]),
+                sessions,
+            }),
         })
     }
 
@@ -99,6 +112,7 @@ impl ComputeNode {
         ComputeNode {
             inner: Arc::new(ComputeInner {
                 pools: HashMap::new(),
+                services: HashMap::new(),
                 sessions: Sessions::new(Duration::ZERO),
             }),
         }
@@ -143,6 +157,20 @@ impl ComputeNode {
         Ok(self.inner.sessions.open(owner, name, runtime, lease))
     }
 
+    /// Runs one request of a web service on a worker that has it loaded, loading it (with the
+    /// snapshot `fetch_snapshot` provides) where needed.
+    pub async fn consume(
+        &self,
+        spec: &ServiceSpec,
+        inputs: Vec<TypedValue>,
+        fetch_snapshot: impl FnOnce() -> SnapshotFetch,
+    ) -> Result<ConsumeOutcome, RuntimeError> {
+        let workers = self.inner.services.get(&spec.runtime).ok_or_else(|| {
+            RuntimeError::RuntimeNotSupported(missing_runtime_message(spec.runtime))
+        })?;
+        workers.consume(spec, inputs, fetch_snapshot).await
+    }
+
     /// The sessions of `owner` that are alive.
     pub fn list_sessions(&self, owner: &str) -> Vec<SessionInfo> {
         self.inner.sessions.list(owner)
@@ -156,6 +184,9 @@ impl ComputeNode {
     /// Stops every session and worker, waiting briefly for the processes to exit.
     pub async fn shutdown(&self) {
         let mut workers = self.inner.sessions.close_all();
+        for service_workers in self.inner.services.values() {
+            workers.extend(service_workers.drain());
+        }
         for pool in self.inner.pools.values() {
             workers.extend(pool.drain());
         }

@@ -60,8 +60,58 @@ pub enum Request {
     SaveWorkspace,
     /// Merge a serialized workspace (the request's blob) into the workspace.
     LoadWorkspace,
+    /// Load a service: unpack nothing (the host wrote its files into `directory`), merge the
+    /// serialized workspace in the request's blob into a fresh namespace, run `init_code`.
+    LoadService {
+        /// The service revision's key.
+        key: String,
+        /// Runs once, after the workspace is loaded.
+        init_code: Option<String>,
+        /// The service's working directory.
+        directory: String,
+    },
+    /// Forget a loaded service.
+    UnloadService {
+        /// The service revision's key.
+        key: String,
+    },
+    /// Run a loaded service's code for one request.
+    Consume {
+        /// The service revision's key.
+        key: String,
+        /// The code.
+        code: String,
+        /// Typed inputs, bound as globals.
+        inputs: Vec<TypedValue>,
+        /// Typed outputs, read back.
+        outputs: Vec<TypedName>,
+        /// Files returned base64-encoded.
+        output_files: Vec<String>,
+    },
     /// Exit cleanly.
     Shutdown,
+}
+
+/// A value with its declared service parameter type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypedValue {
+    /// The variable name.
+    pub name: String,
+    /// The reference type name (`numeric`, `data.frame`, ...).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The value as JSON.
+    pub value: Value,
+}
+
+/// A declared output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TypedName {
+    /// The variable name.
+    pub name: String,
+    /// The reference type name.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
 }
 
 /// Why a request failed at the protocol level (as opposed to user code failing).
@@ -72,6 +122,10 @@ pub enum FailureKind {
     BadRequest,
     /// The named object does not exist.
     NotFound,
+    /// `consume` named a service this worker has not loaded.
+    NotLoaded,
+    /// `load_service` failed (its workspace or initCode).
+    LoadFailed,
 }
 
 /// What a worker sends.
@@ -117,6 +171,15 @@ pub struct ResultMessage {
     /// For `list_objects` and `load_workspace`: object names.
     #[serde(default)]
     pub names: Vec<String>,
+    /// For `consume`: output values by name.
+    #[serde(default)]
+    pub named_outputs: serde_json::Map<String, Value>,
+    /// For `consume`: declared output files, base64 or null.
+    #[serde(default)]
+    pub output_files: serde_json::Map<String, Value>,
+    /// For `consume`: files the request created or modified.
+    #[serde(default)]
+    pub changed_files: Vec<String>,
 }
 
 /// Framing errors.

@@ -100,6 +100,10 @@ pub struct PythonRuntimeConfig {
     pub max_size: usize,
     /// How long a request waits for a worker when all are busy.
     pub acquire_timeout_seconds: u64,
+    /// Most workers running web services at once (taken from the pool).
+    pub max_service_workers: usize,
+    /// Most services one worker keeps loaded.
+    pub max_services_per_worker: usize,
     /// Address-space limit per worker in MiB; 0 for none.
     pub memory_limit_mb: u64,
 }
@@ -175,6 +179,8 @@ impl Default for PythonRuntimeConfig {
             initial_size: 2,
             max_size: 8,
             acquire_timeout_seconds: 30,
+            max_service_workers: 2,
+            max_services_per_worker: 16,
             memory_limit_mb: 2048,
         }
     }
@@ -303,6 +309,10 @@ impl Config {
                 initial_size: python.initial_size,
                 max_size: python.max_size.max(1),
                 acquire_timeout: Duration::from_secs(python.acquire_timeout_seconds),
+            },
+            python_services: o16n_runtime::ServiceWorkersConfig {
+                max_workers: python.max_service_workers.max(1),
+                max_loaded_per_worker: python.max_services_per_worker.max(1),
             },
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
             session_idle_timeout: Duration::from_secs(self.runtime.session_idle_timeout_seconds),

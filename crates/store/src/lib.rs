@@ -12,6 +12,7 @@
 
 mod error;
 mod login_sessions;
+mod services;
 mod settings;
 mod snapshots;
 mod users;
@@ -25,6 +26,7 @@ use sqlx::migrate::Migrator;
 
 pub use error::StoreError;
 pub use login_sessions::LoginSessionRecord;
+pub use services::ServiceRecord;
 pub use snapshots::SnapshotRecord;
 pub use users::UserRecord;
 

@@ -9,9 +9,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use o16n_store::{
-    Backend, LoginSessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
+    Backend, LoginSessionRecord, ServiceRecord, SnapshotRecord, Store, StoreConfig, StoreError,
+    UserRecord,
 };
-use o16n_types::{Role, RuntimeType, Username};
+use o16n_types::{
+    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceVersion, Username,
+};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 fn config(url: String) -> StoreConfig {
@@ -95,6 +98,7 @@ conformance!(
     a_setting_keeps_its_first_value,
     the_schema_survives_reopening,
     snapshots_are_stored_listed_per_owner_and_deleted,
+    services_are_published_listed_in_order_updated_and_deleted,
 );
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -376,4 +380,89 @@ async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: Stor
     assert!(store.delete_snapshot("s1").await.unwrap());
     assert!(!store.delete_snapshot("s1").await.unwrap());
     assert_eq!(store.find_snapshot("s1").await.unwrap(), None);
+}
+
+fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
+    ServiceRecord {
+        name: ServiceName::parse(name).unwrap(),
+        version: ServiceVersion::parse(version).unwrap(),
+        owner: "jane".to_owned(),
+        runtime: RuntimeType::Python,
+        created_at_micros,
+        revision: format!("rev-{version}"),
+        description: Some("adds".to_owned()),
+        operation_id: None,
+        code: "answer = x + 1".to_owned(),
+        init_code: None,
+        inputs: vec![ParameterDefinition {
+            name: "x".to_owned(),
+            kind: ParameterType::DataFrame,
+        }],
+        outputs: vec![ParameterDefinition {
+            name: "answer".to_owned(),
+            kind: ParameterType::Numeric,
+        }],
+        output_file_names: vec!["plot.png".to_owned()],
+        snapshot_id: Some("snap".to_owned()),
+    }
+}
+
+async fn services_are_published_listed_in_order_updated_and_deleted(store: Store, _: StoreConfig) {
+    let archive: Vec<u8> = vec![0x50, 0x4b, 0, 255];
+    store
+        .insert_service(&service("add", "v2", 20), Some(&archive))
+        .await
+        .unwrap();
+    store
+        .insert_service(&service("add", "v1", 10), None)
+        .await
+        .unwrap();
+    store
+        .insert_service(&service("other", "1.0", 5), None)
+        .await
+        .unwrap();
+    let duplicate = store.insert_service(&service("add", "v1", 30), None).await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+
+    let name = ServiceName::parse("add").unwrap();
+    let versions: Vec<String> = store
+        .list_service_versions(&name)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.version.to_string())
+        .collect();
+    assert_eq!(versions, ["v1", "v2"]);
+    let all: Vec<String> = store
+        .list_services()
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| format!("{}/{}", s.name, s.version))
+        .collect();
+    assert_eq!(all, ["add/v1", "add/v2", "other/1.0"]);
+    let v2 = ServiceVersion::parse("v2").unwrap();
+    assert_eq!(
+        store.find_service(&name, &v2).await.unwrap(),
+        Some(service("add", "v2", 20))
+    );
+    assert_eq!(
+        store.service_snapshot(&name, &v2).await.unwrap(),
+        Some(Some(archive))
+    );
+
+    let mut updated = service("add", "v2", 20);
+    updated.code = "answer = x + 2".to_owned();
+    updated.revision = "rev-new".to_owned();
+    assert!(store.update_service(&updated, Some(None)).await.unwrap());
+    assert_eq!(store.find_service(&name, &v2).await.unwrap(), Some(updated));
+    assert_eq!(
+        store.service_snapshot(&name, &v2).await.unwrap(),
+        Some(None)
+    );
+
+    assert!(store.delete_service(&name, &v2).await.unwrap());
+    assert!(!store.delete_service(&name, &v2).await.unwrap());
+    assert_eq!(store.find_service(&name, &v2).await.unwrap(), None);
+    assert_eq!(store.service_snapshot(&name, &v2).await.unwrap(), None);
 }

@@ -9,10 +9,15 @@ mod code;
 mod names;
 mod role;
 mod runtime_type;
+mod service;
 mod username;
 
 pub use code::{Code, ErrorCode};
 pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
 pub use runtime_type::{ParseRuntimeTypeError, RuntimeType};
+pub use service::{
+    InvalidServiceIdentifier, ParameterDefinition, ParameterType, ParseParameterTypeError,
+    ServiceName, ServiceVersion,
+};
 pub use username::{InvalidUsername, Username};

@@ -4,6 +4,7 @@
 mod authentication;
 mod errors;
 mod helpers;
+mod services;
 mod sessions;
 mod snapshots;
 mod status;

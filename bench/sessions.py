@@ -1,0 +1,109 @@
+"""Benchmark of issue 3: session creation from a warm pool, a trivial execute over HTTP, and
+the memory of an idle pooled Python worker.
+
+Run with `bash bench/run.sh sessions`. Targets: create p50 <= 5 ms and p99 <= 20 ms; execute
+p50 <= 1 ms; memory is reported (RSS and PSS).
+"""
+
+import os
+import sys
+import tempfile
+import time
+
+from common import Server, call, login, report, summary_ms
+
+CREATES = int(os.environ.get("BENCH_CREATES", "200"))
+EXECUTES = int(os.environ.get("BENCH_EXECUTES", "2000"))
+
+
+def pool_details(connection, token):
+    _, status = call(connection, "GET", "/status", token)
+    return status["components"]["runtimes"]["components"]["python"]["details"]
+
+
+def wait_for_idle(connection, token, wanted):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if pool_details(connection, token)["idle"] >= wanted:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the pool did not warm up")
+
+
+def worker_memory(server_pid):
+    """RSS and PSS (kB) of the server's idle Python workers, from /proc."""
+    figures = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % pid, "rb") as cmdline:
+                is_worker = b"o16n_worker.py" in cmdline.read()
+        except OSError:
+            continue
+        if parent == server_pid and is_worker:
+            values = {}
+            with open("/proc/%s/smaps_rollup" % pid) as rollup:
+                for line in rollup:
+                    key, _, rest = line.partition(":")
+                    if key in ("Rss", "Pss"):
+                        values[key] = int(rest.split()[0])
+            figures.append(values)
+    return figures
+
+
+def main():
+    python = os.environ["O16N_BENCH_PYTHON"]
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = Server(data_dir, {
+            "O16N_RUNTIME__PYTHON__EXECUTABLE": python,
+            "O16N_RUNTIME__PYTHON__INITIAL_SIZE": "2",
+        })
+        try:
+            token = login(server)
+            connection = server.connection()
+            wait_for_idle(connection, token, 2)
+
+            memory = worker_memory(server.process.pid)
+
+            # Session creation from a warm pool: each create finds a warm worker waiting (the
+            # pool is given time to replace the one taken), as in steady use.
+            creates = []
+            for _ in range(CREATES):
+                wait_for_idle(connection, token, 2)
+                started = time.perf_counter()
+                status, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
+                creates.append(time.perf_counter() - started)
+                assert status == 201, body
+                call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
+
+            wait_for_idle(connection, token, 2)
+            _, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
+            session = body["sessionId"]
+            executes = []
+            for index in range(EXECUTES + 100):
+                started = time.perf_counter()
+                status, result = call(connection, "POST", "/sessions/%s/execute" % session, token, {"code": "x = 1"})
+                elapsed = time.perf_counter() - started
+                assert status == 200 and result["success"], result
+                if index >= 100:  # warm-up
+                    executes.append(elapsed)
+        finally:
+            server.stop()
+
+    create, execute = summary_ms(creates), summary_ms(executes)
+    report("Sessions (o16n release build, 2 cores, client on the same machine)", [
+        ("session create from a warm pool, p50 / p99 (target 5 / 20 ms)", "%.2f / %.2f ms (n=%d)" % (create["p50_ms"], create["p99_ms"], create["n"])),
+        ("execute `x = 1` over HTTP, p50 / p99 (target p50 1 ms)", "%.3f / %.3f ms (n=%d)" % (execute["p50_ms"], execute["p99_ms"], execute["n"])),
+    ] + [
+        ("idle pooled Python worker %d (numpy, pandas, sklearn, dill)" % (index + 1), "RSS %.1f MB, PSS %.1f MB" % (m["Rss"] / 1024, m["Pss"] / 1024))
+        for index, m in enumerate(memory)
+    ])
+    failed = create["p50_ms"] > 5 or create["p99_ms"] > 20 or execute["p50_ms"] > 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+//! Published web services. Definitions are read on every consumption (through the app's
+//! cache); the snapshot copy is read only when a worker loads the service.
+
+use o16n_types::{ParameterDefinition, RuntimeType, ServiceName, ServiceVersion};
+use serde_json::{Value, json};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::on_unique_violation;
+use crate::{Store, StoreError};
+
+/// A service definition as stored (without its snapshot copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRecord {
+    /// The service's name.
+    pub name: ServiceName,
+    /// Its version.
+    pub version: ServiceVersion,
+    /// The user who published this version.
+    pub owner: String,
+    /// The runtime that runs it.
+    pub runtime: RuntimeType,
+    /// Publication time, Unix microseconds; orders the versions of a name.
+    pub created_at_micros: i64,
+    /// Changes on every update.
+    pub revision: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// The swagger operationId of the consume operation.
+    pub operation_id: Option<String>,
+    /// The code run on every request.
+    pub code: String,
+    /// The code run once when a worker loads the service.
+    pub init_code: Option<String>,
+    /// Declared inputs, in order.
+    pub inputs: Vec<ParameterDefinition>,
+    /// Declared outputs, in order.
+    pub outputs: Vec<ParameterDefinition>,
+    /// Files returned base64-encoded with every response.
+    pub output_file_names: Vec<String>,
+    /// The snapshot the publisher named (its content is copied into the service).
+    pub snapshot_id: Option<String>,
+}
+
+const COLUMNS: &str = "name, version, owner, runtime, created_at_micros, revision, description, operation_id, \
+                       code, init_code, inputs, outputs, output_file_names, snapshot_id";
+
+fn encode_parameters(parameters: &[ParameterDefinition]) -> String {
+    Value::Array(
+        parameters
+            .iter()
+            .map(|parameter| json!({"name": parameter.name, "type": parameter.kind.as_str()}))
+            .collect(),
+    )
+    .to_string()
+}
+
+fn decode_parameters(text: &str) -> Result<Vec<ParameterDefinition>, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("service parameters: {what}"));
+    let values: Vec<Value> = serde_json::from_str(text).map_err(|err| corrupt(err.to_string()))?;
+    values
+        .into_iter()
+        .map(|value| {
+            let name = value["name"]
+                .as_str()
+                .ok_or_else(|| corrupt("no name".to_owned()))?;
+            let kind = value["type"]
+                .as_str()
+                .ok_or_else(|| corrupt("no type".to_owned()))?;
+            Ok(ParameterDefinition {
+                name: name.to_owned(),
+                kind: kind.parse().map_err(|err| corrupt(format!("{err}")))?,
+            })
+        })
+        .collect()
+}
+
+fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
+    let corrupt = |what: String| StoreError::Corrupt(format!("service: {what}"));
+    let name: String = row.try_get("name")?;
+    let version: String = row.try_get("version")?;
+    let runtime: String = row.try_get("runtime")?;
+    let inputs: String = row.try_get("inputs")?;
+    let outputs: String = row.try_get("outputs")?;
+    let files: String = row.try_get("output_file_names")?;
+    Ok(ServiceRecord {
+        name: ServiceName::parse(&name).map_err(|err| corrupt(err.to_string()))?,
+        version: ServiceVersion::parse(&version).map_err(|err| corrupt(err.to_string()))?,
+        owner: row.try_get("owner")?,
+        runtime: runtime.parse().map_err(|err| corrupt(format!("{err}")))?,
+        created_at_micros: row.try_get("created_at_micros")?,
+        revision: row.try_get("revision")?,
+        description: row.try_get("description")?,
+        operation_id: row.try_get("operation_id")?,
+        code: row.try_get("code")?,
+        init_code: row.try_get("init_code")?,
+        inputs: decode_parameters(&inputs)?,
+        outputs: decode_parameters(&outputs)?,
+        output_file_names: serde_json::from_str(&files).map_err(|err| corrupt(err.to_string()))?,
+        snapshot_id: row.try_get("snapshot_id")?,
+    })
+}
+
+impl Store {
+    /// Publishes a service version; [`StoreError::Conflict`] when the name and version exist.
+    pub async fn insert_service(
+        &self,
+        service: &ServiceRecord,
+        snapshot: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO services (name, version, owner, runtime, created_at_micros, revision, description, \
+             operation_id, code, init_code, inputs, outputs, output_file_names, snapshot_id, snapshot) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(service.name.as_str())
+        .bind(service.version.as_str())
+        .bind(&service.owner)
+        .bind(service.runtime.as_str())
+        .bind(service.created_at_micros)
+        .bind(&service.revision)
+        .bind(service.description.as_deref())
+        .bind(service.operation_id.as_deref())
+        .bind(&service.code)
+        .bind(service.init_code.as_deref())
+        .bind(encode_parameters(&service.inputs))
+        .bind(encode_parameters(&service.outputs))
+        .bind(Value::from(service.output_file_names.clone()).to_string())
+        .bind(service.snapshot_id.as_deref())
+        .bind(snapshot)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique_violation("service version"))?;
+        Ok(())
+    }
+
+    /// Replaces a service version's definition; with `Some(snapshot)` also its snapshot copy.
+    /// Returns whether it exists.
+    pub async fn update_service(
+        &self,
+        service: &ServiceRecord,
+        snapshot: Option<Option<&[u8]>>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE services SET revision = $1, description = $2, operation_id = $3, code = $4, init_code = $5, \
+             inputs = $6, outputs = $7, output_file_names = $8, snapshot_id = $9, runtime = $10 \
+             WHERE name = $11 AND version = $12",
+        )
+        .bind(&service.revision)
+        .bind(service.description.as_deref())
+        .bind(service.operation_id.as_deref())
+        .bind(&service.code)
+        .bind(service.init_code.as_deref())
+        .bind(encode_parameters(&service.inputs))
+        .bind(encode_parameters(&service.outputs))
+        .bind(Value::from(service.output_file_names.clone()).to_string())
+        .bind(service.snapshot_id.as_deref())
+        .bind(service.runtime.as_str())
+        .bind(service.name.as_str())
+        .bind(service.version.as_str())
+        .execute(&self.pool)
+        .await?;
+        if let Some(snapshot) = snapshot {
+            sqlx::query("UPDATE services SET snapshot = $1 WHERE name = $2 AND version = $3")
+                .bind(snapshot)
+                .bind(service.name.as_str())
+                .bind(service.version.as_str())
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// One service version.
+    pub async fn find_service(
+        &self,
+        name: &ServiceName,
+        version: &ServiceVersion,
+    ) -> Result<Option<ServiceRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM services WHERE name = $1 AND version = $2"
+        )))
+        .bind(name.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(service_from_row).transpose()
+    }
+
+    /// Every service version, by name, oldest version first.
+    pub async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM services ORDER BY name, created_at_micros, version"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from_row).collect()
+    }
+
+    /// The versions of one name, oldest first.
+    pub async fn list_service_versions(
+        &self,
+        name: &ServiceName,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM services WHERE name = $1 ORDER BY created_at_micros, version"
+        )))
+        .bind(name.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from_row).collect()
+    }
+
+    /// The snapshot copy of a service version (outer `None`: no such service).
+    pub async fn service_snapshot(
+        &self,
+        name: &ServiceName,
+        version: &ServiceVersion,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let row = sqlx::query("SELECT snapshot FROM services WHERE name = $1 AND version = $2")
+            .bind(name.as_str())
+            .bind(version.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("snapshot")).transpose()?)
+    }
+
+    /// Deletes a service version. Returns whether it existed.
+    pub async fn delete_service(
+        &self,
+        name: &ServiceName,
+        version: &ServiceVersion,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM services WHERE name = $1 AND version = $2")
+            .bind(name.as_str())
+            .bind(version.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
