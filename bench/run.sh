@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions).
+# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions or services).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
 
 name="${1:-sessions}"
 o16n_require_rust
-o16n_apt_install gcc pkg-config python3 python3-venv
+o16n_apt_install gcc pkg-config python3 python3-venv wrk
 o16n_log "building o16n (release)"
 cargo build --release --locked --bin o16n
 o16n_log "preparing the Python runtime"
@@ -15,5 +15,17 @@ export O16N_BENCH_PYTHON
 
 case "$name" in
     sessions) exec python3 bench/sessions.py ;;
-    *) echo "unknown benchmark $name (expected: sessions)" >&2; exit 2 ;;
+    services)
+        # The peer, MLflow, in a virtual environment of its own (rebuilt when its pins change).
+        mlflow_venv="$HOME/.cache/o16n/bench-mlflow"
+        if ! cmp -s bench/requirements-mlflow.txt "$mlflow_venv/o16n-requirements.txt"; then
+            o16n_log "creating the MLflow benchmark environment"
+            rm -rf "$mlflow_venv"
+            python3 -m venv "$mlflow_venv"
+            "$mlflow_venv/bin/pip" install --disable-pip-version-check -q -r bench/requirements-mlflow.txt
+            cp bench/requirements-mlflow.txt "$mlflow_venv/o16n-requirements.txt"
+        fi
+        O16N_BENCH_MLFLOW_PYTHON="$mlflow_venv/bin/python" exec python3 bench/services.py
+        ;;
+    *) echo "unknown benchmark $name (expected: sessions or services)" >&2; exit 2 ;;
 esac

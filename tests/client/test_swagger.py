@@ -37,3 +37,10 @@ def test_the_service_swagger_validates_and_a_generated_client_works(server):
     result = generated.adder.add(WebServiceParameters={"a": 1.5, "b": 2}, _request_options=bearer).response().result
     assert result["success"] is True
     assert result["outputParameters"] == {"total": 3.5, "label": "sum"}
+
+
+def test_the_core_api_description_validates(server):
+    document_url = server.url + "/swagger.json"
+    document = requests.get(document_url).json()
+    validate_spec(copy.deepcopy(document), spec_url=document_url)
+    assert document["paths"]["/login"]["post"]["operationId"] == "login"

@@ -8,6 +8,7 @@
 //! Start reading at `routes`.
 
 mod audit;
+mod core_swagger;
 mod dto;
 mod error;
 mod extract;
@@ -35,12 +36,13 @@ pub struct ApiConfig {
 /// The complete REST API.
 pub fn router(app: App, config: &ApiConfig) -> Router {
     routes::router()
+        .with_state(app)
+        .merge(core_swagger::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(audit::audit))
-        .with_state(app)
 }
 
 async fn unknown_route() -> ApiError {

@@ -1,0 +1,163 @@
+"""Benchmark of issue 4: one row per request through a scikit-learn LogisticRegression on
+iris, served by o16n and by `mlflow models serve` with the same model, side by side.
+
+Run with `bash bench/run.sh services`. Load comes from wrk on the same machine. Targets at
+16 concurrent requests: o16n at least 2x MLflow's throughput and at most a quarter of its p99;
+at 1 concurrent request p50 at most 1 ms above the model's own predict time; no latency floor
+near 40 ms at 1 to 4 concurrent requests.
+"""
+
+import http.client
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from common import Server, call, login, report
+
+DURATION = os.environ.get("BENCH_DURATION", "10s")
+CONCURRENCY = [1, 4, 16]
+FEATURES = {"sl": 5.1, "sw": 3.5, "pl": 1.4, "pw": 0.2}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wrk(url, body, headers, connections, workdir):
+    script = pathlib.Path(workdir) / "request.lua"
+    lines = ['wrk.method = "POST"', "wrk.body = %s" % json.dumps(body)]
+    lines += ['wrk.headers["%s"] = "%s"' % (name, value) for name, value in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    threads = str(min(connections, 2))
+    output = subprocess.run(
+        ["wrk", "-t", threads, "-c", str(connections), "-d", DURATION, "--latency", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    if "Non-2xx" in output:
+        raise RuntimeError("wrk saw errors:\n" + output)
+
+    def latency(label):
+        match = re.search(r"^\s+%s\s+([\d.]+)(us|ms|s)" % label, output, re.M)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50_ms": latency("50%"),
+        "p99_ms": latency("99%"),
+    }
+
+
+def publish_o16n(server, token, model_bytes):
+    connection = server.connection()
+    _, session = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
+    session = session["sessionId"]
+    connection.request("POST", "/sessions/%s/workspace/model" % session, body=model_bytes,
+                       headers={"Authorization": "Bearer " + token, "Content-Type": "application/octet-stream"})
+    assert connection.getresponse().read() is not None
+    _, snapshot = call(connection, "POST", "/sessions/%s/snapshot" % session, token, {"name": None})
+    definition = {
+        "snapshotId": snapshot["snapshotId"],
+        "runtimeType": "Python",
+        "initCode": "import numpy as np",
+        "code": "prediction = int(model.predict(np.array([[sl, sw, pl, pw]]))[0])",
+        "inputParameterDefinitions": [{"name": name, "type": "numeric"} for name in FEATURES],
+        "outputParameterDefinitions": [{"name": "prediction", "type": "integer"}],
+    }
+    status, body = call(connection, "POST", "/services/iris/v1", token, definition)
+    assert status == 201, body
+    call(connection, "DELETE", "/sessions/" + session, token)
+    for _ in range(50):
+        status, result = call(connection, "POST", "/api/iris/v1", token, FEATURES)
+        assert status == 200 and result["success"] and result["outputParameters"]["prediction"] == 0, result
+
+
+def start_mlflow(python_bin, model_dir, port):
+    bin_dir = pathlib.Path(python_bin).parent
+    # MLflow starts uvicorn by name, so its environment's bin directory must be on PATH.
+    environment = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ.get("PATH", "")))
+    process = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+    )
+    deadline = time.monotonic() + 120
+    body = json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": [list(FEATURES.values())]}})
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            if response.status == 200:
+                assert json.loads(response.read())["predictions"] == [0]
+                return process, body
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError("mlflow models serve did not start")
+
+
+def main():
+    o16n_python = os.environ["O16N_BENCH_PYTHON"]
+    mlflow_python = os.environ["O16N_BENCH_MLFLOW_PYTHON"]
+    with tempfile.TemporaryDirectory() as workdir:
+        trained = json.loads(subprocess.run([mlflow_python, str(pathlib.Path(__file__).parent / "train_iris.py"), workdir],
+                                            capture_output=True, text=True, check=True).stdout)
+        results = {"o16n": {}, "mlflow": {}}
+
+        server = Server(pathlib.Path(workdir) / "o16n-data", {
+            "O16N_RUNTIME__PYTHON__EXECUTABLE": o16n_python,
+            "O16N_RUNTIME__PYTHON__INITIAL_SIZE": "2",
+        })
+        try:
+            token = login(server)
+            publish_o16n(server, token, (pathlib.Path(workdir) / "model.dill").read_bytes())
+            url = "http://%s:%d/api/iris/v1" % (server.host, server.port)
+            headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
+            for connections in CONCURRENCY:
+                results["o16n"][connections] = wrk(url, json.dumps(FEATURES), headers, connections, workdir)
+        finally:
+            server.stop()
+
+        port = free_port()
+        mlflow, body = start_mlflow(mlflow_python, pathlib.Path(workdir) / "mlflow-model", port)
+        try:
+            url = "http://127.0.0.1:%d/invocations" % port
+            for connections in CONCURRENCY:
+                results["mlflow"][connections] = wrk(url, body, {"Content-Type": "application/json"}, connections, workdir)
+        finally:
+            mlflow.terminate()
+            mlflow.wait(timeout=30)
+
+    rows = [("model's own predict(), one row, p50", "%.3f ms" % trained["predict_p50_ms"])]
+    for connections in CONCURRENCY:
+        for name in ("o16n", "mlflow"):
+            figures = results[name][connections]
+            rows.append(("%s, %2d concurrent: req/s, p50, p99" % (name, connections),
+                         "%8.0f   %7.2f ms   %7.2f ms" % (figures["rps"], figures["p50_ms"], figures["p99_ms"])))
+    o16n16, mlflow16 = results["o16n"][16], results["mlflow"][16]
+    throughput_ratio = o16n16["rps"] / mlflow16["rps"]
+    p99_ratio = o16n16["p99_ms"] / mlflow16["p99_ms"]
+    overhead = results["o16n"][1]["p50_ms"] - trained["predict_p50_ms"]
+    floor = max(results["o16n"][c]["p50_ms"] for c in (1, 4))
+    rows += [
+        ("16 concurrent: o16n / MLflow throughput (target >= 2)", "%.2fx" % throughput_ratio),
+        ("16 concurrent: o16n / MLflow p99 (target <= 0.25)", "%.2f" % p99_ratio),
+        ("1 concurrent: o16n p50 minus predict() (target <= 1 ms)", "%.3f ms" % overhead),
+        ("1-4 concurrent: worst o16n p50 (no floor near 40 ms)", "%.2f ms" % floor),
+    ]
+    report("Services: LogisticRegression on iris, one row per request (2 cores, wrk on the same machine)", rows)
+    met = throughput_ratio >= 2 and p99_ratio <= 0.25 and overhead <= 1 and floor < 20
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
