@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv r-base-core r-cran-jsonlite
 
 # The store suite needs PostgreSQL on 127.0.0.1:5432 with trust authentication for `postgres`.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then

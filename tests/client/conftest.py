@@ -50,6 +50,7 @@ class Server:
             O16N_ADMIN_PASSWORD=ADMIN_PASSWORD,
             O16N_RUNTIME__PYTHON__EXECUTABLE=os.environ["O16N_TEST_PYTHON"],
             O16N_RUNTIME__PYTHON__INITIAL_SIZE="1",
+            O16N_RUNTIME__R__INITIAL_SIZE="0",
             RUST_LOG="warn",
         )
         self.process = subprocess.Popen(

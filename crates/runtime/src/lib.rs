@@ -15,6 +15,7 @@ mod error;
 mod pool;
 pub mod protocol;
 pub mod python_env;
+mod r_env;
 mod services;
 mod session;
 mod snapshot;
@@ -33,6 +34,7 @@ pub use error::RuntimeError;
 pub use pool::{PoolConfig, PoolHealth, PoolStatus};
 pub use protocol::TypedValue;
 pub use python_env::PythonConfig;
+pub use r_env::RConfig;
 pub use services::{ConsumeOutcome, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
 pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
 
@@ -51,6 +53,12 @@ pub struct ComputeConfig {
     pub python_pool: PoolConfig,
     /// The Python workers that run services.
     pub python_services: ServiceWorkersConfig,
+    /// The R runtime.
+    pub r: RConfig,
+    /// The R pool.
+    pub r_pool: PoolConfig,
+    /// The R workers that run services.
+    pub r_services: ServiceWorkersConfig,
     /// The longest an execution may run before it is interrupted.
     pub execution_timeout: Duration,
     /// Sessions unused for this long are closed.
@@ -95,12 +103,33 @@ impl ComputeNode {
             config.python_services.clone(),
             config.execution_timeout,
         );
+        let (r_launch, r_launch_receiver) =
+            watch::channel(Launch::Preparing("R is being checked".to_owned()));
+        prepare_r(config.r.clone(), r_launch);
+        let r_pool = Pool::start(
+            RuntimeType::R,
+            config.r_pool.clone(),
+            config.work_root.clone(),
+            r_launch_receiver,
+        );
+        let r_services = ServiceWorkers::new(
+            RuntimeType::R,
+            r_pool.clone(),
+            config.r_services.clone(),
+            config.execution_timeout,
+        );
         let sessions = Sessions::new(config.execution_timeout);
         sessions.start_idle_reaper(config.session_idle_timeout);
         Ok(ComputeNode {
             inner: Arc::new(ComputeInner {
-                pools: HashMap::from([(RuntimeType::Python, python_pool)]),
-                services: HashMap::from([(RuntimeType::Python, python_services)]),
+                pools: HashMap::from([
+                    (RuntimeType::Python, python_pool),
+                    (RuntimeType::R, r_pool),
+                ]),
+                services: HashMap::from([
+                    (RuntimeType::Python, python_services),
+                    (RuntimeType::R, r_services),
+                ]),
                 sessions,
             }),
         })
@@ -202,12 +231,20 @@ impl ComputeNode {
 }
 
 fn missing_runtime_message(runtime: RuntimeType) -> String {
-    match runtime {
-        RuntimeType::R => "the R runtime is not available on this compute node: R sessions and \
-                           services are not supported by this version of o16n yet; use runtimeType \"Python\""
-            .to_owned(),
-        RuntimeType::Python => "this process runs no Python workers".to_owned(),
-    }
+    format!("this process runs no {runtime} workers")
+}
+
+/// Makes the R launch spec ready once R and jsonlite are found.
+fn prepare_r(config: RConfig, launch: watch::Sender<Launch>) {
+    tokio::spawn(async move {
+        let _ = launch.send(match r_env::launch_spec(&config).await {
+            Ok(spec) => Launch::Ready(spec),
+            Err(err) => {
+                tracing::warn!(error = %err, "the R runtime is not available");
+                Launch::Unavailable(err.to_string())
+            }
+        });
+    });
 }
 
 /// Makes the Python launch spec ready, creating the managed environment first if needed.

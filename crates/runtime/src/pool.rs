@@ -164,24 +164,40 @@ impl Pool {
             .expect("pool lock poisoned. This is a bug.")
     }
 
-    fn launch_spec(&self) -> Result<LaunchSpec, RuntimeError> {
-        match &*self.inner.launch.borrow() {
-            Launch::Ready(spec) => Ok(spec.clone()),
-            Launch::Preparing(what) => Err(RuntimeError::RuntimeUnavailable(format!(
-                "the {} runtime is not ready yet: {what}",
-                self.inner.runtime
-            ))),
-            Launch::Unavailable(why) => Err(RuntimeError::RuntimeUnavailable(why.clone())),
+    /// The launch spec, waiting (until `deadline`) while the runtime is being prepared.
+    async fn launch_spec(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<LaunchSpec, RuntimeError> {
+        let mut launch = self.inner.launch.clone();
+        loop {
+            let preparing = match &*launch.borrow_and_update() {
+                Launch::Ready(spec) => return Ok(spec.clone()),
+                Launch::Unavailable(why) => {
+                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
+                }
+                Launch::Preparing(what) => what.clone(),
+            };
+            let not_ready = || {
+                RuntimeError::RuntimeUnavailable(format!(
+                    "the {} runtime is not ready yet: {preparing}",
+                    self.inner.runtime
+                ))
+            };
+            match tokio::time::timeout_at(deadline, launch.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => return Err(not_ready()),
+            }
         }
     }
 
     /// Leases a worker: a warm one at once when there is one, else a new one (if the pool may
     /// grow and none is starting) or the next to become ready, waiting at most the acquire
-    /// timeout. When the last attempt to start a worker failed, that failure is returned at
+    /// timeout (also while the runtime is still being prepared). When the last attempt to start a worker failed, that failure is returned at
     /// once rather than making the caller wait for a worker that may never come.
     pub(crate) async fn lease(&self) -> Result<Lease, RuntimeError> {
-        let spec = self.launch_spec()?;
         let deadline = tokio::time::Instant::now() + self.inner.config.acquire_timeout;
+        let spec = self.launch_spec(deadline).await?;
         loop {
             // Registered before the state is inspected, so that a worker becoming ready in
             // between is not missed.

@@ -140,6 +140,9 @@ pub enum WorkerMessage {
         language: String,
         /// The interpreter's version.
         runtime_version: String,
+        /// The one-time token of a worker that connects back over loopback TCP.
+        #[serde(default)]
+        token: Option<String>,
     },
     /// Output printed by the running code.
     Console {

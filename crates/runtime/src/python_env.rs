@@ -14,7 +14,7 @@ use std::time::Duration;
 use o16n_types::RuntimeType;
 
 use crate::RuntimeError;
-use crate::worker::LaunchSpec;
+use crate::worker::{ChannelKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/python/o16n_worker.py");
@@ -169,5 +169,6 @@ pub(crate) async fn launch_spec(
         args: vec![script.into_os_string()],
         env,
         startup_timeout: config.startup_timeout,
+        channel: ChannelKind::Stdio,
     })
 }

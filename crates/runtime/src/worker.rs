@@ -21,9 +21,11 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use o16n_types::RuntimeType;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin};
-use tokio::sync::{mpsc, oneshot, watch};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::process::Child;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::RuntimeError;
@@ -47,7 +49,24 @@ pub(crate) struct LaunchSpec {
     pub(crate) env: Vec<(String, String)>,
     /// How long start-up and warm-up may take.
     pub(crate) startup_timeout: Duration,
+    /// How the protocol and the console travel.
+    pub(crate) channel: ChannelKind,
 }
+
+/// How a worker talks to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChannelKind {
+    /// The protocol on the worker's stdin/stdout, which it moves to private descriptors; the
+    /// console comes as `console` frames (Python).
+    Stdio,
+    /// The protocol on a loopback TCP connection the worker opens to the host, proving itself
+    /// with a one-time token; the console is the worker's stdout and stderr, each request's
+    /// ending with an [`END_MARKER`] line on both (R, which cannot move descriptors).
+    LoopbackTcp,
+}
+
+/// What a loopback-TCP worker prints on stdout and stderr after each request.
+const END_MARKER: &str = "\u{1e}o16n-end";
 
 /// The console output of the running execution, shared with readers of
 /// `GET /sessions/{id}/console-output`.
@@ -179,17 +198,35 @@ pub(crate) async fn spawn(
 }
 
 async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorker, RuntimeError> {
+    let listener = match spec.channel {
+        ChannelKind::Stdio => None,
+        ChannelKind::LoopbackTcp => Some(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?),
+    };
+    let token = uuid::Uuid::new_v4().simple().to_string();
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .current_dir(workdir)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so that cancel and kill reach whatever user code started.
         .process_group(0)
         .kill_on_drop(true);
+    match &listener {
+        Some(listener) => {
+            command
+                .stdin(Stdio::null())
+                .env(
+                    "O16N_PROTOCOL_PORT",
+                    listener.local_addr()?.port().to_string(),
+                )
+                .env("O16N_PROTOCOL_TOKEN", &token);
+        }
+        None => {
+            command.stdin(Stdio::piped());
+        }
+    }
     let mut child = command.spawn().map_err(|err| {
         RuntimeError::RuntimeUnavailable(format!(
             "cannot start the {} interpreter {}: {err}",
@@ -199,14 +236,50 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
     })?;
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     let guard = ProcessGroupGuard(pid);
-    let stdin = child.stdin.take().expect("stdin is piped");
     let stdout = child.stdout.take().expect("stdout is piped");
     let stderr = child.stderr.take().expect("stderr is piped");
-
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
-    tokio::spawn(collect_stderr(stderr, stderr_tail.clone(), pid));
     let (frame_sender, mut frames) = mpsc::channel(64);
-    tokio::spawn(read_frames_task(stdout, frame_sender));
+
+    let (writer, pipe_console): (Box<dyn AsyncWrite + Send + Unpin>, Option<Arc<PipeConsole>>) =
+        match listener {
+            None => {
+                tokio::spawn(collect_stderr(stderr, stderr_tail.clone(), None, pid));
+                tokio::spawn(read_frames_task(stdout, frame_sender));
+                (Box::new(child.stdin.take().expect("stdin is piped")), None)
+            }
+            Some(listener) => {
+                let console = Arc::new(PipeConsole::default());
+                tokio::spawn(collect_stderr(
+                    stderr,
+                    stderr_tail.clone(),
+                    Some(console.clone()),
+                    pid,
+                ));
+                tokio::spawn(console_lines_task(stdout, console.clone(), 0));
+                let accepted = tokio::select! {
+                    accepted = tokio::time::timeout(spec.startup_timeout, listener.accept()) => accepted,
+                    _ = child.wait() => Ok(Err(std::io::Error::other("the worker exited"))),
+                };
+                match accepted {
+                    Ok(Ok((stream, _))) => {
+                        let _ = stream.set_nodelay(true);
+                        let (read_half, write_half) = stream.into_split();
+                        tokio::spawn(read_frames_task(read_half, frame_sender));
+                        (Box::new(write_half), Some(console))
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        drop(guard);
+                        let status = wait_briefly(&mut child).await;
+                        return Err(RuntimeError::RuntimeUnavailable(format!(
+                            "the {} worker did not connect back ({status}){}",
+                            spec.runtime,
+                            tail_text(&stderr_tail)
+                        )));
+                    }
+                }
+            }
+        };
 
     let handshake = tokio::time::timeout(spec.startup_timeout, frames.recv()).await;
     let failure = match handshake {
@@ -215,10 +288,18 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
                 protocol,
                 language,
                 runtime_version,
+                token: offered,
             },
             _,
         )))) => {
-            if protocol == PROTOCOL_VERSION {
+            if spec.channel == ChannelKind::LoopbackTcp
+                && offered.as_deref() != Some(token.as_str())
+            {
+                Some(format!(
+                    "the {} worker's connection did not carry its token",
+                    spec.runtime
+                ))
+            } else if protocol == PROTOCOL_VERSION {
                 tracing::debug!(pid, %language, %runtime_version, "worker is ready");
                 None
             } else {
@@ -257,12 +338,86 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
         actor: Actor {
             runtime: spec.runtime,
             child,
-            stdin,
+            writer,
             frames,
             stderr_tail,
+            pipe_console,
+            requests: 0,
             _guard: guard,
         },
     })
+}
+
+/// The console of a loopback-TCP worker: its stdout and stderr lines go to the sink of the
+/// running request; end markers are counted per stream so that a request's console is known
+/// to be complete.
+#[derive(Default)]
+struct PipeConsole {
+    current: Mutex<Option<ConsoleSink>>,
+    markers: [AtomicU64; 2],
+    marker_seen: Notify,
+}
+
+impl PipeConsole {
+    fn line(&self, stream: usize, line: &str) {
+        let (text, is_marker) = match line.strip_suffix(END_MARKER) {
+            Some(text) => (text, true),
+            None => (line, false),
+        };
+        let current = self
+            .current
+            .lock()
+            .expect("console lock poisoned. This is a bug.");
+        if let Some(sink) = current.as_ref() {
+            let mut sink = sink.lock().expect("console lock poisoned. This is a bug.");
+            sink.push_str(text);
+            if !is_marker {
+                sink.push('\n');
+            }
+        }
+        drop(current);
+        if is_marker {
+            self.markers[stream].fetch_add(1, Ordering::SeqCst);
+            self.marker_seen.notify_waiters();
+        }
+    }
+
+    /// Waits (briefly) until both streams have shown `count` end markers.
+    async fn wait_for_markers(&self, count: u64) {
+        let complete = || {
+            self.markers
+                .iter()
+                .all(|seen| seen.load(Ordering::SeqCst) >= count)
+        };
+        let waiting = async {
+            loop {
+                let seen = self.marker_seen.notified();
+                tokio::pin!(seen);
+                seen.as_mut().enable();
+                if complete() {
+                    return;
+                }
+                seen.await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(2), waiting)
+            .await
+            .is_err()
+        {
+            tracing::debug!("a worker's console end marker did not arrive in time");
+        }
+    }
+}
+
+async fn console_lines_task<R: AsyncRead + Unpin>(
+    stream: R,
+    console: Arc<PipeConsole>,
+    index: usize,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        console.line(index, &line);
+    }
 }
 
 /// A started worker whose actor is not running yet.
@@ -305,9 +460,13 @@ type Frame = Result<(WorkerMessage, Vec<u8>), FrameError>;
 struct Actor {
     runtime: RuntimeType,
     child: Child,
-    stdin: ChildStdin,
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
     frames: mpsc::Receiver<Frame>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    /// Set for loopback-TCP workers, whose console is their stdout and stderr.
+    pipe_console: Option<Arc<PipeConsole>>,
+    /// Requests answered so far (each is followed by one end marker per stream).
+    requests: u64,
     _guard: ProcessGroupGuard,
 }
 
@@ -362,7 +521,34 @@ impl Actor {
         console: Option<ConsoleSink>,
         time_limit: Option<Duration>,
     ) -> Result<Reply, RuntimeError> {
-        if protocol::write_frame(&mut self.stdin, &request, &blob)
+        if let Some(pipe_console) = &self.pipe_console {
+            *pipe_console
+                .current
+                .lock()
+                .expect("console lock poisoned. This is a bug.") = console.clone();
+        }
+        let result = self.exchange(request, blob, console, time_limit).await;
+        if let Some(pipe_console) = &self.pipe_console {
+            if result.is_ok() {
+                self.requests += 1;
+                pipe_console.wait_for_markers(self.requests).await;
+            }
+            *pipe_console
+                .current
+                .lock()
+                .expect("console lock poisoned. This is a bug.") = None;
+        }
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        request: Request,
+        blob: Vec<u8>,
+        console: Option<ConsoleSink>,
+        time_limit: Option<Duration>,
+    ) -> Result<Reply, RuntimeError> {
+        if protocol::write_frame(&mut self.writer, &request, &blob)
             .await
             .is_err()
         {
@@ -426,7 +612,7 @@ impl Actor {
     }
 
     async fn shutdown(&mut self) {
-        let asked = protocol::write_frame(&mut self.stdin, &Request::Shutdown, &[])
+        let asked = protocol::write_frame(&mut self.writer, &Request::Shutdown, &[])
             .await
             .is_ok();
         if asked {
@@ -483,11 +669,19 @@ fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
 async fn collect_stderr(
     stderr: tokio::process::ChildStderr,
     tail: Arc<Mutex<VecDeque<String>>>,
+    console: Option<Arc<PipeConsole>>,
     pid: i32,
 ) {
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        tracing::debug!(pid, "worker stderr: {line}");
+        if let Some(console) = &console {
+            console.line(1, &line);
+            if line.ends_with(END_MARKER) {
+                continue;
+            }
+        } else {
+            tracing::debug!(pid, "worker stderr: {line}");
+        }
         let mut tail = tail
             .lock()
             .expect("stderr tail lock poisoned. This is a bug.");
@@ -498,8 +692,8 @@ async fn collect_stderr(
     }
 }
 
-async fn read_frames_task(mut stdout: tokio::process::ChildStdout, frames: mpsc::Sender<Frame>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, &mut stdout);
+async fn read_frames_task<R: AsyncRead + Unpin>(channel: R, frames: mpsc::Sender<Frame>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, channel);
     loop {
         let frame = protocol::read_frame(&mut reader).await;
         let end = frame.is_err();

@@ -83,6 +83,42 @@ pub struct RuntimeConfig {
     pub worker_startup_timeout_seconds: u64,
     /// The Python runtime.
     pub python: PythonRuntimeConfig,
+    /// The R runtime.
+    pub r: RRuntimeConfig,
+}
+
+/// The R runtime and its pool.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RRuntimeConfig {
+    /// The `Rscript` to run (Debian's r-base-core, with r-cran-jsonlite).
+    pub rscript: PathBuf,
+    /// Workers kept warm.
+    pub initial_size: usize,
+    /// Most workers alive.
+    pub max_size: usize,
+    /// How long a request waits for a worker when all are busy.
+    pub acquire_timeout_seconds: u64,
+    /// Most workers running web services at once.
+    pub max_service_workers: usize,
+    /// Most services one worker keeps loaded.
+    pub max_services_per_worker: usize,
+    /// Address-space limit per worker in MiB; 0 for none.
+    pub memory_limit_mb: u64,
+}
+
+impl Default for RRuntimeConfig {
+    fn default() -> Self {
+        RRuntimeConfig {
+            rscript: PathBuf::from("Rscript"),
+            initial_size: 2,
+            max_size: 8,
+            acquire_timeout_seconds: 30,
+            max_service_workers: 2,
+            max_services_per_worker: 16,
+            memory_limit_mb: 2048,
+        }
+    }
 }
 
 /// The Python runtime and its pool.
@@ -167,6 +203,7 @@ impl Default for RuntimeConfig {
             session_idle_timeout_seconds: 3600,
             worker_startup_timeout_seconds: 60,
             python: PythonRuntimeConfig::default(),
+            r: RRuntimeConfig::default(),
         }
     }
 }
@@ -313,6 +350,21 @@ impl Config {
             python_services: o16n_runtime::ServiceWorkersConfig {
                 max_workers: python.max_service_workers.max(1),
                 max_loaded_per_worker: python.max_services_per_worker.max(1),
+            },
+            r: o16n_runtime::RConfig {
+                rscript: self.runtime.r.rscript.clone(),
+                env_dir: self.data_dir.join("runtimes").join("r"),
+                memory_limit_mb: self.runtime.r.memory_limit_mb,
+                startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
+            },
+            r_pool: o16n_runtime::PoolConfig {
+                initial_size: self.runtime.r.initial_size,
+                max_size: self.runtime.r.max_size.max(1),
+                acquire_timeout: Duration::from_secs(self.runtime.r.acquire_timeout_seconds),
+            },
+            r_services: o16n_runtime::ServiceWorkersConfig {
+                max_workers: self.runtime.r.max_service_workers.max(1),
+                max_loaded_per_worker: self.runtime.r.max_services_per_worker.max(1),
             },
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
             session_idle_timeout: Duration::from_secs(self.runtime.session_idle_timeout_seconds),

@@ -36,6 +36,7 @@ async fn serve(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         // The test runtime, and no warm workers: these tests are about the binary itself.
         .env("O16N_RUNTIME__PYTHON__EXECUTABLE", test_python())
         .env("O16N_RUNTIME__PYTHON__INITIAL_SIZE", "0")
+        .env("O16N_RUNTIME__R__INITIAL_SIZE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

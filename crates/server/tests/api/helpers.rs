@@ -33,7 +33,7 @@ pub(crate) fn test_python() -> PathBuf {
 }
 
 /// The configuration of a test server: a fresh data directory, port 0, the test Python runtime
-/// with no warm workers (tests that use sessions ask for them).
+/// and no warm workers of either runtime (tests that use sessions ask for them).
 pub(crate) fn test_config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
@@ -42,6 +42,7 @@ pub(crate) fn test_config(data_dir: &Path) -> Config {
     config.http.port = 0;
     config.runtime.python.executable = Some(test_python());
     config.runtime.python.initial_size = 0;
+    config.runtime.r.initial_size = 0;
     config
 }
 

@@ -5,6 +5,7 @@ mod authentication;
 mod docs;
 mod errors;
 mod helpers;
+mod r_runtime;
 mod services;
 mod sessions;
 mod snapshots;

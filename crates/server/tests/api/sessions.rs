@@ -776,20 +776,32 @@ async fn another_users_session_is_not_found_for_every_operation() {
 }
 
 #[tokio::test]
-async fn an_r_session_is_refused_clearly_until_r_is_supported() {
-    let app = spawn_python_app().await;
+async fn without_r_installed_r_sessions_and_status_say_so_clearly() {
+    let app =
+        spawn_app_with(|config| config.runtime.r.rscript = "/nonexistent/Rscript".into()).await;
     let token = app.admin_token().await;
 
+    // R is the default runtime, so an empty request asks for R.
     for body in [json!({"runtimeType": "R"}), json!({})] {
         let (status, response) = app
             .call(Method::POST, "/sessions", Some(&token), Some(body))
             .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(
-            assert_error_shape(&response).contains("R runtime is not available"),
+            assert_error_shape(&response).contains("R is not installed"),
             "{response}"
         );
     }
+    let (_, status) = app.call(Method::GET, "/status", Some(&token), None).await;
+    let r = &status["components"]["runtimes"]["components"]["r"];
+    assert_eq!(r["statusCode"], "fail");
+    assert!(
+        r["details"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("r-base-core"),
+        "{r}"
+    );
     let (status, _) = app
         .call(
             Method::POST,

@@ -9,7 +9,16 @@ async fn status_reports_the_database_and_authentication_components() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
 
-    let (status, body) = app.call(Method::GET, "/status", Some(&token), None).await;
+    // Right after start the runtimes are still being checked ("warn"); that takes moments.
+    let mut answer = app.call(Method::GET, "/status", Some(&token), None).await;
+    for _ in 0..100 {
+        if answer.1["statusCode"] == "pass" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        answer = app.call(Method::GET, "/status", Some(&token), None).await;
+    }
+    let (status, body) = answer;
 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["statusCode"], "pass", "{body}");
@@ -22,4 +31,10 @@ async fn status_reports_the_database_and_authentication_components() {
     assert_eq!(authentication["statusCode"], "pass");
     assert_eq!(authentication["details"]["local"], true);
     assert_eq!(authentication["details"]["ldap"], false);
+    for runtime in ["python", "r"] {
+        assert_eq!(
+            body["components"]["runtimes"]["components"][runtime]["details"]["state"], "Ready",
+            "{runtime}"
+        );
+    }
 }
