@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions or services).
+# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services or r).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
 
 name="${1:-sessions}"
 o16n_require_rust
-o16n_apt_install gcc pkg-config python3 python3-venv wrk
+o16n_apt_install gcc pkg-config python3 python3-venv wrk r-base-core r-cran-jsonlite r-cran-plumber
 o16n_log "building o16n (release)"
 cargo build --release --locked --bin o16n
 o16n_log "preparing the Python runtime"
@@ -27,5 +27,6 @@ case "$name" in
         fi
         O16N_BENCH_MLFLOW_PYTHON="$mlflow_venv/bin/python" exec python3 bench/services.py
         ;;
-    *) echo "unknown benchmark $name (expected: sessions or services)" >&2; exit 2 ;;
+    r) exec python3 bench/r_services.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services or r)" >&2; exit 2 ;;
 esac

@@ -250,7 +250,12 @@ impl Pool {
 
     /// Starts a worker for a caller who found none idle (its `starting` slot is taken).
     async fn start_for_lease(&self, spec: &LaunchSpec) -> Result<Lease, RuntimeError> {
+        let mut reservation = StartingGuard {
+            pool: self,
+            armed: true,
+        };
         let started = worker::spawn(spec, &self.inner.work_root).await;
+        reservation.armed = false;
         let mut state = self.state();
         state.starting -= 1;
         match started {
@@ -298,6 +303,22 @@ impl Pool {
             busy: state.busy,
             idle: state.idle.len(),
             starting: state.starting,
+        }
+    }
+}
+
+/// Releases a `starting` reservation if the caller that made it is abandoned mid-start (its
+/// request was dropped), so that the pool's accounting stays true.
+struct StartingGuard<'a> {
+    pool: &'a Pool,
+    armed: bool,
+}
+
+impl Drop for StartingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.pool.state().starting -= 1;
+            self.pool.inner.refill.notify_one();
         }
     }
 }

@@ -141,9 +141,16 @@ impl ServiceWorkers {
         fetch_snapshot: impl FnOnce() -> SnapshotFetch,
     ) -> Result<ConsumeOutcome, RuntimeError> {
         let taken = self.take(&spec.key).await?;
+        // The request's future may be dropped at any await (the client went away); the guard
+        // gives the worker back however this ends.
+        let mut slot = SlotGuard {
+            workers: self,
+            slot: taken.slot,
+            worker_died: false,
+        };
         let outcome = self.run(&taken, spec, inputs, fetch_snapshot).await;
-        let worker_died = matches!(outcome, Err(RuntimeError::WorkerDied(_)));
-        self.give_back(taken.slot, worker_died);
+        slot.worker_died = matches!(outcome, Err(RuntimeError::WorkerDied(_)));
+        drop(slot);
         match outcome {
             // A failing initCode is the service's own error, reported like one in its code.
             Err(RuntimeError::ServiceLoad(error_message)) => Ok(ConsumeOutcome {
@@ -205,7 +212,12 @@ impl ServiceWorkers {
 
     /// Leases one more worker from the pool for services (a growth slot is reserved).
     async fn grow(&self) -> Result<Taken, RuntimeError> {
+        let mut growth = GrowthGuard {
+            workers: self,
+            armed: true,
+        };
         let leased = self.pool.lease().await;
+        growth.armed = false;
         let mut state = self.state();
         state.growing -= 1;
         let lease = match leased {
@@ -398,6 +410,34 @@ impl ServiceWorkers {
             .iter()
             .map(|slot| slot.lease.worker().clone())
             .collect()
+    }
+}
+
+/// Gives a taken worker back when dropped.
+struct SlotGuard<'a> {
+    workers: &'a ServiceWorkers,
+    slot: u64,
+    worker_died: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.workers.give_back(self.slot, self.worker_died);
+    }
+}
+
+/// Releases a reserved growth slot if the lease that fills it is abandoned.
+struct GrowthGuard<'a> {
+    workers: &'a ServiceWorkers,
+    armed: bool,
+}
+
+impl Drop for GrowthGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.workers.state().growing -= 1;
+            self.workers.freed.notify_one();
+        }
     }
 }
 

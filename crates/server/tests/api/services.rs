@@ -282,3 +282,42 @@ async fn a_failing_init_code_is_reported_as_an_unsuccessful_result() {
         "{result}"
     );
 }
+
+#[tokio::test]
+async fn requests_abandoned_mid_run_do_not_leak_workers() {
+    let app = spawn_python_app().await;
+    let token = app.admin_token().await;
+    publish(
+        &app,
+        &token,
+        "/services/slow/v1",
+        definition("import time\ntime.sleep(0.3)\ny = x"),
+    )
+    .await;
+    consume(&app, &token, "/api/slow/v1", json!({"x": 1})).await;
+    let principal = app.app.authenticate(&token).await.unwrap();
+    let inputs = |x: f64| json!({"x": x}).as_object().unwrap().clone();
+
+    // More requests than service workers are dropped while they run, as a server drops the
+    // handler of a request whose connection went away.
+    for _ in 0..6 {
+        let abandoned = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            app.app.consume(&principal, "slow", "v1", inputs(2.0)),
+        )
+        .await;
+        assert!(
+            abandoned.is_err(),
+            "the request should still have been running"
+        );
+    }
+
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        app.app.consume(&principal, "slow", "v1", inputs(3.0)),
+    )
+    .await
+    .expect("the service answers again once the abandoned requests are done")
+    .unwrap();
+    assert_eq!(answered.outputs["y"], 3.0);
+}
