@@ -152,7 +152,15 @@ local({
       {
         expressions <- parse(text = code, keep.source = FALSE)
         for (expression in expressions) {
-          visible <- withVisible(eval(expression, envir = envir))
+          # Warnings are shown when they happen: R would defer them to the end of a top-level
+          # call, which the worker's loop never reaches.
+          visible <- withCallingHandlers(
+            withVisible(eval(expression, envir = envir)),
+            warning = function(w) {
+              message("Warning message:\n", conditionMessage(w))
+              invokeRestart("muffleWarning")
+            }
+          )
           if (visible$visible) print(visible$value)
         }
         list(success = TRUE, error = "")
