@@ -124,3 +124,33 @@ def test_the_official_client_publishes_consumes_redeploys_and_deletes(server):
     headers = {"Authorization": "Bearer " + token}
     assert requests.get(server.url + "/snapshots", headers=headers).json() == []
     assert requests.get(server.url + "/sessions", headers=headers).json() == []
+
+
+def test_the_official_client_runs_lists_reads_and_cancels_batches(server):
+    import time
+
+    client = DeployClient(server.url, use=MLServer, auth=("admin", ADMIN_PASSWORD))
+    service = client.deploy_service(
+        "batcher",
+        version="v1",
+        code_str="import time\ntime.sleep(delay)\ny = x * 2\nopen('out.txt', 'w').write(str(y))",
+        inputs={"x": float, "delay": float},
+        outputs={"y": float},
+        artifacts=["out.txt"],
+    )
+
+    batch = service.batch(pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "delay": [0.0] * 4}), parallel_count=2).start()
+    for _ in range(300):
+        results = batch.results()
+        if results.state.lower() == "complete":
+            break
+        time.sleep(0.1)
+    assert results.total_item_count == 4 and results.completed_item_count == 4
+    assert [results.execution(i).output("y") for i in range(4)] == [2.0, 4.0, 6.0, 8.0]
+    assert batch.list_artifacts(2) == ["out.txt"]
+    assert batch.artifact(2, "out.txt") == b"6.0"
+    assert batch.execution_id in service.list_batch_executions()
+
+    slow = service.batch([{"x": 1.0, "delay": 0.5}] * 20, parallel_count=1).start()
+    slow.cancel()
+    assert slow.execution_id not in service.list_batch_executions()

@@ -1,5 +1,6 @@
 //! The routes, one module per tag of the reference API.
 
+mod batch;
 mod consume;
 mod login;
 mod services;
@@ -15,6 +16,7 @@ pub(crate) fn router() -> Router<App> {
         .merge(login::router())
         .merge(services::router())
         .merge(consume::router())
+        .merge(batch::router())
         .merge(sessions::router())
         .merge(snapshots::router())
         .merge(status::router())

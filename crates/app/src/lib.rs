@@ -5,6 +5,7 @@
 //! auth primitives and knows nothing about HTTP: it takes and returns domain types and reports
 //! failures as [`AppError`], which carries its client-visible [`o16n_types::Code`].
 
+mod batches;
 mod error;
 mod login;
 mod login_cache;
@@ -21,6 +22,7 @@ use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
 use o16n_runtime::ComputeNode;
 use o16n_store::Store;
 
+pub use batches::{BatchStatus, DEFAULT_PARALLELISM};
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
 pub use o16n_runtime::ConsumeOutcome;
@@ -43,6 +45,9 @@ pub struct AppConfig {
     /// A revocation made on another web node takes effect here within this time; on this node
     /// it takes effect at once. Zero checks the database on every request.
     pub revocation_check_interval: Duration,
+    /// The most records one batch runs at once, whatever its `parallelCount` asks for (the
+    /// reference's `MaxNumberOfThreadsPerBatchExecution`).
+    pub max_batch_parallelism: i64,
 }
 
 /// The application: every use case hangs off this handle.
@@ -58,6 +63,7 @@ struct AppInner {
     config: AppConfig,
     login_cache: LoginSessionCache,
     service_cache: ServiceCache,
+    batch_cancellations: batches::Cancellations,
 }
 
 /// The settings key of the token signing secret.
@@ -83,6 +89,7 @@ impl App {
                 config,
                 login_cache,
                 service_cache: ServiceCache::default(),
+                batch_cancellations: batches::Cancellations::default(),
             }),
         })
     }

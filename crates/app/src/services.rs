@@ -328,6 +328,16 @@ impl App {
     ) -> Result<ConsumeOutcome, AppError> {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         let record = self.current_service(&name, &version).await?;
+        self.run_service(&record, inputs).await
+    }
+
+    /// Runs one request of a service definition (the single request and every batch record).
+    pub(crate) async fn run_service(
+        &self,
+        record: &ServiceRecord,
+        inputs: Map<String, Value>,
+    ) -> Result<ConsumeOutcome, AppError> {
+        let (name, version) = (record.name.clone(), record.version.clone());
         let typed_inputs = typed_inputs(&record.inputs, inputs)?;
         let spec = ServiceSpec {
             key: record.revision.clone(),
@@ -352,7 +362,7 @@ impl App {
     }
 
     /// The current definition of a service version, from this node's cache when fresh.
-    async fn current_service(
+    pub(crate) async fn current_service(
         &self,
         name: &ServiceName,
         version: &ServiceVersion,
@@ -426,11 +436,11 @@ fn view(caller: &Principal, mut record: ServiceRecord) -> ServiceView {
     }
 }
 
-fn parse_name(name: &str) -> Result<ServiceName, AppError> {
+pub(crate) fn parse_name(name: &str) -> Result<ServiceName, AppError> {
     ServiceName::parse(name).map_err(|err| AppError::InvalidInput(err.to_string()))
 }
 
-fn parse_version(version: &str) -> Result<ServiceVersion, AppError> {
+pub(crate) fn parse_version(version: &str) -> Result<ServiceVersion, AppError> {
     ServiceVersion::parse(version).map_err(|err| AppError::InvalidInput(err.to_string()))
 }
 
@@ -480,7 +490,7 @@ fn check_definition(
 
 /// Checks the request's inputs against the declared ones: every declared input must be given
 /// (null is allowed, as the reference's clients send it for None) with a value of its type.
-fn typed_inputs(
+pub(crate) fn typed_inputs(
     declared: &[ParameterDefinition],
     mut given: Map<String, Value>,
 ) -> Result<Vec<TypedValue>, AppError> {

@@ -29,6 +29,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The compute side: worker pools and sessions.
     pub runtime: RuntimeConfig,
+    /// Asynchronous batch consumption.
+    pub batch: BatchConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -69,6 +71,23 @@ pub struct AuthConfig {
     pub max_login_session_lifetime_seconds: u64,
     /// How long a node trusts its cached check that a login session was not revoked elsewhere.
     pub revocation_check_interval_seconds: u64,
+}
+
+/// Asynchronous batch consumption.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// The most records one batch runs at once, whatever it asks for (the reference's
+    /// `MaxNumberOfThreadsPerBatchExecution`).
+    pub max_parallelism: i64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_parallelism: 100,
+        }
+    }
 }
 
 /// The compute side.
@@ -160,6 +179,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
+            batch: BatchConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -321,6 +341,7 @@ impl Config {
                 max_session: Duration::from_secs(auth.max_login_session_lifetime_seconds),
             },
             revocation_check_interval: Duration::from_secs(auth.revocation_check_interval_seconds),
+            max_batch_parallelism: self.batch.max_parallelism.max(1),
         }
     }
 

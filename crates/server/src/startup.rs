@@ -65,6 +65,14 @@ impl Application {
             }
         }
 
+        let resumed = app
+            .resume_batches()
+            .await
+            .context("cannot resume unfinished batches")?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished batch executions");
+        }
+
         let address = format!("{}:{}", config.http.bind, config.http.port);
         let listener = TcpListener::bind(&address)
             .await

@@ -10,6 +10,7 @@
 //! Records returned here are domain types ([`o16n_types::Username`], [`o16n_types::Role`]);
 //! a row that no longer parses is reported as [`StoreError::Corrupt`].
 
+mod batches;
 mod error;
 mod login_sessions;
 mod services;
@@ -24,6 +25,7 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
+pub use batches::BatchRecord;
 pub use error::StoreError;
 pub use login_sessions::LoginSessionRecord;
 pub use services::ServiceRecord;

@@ -9,8 +9,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use o16n_store::{
-    Backend, LoginSessionRecord, ServiceRecord, SnapshotRecord, Store, StoreConfig, StoreError,
-    UserRecord,
+    Backend, BatchRecord, LoginSessionRecord, ServiceRecord, SnapshotRecord, Store, StoreConfig,
+    StoreError, UserRecord,
 };
 use o16n_types::{
     ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceVersion, Username,
@@ -99,6 +99,7 @@ conformance!(
     the_schema_survives_reopening,
     snapshots_are_stored_listed_per_owner_and_deleted,
     services_are_published_listed_in_order_updated_and_deleted,
+    batches_keep_their_records_and_count_each_result_once,
 );
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -465,4 +466,96 @@ async fn services_are_published_listed_in_order_updated_and_deleted(store: Store
     assert!(!store.delete_service(&name, &v2).await.unwrap());
     assert_eq!(store.find_service(&name, &v2).await.unwrap(), None);
     assert_eq!(store.service_snapshot(&name, &v2).await.unwrap(), None);
+}
+
+async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: StoreConfig) {
+    let batch = BatchRecord {
+        id: "b1".to_owned(),
+        service_name: "svc".to_owned(),
+        service_version: "v1".to_owned(),
+        owner: "jane".to_owned(),
+        parallel_count: 4,
+        state: "Pending".to_owned(),
+        total_count: 1203,
+        completed_count: 0,
+        created_at: 10,
+    };
+    let inputs: Vec<String> = (0..1203).map(|i| format!("{{\"x\": {i}}}")).collect();
+    store.insert_batch(&batch, &inputs).await.unwrap();
+    assert_eq!(store.find_batch("b1").await.unwrap(), Some(batch.clone()));
+    assert_eq!(store.unfinished_batches().await.unwrap().len(), 1);
+
+    let first = store.pending_batch_records("b1", -1, 3).await.unwrap();
+    assert_eq!(
+        first,
+        vec![
+            (0, inputs[0].clone()),
+            (1, inputs[1].clone()),
+            (2, inputs[2].clone())
+        ]
+    );
+    assert!(
+        store
+            .complete_batch_record("b1", 1, "{\"success\":true}")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .complete_batch_record("b1", 1, "{\"success\":false}")
+            .await
+            .unwrap(),
+        "a result is written once"
+    );
+    let pending: Vec<i64> = store
+        .pending_batch_records("b1", -1, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pending, [0, 2, 3]);
+    assert_eq!(
+        store
+            .pending_batch_records("b1", 1200, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .find_batch("b1")
+            .await
+            .unwrap()
+            .unwrap()
+            .completed_count,
+        1
+    );
+    assert_eq!(
+        store.batch_results("b1", 3).await.unwrap(),
+        vec![
+            (0, None),
+            (1, Some("{\"success\":true}".to_owned())),
+            (2, None)
+        ]
+    );
+    assert_eq!(
+        store.batch_record_result("b1", 1).await.unwrap(),
+        Some(Some("{\"success\":true}".to_owned()))
+    );
+    assert_eq!(store.batch_record_result("b1", 5000).await.unwrap(), None);
+
+    store.set_batch_state("b1", "Complete").await.unwrap();
+    assert!(store.unfinished_batches().await.unwrap().is_empty());
+    assert_eq!(store.list_batches("svc", "v1").await.unwrap().len(), 1);
+    assert!(store.delete_batch("b1").await.unwrap());
+    assert_eq!(store.find_batch("b1").await.unwrap(), None);
+    assert!(
+        store
+            .pending_batch_records("b1", -1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -2,6 +2,7 @@
 //! a fresh data directory and talks to it over HTTP.
 
 mod authentication;
+mod batch;
 mod docs;
 mod errors;
 mod helpers;
