@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services or r).
+# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r or batch).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -28,5 +28,6 @@ case "$name" in
         O16N_BENCH_MLFLOW_PYTHON="$mlflow_venv/bin/python" exec python3 bench/services.py
         ;;
     r) exec python3 bench/r_services.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services or r)" >&2; exit 2 ;;
+    batch) exec python3 bench/batch.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r or batch)" >&2; exit 2 ;;
 esac

@@ -1,11 +1,12 @@
 //! Asynchronous batch consumption: many records through one service in the background.
 //!
 //! Starting a batch validates every record against the service's declared inputs, stores the
-//! execution and its records, and starts a runner task. The runner takes pending records from
-//! the store in chunks, runs at most the batch's parallelism at once through the same path as a
-//! single request, and writes each record's result as soon as it is done, so that a batch of
-//! any size is never in memory and a restart loses nothing: at start-up, runners resume every
-//! unfinished batch, and a record's result is written only once.
+//! execution with its inputs (one insert, whatever the size) and starts a runner task. The
+//! runner runs the records that have no result yet, at most the batch's parallelism at once,
+//! through the same path as a single request; a writer task stores their results in groups as
+//! they finish, so results are never held in memory. A restart loses nothing: at start-up,
+//! runners resume every unfinished batch; a result that was not written yet is a record that
+//! runs again, and a record's result is written only once.
 //!
 //! States: `Pending` (stored, not started), `InProgress`, `Complete` (every record has a
 //! result; records whose code failed are results with `success: false`), `Failed` (the batch
@@ -20,11 +21,13 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::services::{parse_name, parse_version, typed_inputs};
+use crate::services::{check_inputs, parse_name, parse_version};
 use crate::{App, AppError, ConsumeOutcome, Principal, now_unix};
 
-/// Records fetched from the store at a time by a runner.
-const CHUNK: i64 = 256;
+/// The most results the writer stores in one transaction.
+const WRITE_GROUP: usize = 256;
+/// The longest a finished result waits to be written.
+const WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
 /// The parallelism of a batch when the request names none (the reference's default).
 pub const DEFAULT_PARALLELISM: i64 = 10;
 
@@ -110,16 +113,14 @@ impl App {
             ));
         }
         let parallel_count = parallel_count.min(self.inner.config.max_batch_parallelism);
-        let mut inputs = Vec::with_capacity(records.len());
-        for (index, record) in records.into_iter().enumerate() {
+        for (index, record) in records.iter().enumerate() {
             let Value::Object(fields) = record else {
                 return Err(AppError::InvalidInput(format!(
                     "record {index} is not an object of inputs"
                 )));
             };
-            typed_inputs(&service.inputs, fields.clone())
+            check_inputs(&service.inputs, fields)
                 .map_err(|err| AppError::InvalidInput(format!("record {index}: {err}")))?;
-            inputs.push(Value::Object(fields).to_string());
         }
         let batch = BatchRecord {
             id: uuid::Uuid::new_v4().to_string(),
@@ -128,11 +129,13 @@ impl App {
             owner: caller.username.to_string(),
             parallel_count,
             state: "Pending".to_owned(),
-            total_count: inputs.len() as i64,
+            total_count: records.len() as i64,
             completed_count: 0,
             created_at: now_unix(),
         };
-        self.store().insert_batch(&batch, &inputs).await?;
+        self.store()
+            .insert_batch(&batch, &Value::Array(records).to_string())
+            .await?;
         tracing::info!(batch = %batch.id, parallel_count, "batch started");
         self.spawn_batch_runner(batch.id.clone(), parallel_count);
         Ok(batch.id)
@@ -180,9 +183,8 @@ impl App {
         let batch = self.own_batch(caller, name, version, id).await?;
         let mut results = Vec::new();
         if with_results || batch.state == "Complete" {
-            for (_, result) in self.store().batch_results(id, batch.total_count).await? {
-                // Element i must be record i's result, so only the finished run from 0 is shown.
-                let Some(result) = result else { break };
+            // Element i must be record i's result, so only the finished run from 0 is shown.
+            for result in self.store().batch_results_prefix(id).await? {
                 results.push(serde_json::from_str(&result).unwrap_or(Value::Null));
             }
         }
@@ -218,12 +220,16 @@ impl App {
         id: &str,
         index: i64,
     ) -> Result<Map<String, Value>, AppError> {
-        self.own_batch(caller, name, version, id).await?;
+        let batch = self.own_batch(caller, name, version, id).await?;
+        if !(0..batch.total_count).contains(&index) {
+            return Err(AppError::NotFound(format!(
+                "batch `{id}` has no record {index} (records are numbered from 0)"
+            )));
+        }
         let result = self
             .store()
             .batch_record_result(id, index)
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("batch `{id}` has no record {index}")))?
             .ok_or_else(|| {
                 AppError::NotFound(format!("record {index} of batch `{id}` is not done yet"))
             })?;
@@ -271,7 +277,10 @@ impl App {
     }
 
     async fn run_batch(&self, id: &str, parallel_count: i64) -> Result<(), AppError> {
-        let Some(batch) = self.store().find_batch(id).await? else {
+        let (Some(batch), Some(inputs)) = (
+            self.store().find_batch(id).await?,
+            self.store().batch_inputs(id).await?,
+        ) else {
             return Ok(());
         };
         self.store().set_batch_state(id, "InProgress").await?;
@@ -279,65 +288,92 @@ impl App {
             parse_name(&batch.service_name)?,
             parse_version(&batch.service_version)?,
         );
+        let inputs: Vec<Map<String, Value>> = serde_json::from_str(&inputs).map_err(|err| {
+            AppError::Internal(format!("stored batch inputs do not parse: {err}"))
+        })?;
+        let done: HashSet<i64> = self
+            .store()
+            .done_batch_records(id)
+            .await?
+            .into_iter()
+            .collect();
+        let (results, finished) = tokio::sync::mpsc::channel(WRITE_GROUP * 4);
+        let writer = tokio::spawn(write_results(self.clone(), id.to_owned(), finished));
         let permits = Arc::new(Semaphore::new(parallel_count as usize));
-        let mut after_index = -1;
-        loop {
-            let chunk = self
-                .store()
-                .pending_batch_records(id, after_index, CHUNK)
-                .await?;
-            let Some(&(last_index, _)) = chunk.last() else {
+        let mut running = JoinSet::new();
+        let mut failed = false;
+        for (index, input) in inputs.into_iter().enumerate() {
+            let index = index as i64;
+            if done.contains(&index) {
+                continue;
+            }
+            if self.inner.batch_cancellations.is_cancelled(id) {
                 break;
-            };
-            after_index = last_index;
-            let mut running = JoinSet::new();
-            for (index, input) in chunk {
-                if self.inner.batch_cancellations.is_cancelled(id) {
-                    return Ok(());
+            }
+            let permit = permits
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            while running.try_join_next().is_some() {}
+            // The definition is read per record (from the cache), so that an update applies to
+            // the records that run after it and a deleted service fails the batch.
+            let service = match self.current_service(&name, &version).await {
+                Ok(service) => service,
+                Err(AppError::NotFound(message)) => {
+                    tracing::warn!(batch = id, %message, "the batch's service is gone");
+                    failed = true;
+                    break;
                 }
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                // The definition is read per record (from the cache), so that an update applies
-                // to the records that run after it and a deleted service fails the batch.
-                let service = match self.current_service(&name, &version).await {
-                    Ok(service) => service,
-                    Err(AppError::NotFound(message)) => {
-                        self.store().set_batch_state(id, "Failed").await?;
-                        tracing::warn!(batch = id, %message, "the batch's service is gone");
-                        return Ok(());
-                    }
-                    Err(err) => return Err(err),
+                Err(err) => return Err(err),
+            };
+            let (app, results) = (self.clone(), results.clone());
+            running.spawn(async move {
+                let result = match app.run_service(&service, input).await {
+                    Ok(outcome) => result_json(outcome),
+                    Err(err) => failed_result(err.to_string()),
                 };
-                let (app, id) = (self.clone(), id.to_owned());
-                running.spawn(async move {
-                    let inputs: Map<String, Value> =
-                        serde_json::from_str(&input).unwrap_or_default();
-                    let result = match app.run_service(&service, inputs).await {
-                        Ok(outcome) => result_json(outcome),
-                        Err(err) => failed_result(err.to_string()),
-                    };
-                    let written = app
-                        .store()
-                        .complete_batch_record(&id, index, &result.to_string())
-                        .await;
-                    drop(permit);
-                    written
-                });
-            }
-            while let Some(joined) = running.join_next().await {
-                joined.map_err(|err| {
-                    AppError::Internal(format!("a batch record task failed: {err}"))
-                })??;
-            }
+                let _ = results.send((index, result.to_string())).await;
+                drop(permit);
+            });
         }
-        if !self.inner.batch_cancellations.is_cancelled(id) {
+        while running.join_next().await.is_some() {}
+        drop(results);
+        writer
+            .await
+            .map_err(|err| AppError::Internal(format!("the batch writer failed: {err}")))??;
+        if failed {
+            self.store().set_batch_state(id, "Failed").await?;
+        } else if !self.inner.batch_cancellations.is_cancelled(id) {
             self.store().set_batch_state(id, "Complete").await?;
             tracing::info!(batch = id, "batch complete");
         }
         Ok(())
+    }
+}
+
+/// Stores finished results in groups: up to [`WRITE_GROUP`] at once, none waiting longer than
+/// [`WRITE_DELAY`].
+async fn write_results(
+    app: App,
+    id: String,
+    mut finished: tokio::sync::mpsc::Receiver<(i64, String)>,
+) -> Result<(), AppError> {
+    let mut group = Vec::with_capacity(WRITE_GROUP);
+    loop {
+        let Some(first) = finished.recv().await else {
+            return Ok(());
+        };
+        group.push(first);
+        let deadline = tokio::time::Instant::now() + WRITE_DELAY;
+        while group.len() < WRITE_GROUP {
+            match tokio::time::timeout_at(deadline, finished.recv()).await {
+                Ok(Some(result)) => group.push(result),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        app.store().complete_batch_records(&id, &group).await?;
+        group.clear();
     }
 }
 

@@ -488,6 +488,28 @@ fn check_definition(
     Ok(())
 }
 
+/// Checks inputs against the declared ones without taking them (for batches, whose records are
+/// stored as given).
+pub(crate) fn check_inputs(
+    declared: &[ParameterDefinition],
+    given: &Map<String, Value>,
+) -> Result<(), AppError> {
+    for parameter in declared {
+        let value = given.get(&parameter.name).ok_or_else(|| {
+            AppError::InvalidInput(format!("input `{}` is missing", parameter.name))
+        })?;
+        check_type(parameter.kind, value).map_err(|expected| {
+            AppError::InvalidInput(format!(
+                "input `{}` is declared {} and must be {expected}, not {}",
+                parameter.name,
+                parameter.kind,
+                describe(value)
+            ))
+        })?;
+    }
+    Ok(())
+}
+
 /// Checks the request's inputs against the declared ones: every declared input must be given
 /// (null is allowed, as the reference's clients send it for None) with a value of its type.
 pub(crate) fn typed_inputs(

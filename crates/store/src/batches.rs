@@ -1,5 +1,5 @@
-//! Asynchronous batch executions and their records. Records are written and read in chunks, so
-//! that a batch of any size never has to be in memory at once.
+//! Asynchronous batch executions and their results. Submitting is one insert (the inputs are one
+//! JSON array); results are written in groups, once per record, and read in record order.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -47,16 +47,15 @@ fn batch_from_row(row: &AnyRow) -> Result<BatchRecord, StoreError> {
 }
 
 impl Store {
-    /// Stores a new execution and its records' inputs (JSON), in one transaction.
+    /// Stores a new execution with its records' inputs as one JSON array.
     pub async fn insert_batch(
         &self,
         batch: &BatchRecord,
-        inputs: &[String],
+        inputs_json: &str,
     ) -> Result<(), StoreError> {
-        let mut transaction = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO batch_executions (id, service_name, service_version, owner, parallel_count, state, \
-             total_count, completed_count, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             total_count, completed_count, created_at, inputs) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&batch.id)
         .bind(&batch.service_name)
@@ -67,25 +66,9 @@ impl Store {
         .bind(batch.total_count)
         .bind(batch.completed_count)
         .bind(batch.created_at)
-        .execute(&mut *transaction)
+        .bind(inputs_json)
+        .execute(&self.pool)
         .await?;
-        for (chunk_index, chunk) in inputs.chunks(INSERT_CHUNK).enumerate() {
-            let placeholders: Vec<String> = (0..chunk.len())
-                .map(|row| format!("(${}, ${}, ${})", row * 3 + 1, row * 3 + 2, row * 3 + 3))
-                .collect();
-            // Only numbered placeholders are formatted into the statement; every value is bound.
-            let statement = format!(
-                "INSERT INTO batch_records (execution_id, record_index, input) VALUES {}",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-            for (offset, input) in chunk.iter().enumerate() {
-                let index = (chunk_index * INSERT_CHUNK + offset) as i64;
-                query = query.bind(&batch.id).bind(index).bind(input.as_str());
-            }
-            query.execute(&mut *transaction).await?;
-        }
-        transaction.commit().await?;
         Ok(())
     }
 
@@ -99,6 +82,15 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(batch_from_row).transpose()
+    }
+
+    /// The records' inputs of an execution, as the JSON array it was submitted with.
+    pub async fn batch_inputs(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT inputs FROM batch_executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| row.try_get("inputs")).transpose()?)
     }
 
     /// The executions of a service version, oldest first.
@@ -131,85 +123,92 @@ impl Store {
         rows.iter().map(batch_from_row).collect()
     }
 
-    /// Up to `limit` records without a result, from `after_index` on: (index, input JSON).
-    pub async fn pending_batch_records(
-        &self,
-        id: &str,
-        after_index: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, String)>, StoreError> {
+    /// The indexes of the records that have a result, in order.
+    pub async fn done_batch_records(&self, id: &str) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(
-            "SELECT record_index, input FROM batch_records WHERE execution_id = $1 AND record_index > $2 \
-             AND result IS NULL ORDER BY record_index LIMIT $3",
+            "SELECT record_index FROM batch_results WHERE execution_id = $1 ORDER BY record_index",
         )
         .bind(id)
-        .bind(after_index)
-        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| Ok((row.try_get("record_index")?, row.try_get("input")?)))
+            .map(|row| Ok(row.try_get("record_index")?))
             .collect()
     }
 
-    /// Writes a record's result once and counts it; a second write of the same record (a
-    /// resumed runner racing an old one) changes nothing. Returns whether it was written.
-    pub async fn complete_batch_record(
+    /// Writes the results of several records in one transaction and counts the new ones. A
+    /// result is written once: a record already done (a resumed runner racing an old one, or an
+    /// execution deleted meanwhile) is skipped. Returns how many were written.
+    pub async fn complete_batch_records(
         &self,
         id: &str,
-        index: i64,
-        result: &str,
-    ) -> Result<bool, StoreError> {
-        let mut transaction = self.pool.begin().await?;
-        let written = sqlx::query(
-            "UPDATE batch_records SET result = $1 WHERE execution_id = $2 AND record_index = $3 AND result IS NULL",
-        )
-        .bind(result)
-        .bind(id)
-        .bind(index)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected()
-            == 1;
-        if written {
-            sqlx::query(
-                "UPDATE batch_executions SET completed_count = completed_count + 1 WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&mut *transaction)
-            .await?;
+        results: &[(i64, String)],
+    ) -> Result<u64, StoreError> {
+        if results.is_empty() {
+            return Ok(0);
         }
+        let mut transaction = self.pool.begin().await?;
+        let exists = sqlx::query("SELECT 1 FROM batch_executions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *transaction)
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(0);
+        }
+        let mut written = 0;
+        for chunk in results.chunks(INSERT_CHUNK) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|row| format!("(${}, ${}, ${})", row * 3 + 1, row * 3 + 2, row * 3 + 3))
+                .collect();
+            // Only numbered placeholders are formatted into the statement; every value is bound.
+            let statement = format!(
+                "INSERT INTO batch_results (execution_id, record_index, result) VALUES {} \
+                 ON CONFLICT (execution_id, record_index) DO NOTHING",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+            for (index, result) in chunk {
+                query = query.bind(id).bind(*index).bind(result.as_str());
+            }
+            written += query.execute(&mut *transaction).await?.rows_affected();
+        }
+        sqlx::query(
+            "UPDATE batch_executions SET completed_count = completed_count + $1 WHERE id = $2",
+        )
+        .bind(written as i64)
+        .bind(id)
+        .execute(&mut *transaction)
+        .await?;
         transaction.commit().await?;
         Ok(written)
     }
 
-    /// The results of the records `0..count` that have one, in record order.
-    pub async fn batch_results(
-        &self,
-        id: &str,
-        count: i64,
-    ) -> Result<Vec<(i64, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT record_index, result FROM batch_records WHERE execution_id = $1 AND record_index < $2 \
-             ORDER BY record_index",
-        )
-        .bind(id)
-        .bind(count)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("record_index")?, row.try_get("result")?)))
-            .collect()
+    /// The results of the records `0..n` for the longest run from 0 that is done, in order.
+    pub async fn batch_results_prefix(&self, id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT record_index, result FROM batch_results WHERE execution_id = $1 ORDER BY record_index")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut prefix = Vec::with_capacity(rows.len());
+        for (expected, row) in rows.iter().enumerate() {
+            let index: i64 = row.try_get("record_index")?;
+            if index != expected as i64 {
+                break;
+            }
+            prefix.push(row.try_get("result")?);
+        }
+        Ok(prefix)
     }
 
-    /// One record's result, if it has one (outer `None`: no such record).
+    /// One record's result, if it is done.
     pub async fn batch_record_result(
         &self,
         id: &str,
         index: i64,
-    ) -> Result<Option<Option<String>>, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let row = sqlx::query(
-            "SELECT result FROM batch_records WHERE execution_id = $1 AND record_index = $2",
+            "SELECT result FROM batch_results WHERE execution_id = $1 AND record_index = $2",
         )
         .bind(id)
         .bind(index)
@@ -228,10 +227,10 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes an execution and its records. Returns whether it existed.
+    /// Deletes an execution and its results. Returns whether it existed.
     pub async fn delete_batch(&self, id: &str) -> Result<bool, StoreError> {
         let mut transaction = self.pool.begin().await?;
-        sqlx::query("DELETE FROM batch_records WHERE execution_id = $1")
+        sqlx::query("DELETE FROM batch_results WHERE execution_id = $1")
             .bind(id)
             .execute(&mut *transaction)
             .await?;

@@ -480,48 +480,33 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
         completed_count: 0,
         created_at: 10,
     };
-    let inputs: Vec<String> = (0..1203).map(|i| format!("{{\"x\": {i}}}")).collect();
+    let inputs = format!(
+        "[{}]",
+        (0..1203)
+            .map(|i| format!("{{\"x\": {i}}}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     store.insert_batch(&batch, &inputs).await.unwrap();
     assert_eq!(store.find_batch("b1").await.unwrap(), Some(batch.clone()));
+    assert_eq!(store.batch_inputs("b1").await.unwrap(), Some(inputs));
     assert_eq!(store.unfinished_batches().await.unwrap().len(), 1);
 
-    let first = store.pending_batch_records("b1", -1, 3).await.unwrap();
+    let results: Vec<(i64, String)> = (0..700).map(|i| (i, format!("{{\"y\": {i}}}"))).collect();
     assert_eq!(
-        first,
-        vec![
-            (0, inputs[0].clone()),
-            (1, inputs[1].clone()),
-            (2, inputs[2].clone())
-        ]
-    );
-    assert!(
         store
-            .complete_batch_record("b1", 1, "{\"success\":true}")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .complete_batch_record("b1", 1, "{\"success\":false}")
+            .complete_batch_records("b1", &results[1..])
             .await
             .unwrap(),
-        "a result is written once"
+        699
     );
-    let pending: Vec<i64> = store
-        .pending_batch_records("b1", -1, 3)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(pending, [0, 2, 3]);
     assert_eq!(
         store
-            .pending_batch_records("b1", 1200, 10)
+            .complete_batch_records("b1", &results[..3])
             .await
-            .unwrap()
-            .len(),
-        2
+            .unwrap(),
+        1,
+        "a result is written once"
     );
     assert_eq!(
         store
@@ -530,32 +515,40 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
             .unwrap()
             .unwrap()
             .completed_count,
+        700
+    );
+    assert_eq!(store.done_batch_records("b1").await.unwrap().len(), 700);
+    assert_eq!(store.batch_results_prefix("b1").await.unwrap().len(), 700);
+    assert_eq!(
+        store.batch_record_result("b1", 5).await.unwrap(),
+        Some("{\"y\": 5}".to_owned())
+    );
+    assert_eq!(store.batch_record_result("b1", 900).await.unwrap(), None);
+    assert_eq!(
+        store
+            .complete_batch_records("b1", &[(1000, "{}".to_owned())])
+            .await
+            .unwrap(),
         1
     );
     assert_eq!(
-        store.batch_results("b1", 3).await.unwrap(),
-        vec![
-            (0, None),
-            (1, Some("{\"success\":true}".to_owned())),
-            (2, None)
-        ]
+        store.batch_results_prefix("b1").await.unwrap().len(),
+        700,
+        "only the run from 0 counts"
     );
-    assert_eq!(
-        store.batch_record_result("b1", 1).await.unwrap(),
-        Some(Some("{\"success\":true}".to_owned()))
-    );
-    assert_eq!(store.batch_record_result("b1", 5000).await.unwrap(), None);
 
     store.set_batch_state("b1", "Complete").await.unwrap();
     assert!(store.unfinished_batches().await.unwrap().is_empty());
     assert_eq!(store.list_batches("svc", "v1").await.unwrap().len(), 1);
     assert!(store.delete_batch("b1").await.unwrap());
     assert_eq!(store.find_batch("b1").await.unwrap(), None);
-    assert!(
+    assert_eq!(
         store
-            .pending_batch_records("b1", -1, 10)
+            .complete_batch_records("b1", &[(1, "{}".to_owned())])
             .await
-            .unwrap()
-            .is_empty()
+            .unwrap(),
+        0,
+        "a deleted batch takes no results"
     );
+    assert!(store.done_batch_records("b1").await.unwrap().is_empty());
 }

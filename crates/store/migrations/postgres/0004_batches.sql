@@ -1,6 +1,7 @@
--- Asynchronous batch executions of a service and their records. A record's result is the
--- WebServiceResult JSON (output files included, base64), written once when the record is done;
--- records without a result are the ones a (resumed) runner still has to do.
+-- Asynchronous batch executions of a service. The records' inputs are kept as one JSON array,
+-- so that submitting a batch is one insert whatever its size. A record's result (the
+-- WebServiceResult JSON, output files included as base64) is a row written once, when the
+-- record is done; records without one are what a (resumed) runner still has to do.
 
 CREATE TABLE batch_executions (
     id              TEXT PRIMARY KEY,
@@ -11,15 +12,15 @@ CREATE TABLE batch_executions (
     state           TEXT NOT NULL,
     total_count     BIGINT NOT NULL,
     completed_count BIGINT NOT NULL,
-    created_at      BIGINT NOT NULL
+    created_at      BIGINT NOT NULL,
+    inputs          TEXT NOT NULL
 );
 
 CREATE INDEX batch_executions_by_service ON batch_executions (service_name, service_version);
 
-CREATE TABLE batch_records (
+CREATE TABLE batch_results (
     execution_id TEXT NOT NULL,
     record_index BIGINT NOT NULL,
-    input        TEXT NOT NULL,
-    result       TEXT,
+    result       TEXT NOT NULL,
     PRIMARY KEY (execution_id, record_index)
 );
