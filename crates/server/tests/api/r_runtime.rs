@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
-use crate::sessions::execute;
+use crate::sessions::{execute, execute_in_background};
 
 async fn spawn_r_app() -> TestApp {
     spawn_app_with(|config| config.runtime.r.initial_size = 1).await
@@ -206,25 +206,7 @@ async fn an_r_session_is_cancelled_and_force_closed() {
     let session = create_r_session(&app, &token).await;
     execute(&app, &token, &session, json!({"code": "kept <- 'yes'"})).await;
 
-    let running = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/sessions/{session}/execute")),
-            token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"code": "while (TRUE) {}"}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let running = execute_in_background(&app, &token, &session, "while (TRUE) {}");
     tokio::time::sleep(Duration::from_millis(700)).await;
     app.call(
         Method::POST,
@@ -233,7 +215,7 @@ async fn an_r_session_is_cancelled_and_force_closed() {
         None,
     )
     .await;
-    let cancelled = tokio::time::timeout(Duration::from_secs(10), running)
+    let (_, cancelled) = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("cancel stops R")
         .unwrap();
@@ -253,23 +235,7 @@ async fn an_r_session_is_cancelled_and_force_closed() {
     .await;
     assert_eq!(after["outputParameters"][0]["value"], "yes");
 
-    let running = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/sessions/{session}/execute")),
-            token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"code": "Sys.sleep(60)"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let running = execute_in_background(&app, &token, &session, "Sys.sleep(60)");
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (status, _) = app
         .call(
@@ -284,7 +250,8 @@ async fn an_r_session_is_cancelled_and_force_closed() {
         tokio::time::timeout(Duration::from_secs(10), running)
             .await
             .unwrap()
-            .unwrap(),
+            .unwrap()
+            .0,
         StatusCode::GONE
     );
 }

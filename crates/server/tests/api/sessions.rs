@@ -41,6 +41,28 @@ pub(crate) async fn execute(app: &TestApp, token: &str, session: &str, body: Val
     response
 }
 
+/// Starts an execution in the background; the handle yields its status and body.
+pub(crate) fn execute_in_background(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    code: &str,
+) -> tokio::task::JoinHandle<(StatusCode, Value)> {
+    let request = app
+        .client
+        .post(app.url(&format!("/sessions/{session}/execute")))
+        .bearer_auth(token)
+        .json(&json!({"code": code}));
+    tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (
+            status,
+            response.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    })
+}
+
 /// Serializes a Python expression with dill in the test interpreter.
 pub(crate) fn dill_bytes(expression: &str) -> Vec<u8> {
     let output = std::process::Command::new(test_python())
@@ -287,26 +309,12 @@ async fn console_output_can_be_read_while_the_code_runs() {
     let token = app.admin_token().await;
     let session = create_session(&app, &token).await;
 
-    let running = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/sessions/{session}/execute")),
-            token.clone(),
-        );
-        async move {
-            let code = "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.05)";
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"code": code}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let running = execute_in_background(
+        &app,
+        &token,
+        &session,
+        "import time\nfor i in range(30):\n    print('tick', i, flush=True)\n    time.sleep(0.05)",
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (status, partial) = app
         .call(
@@ -316,7 +324,7 @@ async fn console_output_can_be_read_while_the_code_runs() {
             None,
         )
         .await;
-    let finished = running.await.unwrap();
+    let (_, finished) = running.await.unwrap();
 
     assert_eq!(status, StatusCode::OK);
     let partial = partial["consoleOutput"].as_str().unwrap();
@@ -349,25 +357,7 @@ async fn cancel_interrupts_a_busy_loop_and_the_session_stays_usable() {
     let session = create_session(&app, &token).await;
     execute(&app, &token, &session, json!({"code": "state = 'kept'"})).await;
 
-    let running = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/sessions/{session}/execute")),
-            token.clone(),
-        );
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"code": "while True: pass"}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    });
+    let running = execute_in_background(&app, &token, &session, "while True: pass");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = app
         .call(
@@ -378,7 +368,7 @@ async fn cancel_interrupts_a_busy_loop_and_the_session_stays_usable() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let cancelled = tokio::time::timeout(Duration::from_secs(10), running)
+    let (_, cancelled) = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("cancel stops the loop")
         .unwrap();
@@ -407,25 +397,12 @@ async fn force_close_kills_a_running_session() {
     let token = app.admin_token().await;
     let session = create_session(&app, &token).await;
 
-    let running = tokio::spawn({
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url(&format!("/sessions/{session}/execute")),
-            token.clone(),
-        );
-        // SIGINT is ignored, so only a kill stops this.
-        let code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass";
-        async move {
-            client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({"code": code}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
+    let running = execute_in_background(
+        &app,
+        &token,
+        &session,
+        "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (status, _) = app
         .call(
@@ -437,7 +414,7 @@ async fn force_close_kills_a_running_session() {
         .await;
     assert_eq!(status, StatusCode::OK);
 
-    let running_status = tokio::time::timeout(Duration::from_secs(10), running)
+    let (running_status, _) = tokio::time::timeout(Duration::from_secs(10), running)
         .await
         .expect("the kill ends the request")
         .unwrap();
