@@ -15,6 +15,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use o16n_runtime::Priority;
 use o16n_store::BatchRecord;
 use o16n_types::Role;
 use serde_json::{Map, Value, json};
@@ -329,7 +330,7 @@ impl App {
             };
             let (app, results) = (self.clone(), results.clone());
             running.spawn(async move {
-                let result = match app.run_service(&service, input).await {
+                let result = match app.run_service(&service, input, Priority::Batch).await {
                     Ok(outcome) => result_json(outcome),
                     Err(err) => failed_result(err.to_string()),
                 };

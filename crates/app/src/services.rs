@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use o16n_runtime::{ConsumeOutcome, ServiceSpec, TypedValue};
+use o16n_runtime::{ConsumeOutcome, Priority, ServiceSpec, TypedValue};
 use o16n_store::{ServiceRecord, StoreError};
 use o16n_types::{
     ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceVersion,
@@ -328,7 +328,8 @@ impl App {
     ) -> Result<ConsumeOutcome, AppError> {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         let record = self.current_service(&name, &version).await?;
-        self.run_service(&record, inputs).await
+        self.run_service(&record, inputs, Priority::Interactive)
+            .await
     }
 
     /// Runs one request of a service definition (the single request and every batch record).
@@ -336,6 +337,7 @@ impl App {
         &self,
         record: &ServiceRecord,
         inputs: Map<String, Value>,
+        priority: Priority,
     ) -> Result<ConsumeOutcome, AppError> {
         let (name, version) = (record.name.clone(), record.version.clone());
         let typed_inputs = typed_inputs(&record.inputs, inputs)?;
@@ -358,7 +360,10 @@ impl App {
                 }
             })
         };
-        Ok(self.compute().consume(&spec, typed_inputs, fetch).await?)
+        Ok(self
+            .compute()
+            .consume(&spec, typed_inputs, priority, fetch)
+            .await?)
     }
 
     /// The current definition of a service version, from this node's cache when fresh.

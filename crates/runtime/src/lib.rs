@@ -35,7 +35,7 @@ pub use pool::{PoolConfig, PoolHealth, PoolStatus};
 pub use protocol::TypedValue;
 pub use python_env::PythonConfig;
 pub use r_env::RConfig;
-pub use services::{ConsumeOutcome, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
+pub use services::{ConsumeOutcome, Priority, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
 pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
 
 use pool::{Launch, Pool};
@@ -192,12 +192,15 @@ impl ComputeNode {
         &self,
         spec: &ServiceSpec,
         inputs: Vec<TypedValue>,
+        priority: Priority,
         fetch_snapshot: impl FnOnce() -> SnapshotFetch,
     ) -> Result<ConsumeOutcome, RuntimeError> {
         let workers = self.inner.services.get(&spec.runtime).ok_or_else(|| {
             RuntimeError::RuntimeNotSupported(missing_runtime_message(spec.runtime))
         })?;
-        workers.consume(spec, inputs, fetch_snapshot).await
+        workers
+            .consume(spec, inputs, priority, fetch_snapshot)
+            .await
     }
 
     /// The sessions of `owner` that are alive.

@@ -63,6 +63,16 @@ pub struct ConsumeOutcome {
 pub type SnapshotFetch =
     Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, RuntimeError>> + Send + 'static>>;
 
+/// Who is waiting for a worker: interactive requests go before batch records, so that a
+/// running batch never delays other consumers by more than the record in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A request someone is waiting on.
+    Interactive,
+    /// A record of an asynchronous batch.
+    Batch,
+}
+
 /// Settings of the service workers of one runtime.
 #[derive(Debug, Clone)]
 pub struct ServiceWorkersConfig {
@@ -78,7 +88,10 @@ pub(crate) struct ServiceWorkers {
     config: ServiceWorkersConfig,
     execution_timeout: Duration,
     state: Mutex<State>,
+    /// Signalled when a worker is given back and an interactive request may be waiting.
     freed: Notify,
+    /// Signalled when a worker is given back and no interactive request waits.
+    freed_for_batches: Notify,
 }
 
 #[derive(Default)]
@@ -86,6 +99,8 @@ struct State {
     slots: Vec<Slot>,
     growing: usize,
     next_id: u64,
+    /// Interactive requests waiting for a worker; batch records yield to them.
+    interactive_waiting: usize,
 }
 
 struct Slot {
@@ -124,6 +139,7 @@ impl ServiceWorkers {
             execution_timeout,
             state: Mutex::new(State::default()),
             freed: Notify::new(),
+            freed_for_batches: Notify::new(),
         }
     }
 
@@ -138,9 +154,10 @@ impl ServiceWorkers {
         &self,
         spec: &ServiceSpec,
         inputs: Vec<TypedValue>,
+        priority: Priority,
         fetch_snapshot: impl FnOnce() -> SnapshotFetch,
     ) -> Result<ConsumeOutcome, RuntimeError> {
-        let taken = self.take(&spec.key).await?;
+        let taken = self.take(&spec.key, priority).await?;
         // The request's future may be dropped at any await (the client went away); the guard
         // gives the worker back however this ends.
         let mut slot = SlotGuard {
@@ -168,14 +185,24 @@ impl ServiceWorkers {
         }
     }
 
-    async fn take(&self, key: &str) -> Result<Taken, RuntimeError> {
+    async fn take(&self, key: &str, priority: Priority) -> Result<Taken, RuntimeError> {
+        let mut waiting = None;
         loop {
-            let freed = self.freed.notified();
+            let freed = match priority {
+                Priority::Interactive => self.freed.notified(),
+                Priority::Batch => self.freed_for_batches.notified(),
+            };
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.try_take(key) {
+            match self.try_take(key, priority) {
                 Step::Taken(taken) => return Ok(taken),
-                Step::Wait => freed.await,
+                Step::Wait => {
+                    if priority == Priority::Interactive && waiting.is_none() {
+                        self.state().interactive_waiting += 1;
+                        waiting = Some(InteractiveWaiting { workers: self });
+                    }
+                    freed.await;
+                }
                 Step::Grow => return self.grow().await,
             }
         }
@@ -183,8 +210,11 @@ impl ServiceWorkers {
 
     /// The locked part of [`Self::take`]: a free worker (preferring one that has the service),
     /// or permission to grow, or "wait".
-    fn try_take(&self, key: &str) -> Step {
+    fn try_take(&self, key: &str, priority: Priority) -> Step {
         let mut state = self.state();
+        if priority == Priority::Batch && state.interactive_waiting > 0 {
+            return Step::Wait;
+        }
         state
             .slots
             .retain(|slot| slot.busy || slot.lease.worker().exit_reason().is_none());
@@ -223,8 +253,9 @@ impl ServiceWorkers {
         let lease = match leased {
             Ok(lease) => lease,
             Err(err) => {
+                let interactive_waiting = state.interactive_waiting > 0;
                 drop(state);
-                self.freed.notify_one();
+                self.wake_next(interactive_waiting);
                 return Err(err);
             }
         };
@@ -251,8 +282,18 @@ impl ServiceWorkers {
         } else if let Some(slot) = state.slots.iter_mut().find(|slot| slot.id == slot_id) {
             slot.busy = false;
         }
+        let interactive_waiting = state.interactive_waiting > 0;
         drop(state);
-        self.freed.notify_one();
+        self.wake_next(interactive_waiting);
+    }
+
+    /// Wakes the next waiter for a free worker: an interactive request if one waits.
+    fn wake_next(&self, interactive_waiting: bool) {
+        if interactive_waiting {
+            self.freed.notify_one();
+        } else {
+            self.freed_for_batches.notify_one();
+        }
     }
 
     async fn run(
@@ -435,8 +476,29 @@ struct GrowthGuard<'a> {
 impl Drop for GrowthGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.workers.state().growing -= 1;
-            self.workers.freed.notify_one();
+            let mut state = self.workers.state();
+            state.growing -= 1;
+            let interactive_waiting = state.interactive_waiting > 0;
+            drop(state);
+            self.workers.wake_next(interactive_waiting);
+        }
+    }
+}
+
+/// Counts an interactive request as waiting while it exists.
+struct InteractiveWaiting<'a> {
+    workers: &'a ServiceWorkers,
+}
+
+impl Drop for InteractiveWaiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.workers.state();
+        state.interactive_waiting -= 1;
+        let still_waiting = state.interactive_waiting > 0;
+        drop(state);
+        // Batch records held back for this request may go again.
+        if !still_waiting {
+            self.workers.freed_for_batches.notify_waiters();
         }
     }
 }

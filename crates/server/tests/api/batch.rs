@@ -320,3 +320,56 @@ async fn a_restart_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn interactive_requests_go_before_queued_batch_records() {
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.runtime.python.initial_size = 1;
+        config.runtime.python.max_service_workers = 1;
+    })
+    .await;
+    let token = app.admin_token().await;
+    publish_doubler(&app, &token, 0.3).await;
+    let light = json!({
+        "runtimeType": "Python", "code": "z = 1",
+        "outputParameterDefinitions": [{"name": "z", "type": "integer"}]
+    });
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/services/light/v1",
+            Some(&token),
+            Some(light),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let records: Vec<Value> = (0..20).map(|i| json!({"x": i})).collect();
+    let id = start(&app, &token, json!(records), 5).await;
+    let before = wait_done(&app, &token, &id, 1).await["completedItemCount"]
+        .as_i64()
+        .unwrap();
+
+    // One worker, five batch records queued for it: the interactive request must not wait for
+    // them, only for the record in progress.
+    let (status, result) = app
+        .call(Method::POST, "/api/light/v1", Some(&token), Some(json!({})))
+        .await;
+    let (_, after) = app
+        .call(
+            Method::GET,
+            &format!("/api/doubler/v1/batch/{id}?showPartialResults=false"),
+            Some(&token),
+            None,
+        )
+        .await;
+
+    assert_eq!(
+        (status, result["outputParameters"]["z"].clone()),
+        (StatusCode::OK, json!(1))
+    );
+    let records_in_between = after["completedItemCount"].as_i64().unwrap() - before;
+    assert!(
+        records_in_between <= 2,
+        "the request waited for {records_in_between} batch records"
+    );
+}
