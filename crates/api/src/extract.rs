@@ -229,3 +229,32 @@ where
         ))
     }
 }
+
+/// A JSON request body as text, for use cases that parse it themselves (and may keep it as it
+/// came). The content type must be JSON; the body must be UTF-8.
+pub(crate) struct JsonText(pub(crate) String);
+
+impl<S> FromRequest<S> for JsonText
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/json") || value.contains("+json"));
+        if !is_json {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "expected a request body with `Content-Type: application/json`",
+            ));
+        }
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        String::from_utf8(bytes.to_vec())
+            .map(JsonText)
+            .map_err(|_| ApiError::new(Code::BadRequest, "the request body is not UTF-8"))
+    }
+}

@@ -90,16 +90,23 @@ fn failed_result(message: String) -> Value {
 }
 
 impl App {
-    /// Starts a batch of `records` (one input object each) and returns its id.
-    #[tracing::instrument(skip_all, fields(user = %caller.username, service = name, version, records = records.len()))]
+    /// Starts a batch of records, given as the JSON text of an array of input objects, and
+    /// returns its id. The text is stored as given once it is checked, which keeps submitting a
+    /// large batch cheap.
+    #[tracing::instrument(skip_all, fields(user = %caller.username, service = name, version))]
     pub async fn start_batch(
         &self,
         caller: &Principal,
         name: &str,
         version: &str,
-        records: Vec<Value>,
+        records_json: String,
         parallel_count: Option<i64>,
     ) -> Result<String, AppError> {
+        let records: Vec<Value> = serde_json::from_str(&records_json).map_err(|err| {
+            AppError::InvalidInput(format!(
+                "the body must be a JSON array of input records: {err}"
+            ))
+        })?;
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         let service = self.current_service(&name, &version).await?;
         if records.is_empty() {
@@ -134,9 +141,7 @@ impl App {
             completed_count: 0,
             created_at: now_unix(),
         };
-        self.store()
-            .insert_batch(&batch, &Value::Array(records).to_string())
-            .await?;
+        self.store().insert_batch(&batch, &records_json).await?;
         tracing::info!(batch = %batch.id, parallel_count, "batch started");
         self.spawn_batch_runner(batch.id.clone(), parallel_count);
         Ok(batch.id)

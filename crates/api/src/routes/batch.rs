@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::sessions::attachment;
 use crate::ApiError;
-use crate::extract::{AuthUser, JsonBody, PathParams, QueryParams};
+use crate::extract::{AuthUser, JsonText, PathParams, QueryParams};
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -55,7 +55,7 @@ async fn start_batch(
     AuthUser(caller): AuthUser,
     PathParams((name, version)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<StartQuery>,
-    JsonBody(records): JsonBody<Vec<Value>>,
+    JsonText(records): JsonText,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = app
         .start_batch(&caller, &name, &version, records, query.parallel_count)
