@@ -101,15 +101,7 @@ impl From<SystemStatus> for StatusResponse {
             components: BTreeMap::new(),
         };
         let runtimes = StatusResponse {
-            status_code: if status
-                .runtimes
-                .iter()
-                .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0)
-            {
-                "pass"
-            } else {
-                "warn"
-            },
+            status_code: health_name(status.runtimes_health),
             details: BTreeMap::new(),
             components: status
                 .runtimes

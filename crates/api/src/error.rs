@@ -56,7 +56,7 @@ where
     fn from(err: E) -> Self {
         let code = err.code();
         if code == Code::Internal {
-            ApiError::internal(error_chain(&err))
+            ApiError::internal(o16n_types::error_chain(&err))
         } else {
             ApiError::new(code, err.to_string())
         }
@@ -102,16 +102,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// The error and its sources, joined, for the log.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -1,7 +1,5 @@
 //! The health report behind `GET /status`.
 
-use o16n_store::StoreError;
-
 use crate::{App, PoolHealth, PoolStatus};
 
 /// Health of the system or of one component, as the reference spells it.
@@ -50,6 +48,8 @@ pub struct SystemStatus {
     pub authentication: AuthenticationStatus,
     /// The runtimes' pools on this compute node.
     pub runtimes: Vec<PoolStatus>,
+    /// `Pass` when every runtime this node offers is ready, else `Warn`.
+    pub runtimes_health: Health,
 }
 
 impl App {
@@ -62,7 +62,7 @@ impl App {
                 problem: None,
             },
             Err(err) => {
-                tracing::warn!(error = %error_chain(&err), "database health check failed");
+                tracing::warn!(error = %o16n_types::error_chain(&err), "database health check failed");
                 DatabaseStatus {
                     backend: self.store().backend().as_str(),
                     health: Health::Fail,
@@ -75,6 +75,11 @@ impl App {
         let runtimes_ok = runtimes
             .iter()
             .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
+        let runtimes_health = if runtimes_ok {
+            Health::Pass
+        } else {
+            Health::Warn
+        };
         let health = match (database.health, runtimes_ok) {
             (Health::Fail, _) => Health::Fail,
             (_, false) => Health::Warn,
@@ -83,6 +88,7 @@ impl App {
         SystemStatus {
             health,
             runtimes,
+            runtimes_health,
             version: env!("CARGO_PKG_VERSION"),
             database,
             authentication: AuthenticationStatus {
@@ -92,15 +98,4 @@ impl App {
             },
         }
     }
-}
-
-fn error_chain(err: &StoreError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -381,17 +381,8 @@ impl ServiceWorkers {
         tokio::fs::create_dir_all(&directory).await?;
         let mut workspace = Vec::new();
         if let Some(archive) = archive {
-            let runtime = spec.runtime;
-            let unpacked = tokio::task::spawn_blocking(move || snapshot::unpack(runtime, &archive))
-                .await
-                .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
-            for (relative, content) in unpacked.files {
-                let path = directory.join(relative);
-                if let Some(parent) = path.parent() {
-                    tokio::fs::create_dir_all(parent).await?;
-                }
-                tokio::fs::write(path, content).await?;
-            }
+            let unpacked = snapshot::unpack_off_thread(spec.runtime, archive).await?;
+            snapshot::write_files(&directory, unpacked.files).await?;
             workspace = unpacked.workspace;
         }
         let reply = taken

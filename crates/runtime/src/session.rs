@@ -429,24 +429,13 @@ impl Sessions {
         archive: Vec<u8>,
     ) -> Result<(), RuntimeError> {
         let session = self.live(id, owner)?;
-        let runtime = session.info.runtime;
-        let unpacked = tokio::task::spawn_blocking(move || snapshot::unpack(runtime, &archive))
-            .await
-            .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
+        let unpacked = snapshot::unpack_off_thread(session.info.runtime, archive).await?;
         if !unpacked.workspace.is_empty() {
             session
                 .call(Request::LoadWorkspace, unpacked.workspace)
                 .await?;
         }
-        let workdir = session.workdir();
-        for (relative, content) in unpacked.files {
-            let path = workdir.join(relative);
-            if let Some(parent) = path.parent() {
-                tokio::fs::create_dir_all(parent).await?;
-            }
-            tokio::fs::write(path, content).await?;
-        }
-        Ok(())
+        snapshot::write_files(&session.workdir(), unpacked.files).await
     }
 
     /// Forgets every session and returns their workers, for shutdown.

@@ -135,6 +135,31 @@ pub(crate) fn unpack(expected: RuntimeType, content: &[u8]) -> Result<Unpacked, 
     Ok(unpacked)
 }
 
+/// [`unpack`] on a blocking thread: an archive can be large.
+pub(crate) async fn unpack_off_thread(
+    expected: RuntimeType,
+    archive: Vec<u8>,
+) -> Result<Unpacked, RuntimeError> {
+    tokio::task::spawn_blocking(move || unpack(expected, &archive))
+        .await
+        .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))?
+}
+
+/// Writes an archive's files under `dir`, creating subdirectories and replacing files.
+pub(crate) async fn write_files(
+    dir: &Path,
+    files: Vec<(PathBuf, Vec<u8>)>,
+) -> Result<(), RuntimeError> {
+    for (relative, content) in files {
+        let path = dir.join(relative);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::write(path, content).await?;
+    }
+    Ok(())
+}
+
 /// A relative path whose every component is a valid file name.
 fn safe_relative_path(text: &str) -> Option<PathBuf> {
     let path = Path::new(text);

@@ -72,3 +72,15 @@ pub trait ErrorCode {
     /// The client-visible classification of this error.
     fn code(&self) -> Code;
 }
+
+/// An error and its sources, joined by `: `, for logs (never for clients).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

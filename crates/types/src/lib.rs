@@ -12,7 +12,7 @@ mod runtime_type;
 mod service;
 mod username;
 
-pub use code::{Code, ErrorCode};
+pub use code::{Code, ErrorCode, error_chain};
 pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
 pub use runtime_type::{ParseRuntimeTypeError, RuntimeType};

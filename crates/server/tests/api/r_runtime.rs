@@ -272,15 +272,7 @@ async fn an_r_snapshot_is_loaded_after_a_restart_and_only_into_r_sessions() {
         json!({"code": "model <- lm(mpg ~ wt, data = mtcars)\nwriteLines('kept', 'notes.txt')"}),
     )
     .await;
-    let (_, snapshot) = app
-        .call(
-            Method::POST,
-            &format!("/sessions/{session}/snapshot"),
-            Some(&token),
-            Some(json!({"name": "r"})),
-        )
-        .await;
-    let snapshot = snapshot["snapshotId"].as_str().unwrap().to_owned();
+    let snapshot = crate::sessions::take_snapshot(&app, &token, &session, Some("r")).await;
 
     let python = crate::sessions::create_session(&app, &token).await;
     let (status, body) = app

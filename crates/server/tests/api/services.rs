@@ -228,15 +228,7 @@ async fn a_published_service_keeps_its_snapshot_and_survives_a_restart() {
         json!({"code": "offset = 40\nopen('table.csv', 'w').write('2')"}),
     )
     .await;
-    let (_, snapshot) = app
-        .call(
-            Method::POST,
-            &format!("/sessions/{session}/snapshot"),
-            Some(&token),
-            Some(json!({})),
-        )
-        .await;
-    let snapshot = snapshot["snapshotId"].as_str().unwrap().to_owned();
+    let snapshot = crate::sessions::take_snapshot(&app, &token, &session, None).await;
     let mut body = definition("y = x + offset + float(open('table.csv').read())");
     body["snapshotId"] = json!(snapshot);
     publish(&app, &token, "/services/snap/v1", body).await;

@@ -41,6 +41,25 @@ pub(crate) async fn execute(app: &TestApp, token: &str, session: &str, body: Val
     response
 }
 
+/// Snapshots a session under an optional name and returns the snapshot id.
+pub(crate) async fn take_snapshot(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    name: Option<&str>,
+) -> String {
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/sessions/{session}/snapshot"),
+            Some(token),
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["snapshotId"].as_str().unwrap().to_owned()
+}
+
 /// Starts an execution in the background; the handle yields its status and body.
 pub(crate) fn execute_in_background(
     app: &TestApp,

@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::assert_error_shape;
-use crate::sessions::{create_session, dill_bytes, execute, spawn_python_app};
+use crate::sessions::{create_session, dill_bytes, execute, spawn_python_app, take_snapshot};
 
 /// Fills a session with objects (data, a function defined in the session, numpy and pandas
 /// values) and files (one nested), and snapshots it.
@@ -24,16 +24,7 @@ async fn snapshot_of_a_busy_session(app: &crate::helpers::TestApp, token: &str) 
         .await
         .unwrap();
     assert_eq!(upload.status(), StatusCode::OK);
-    let (status, body) = app
-        .call(
-            Method::POST,
-            &format!("/sessions/{session}/snapshot"),
-            Some(token),
-            Some(json!({"name": "busy"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body["snapshotId"].as_str().unwrap().to_owned()
+    take_snapshot(app, token, &session, Some("busy")).await
 }
 
 #[tokio::test]
