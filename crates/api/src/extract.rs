@@ -196,14 +196,6 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let multipart_error = |status: u16, text: String| {
-            let code = match status {
-                413 => Code::PayloadTooLarge,
-                415 => Code::UnsupportedMediaType,
-                _ => Code::BadRequest,
-            };
-            ApiError::new(code, text)
-        };
         let mut multipart = axum::extract::Multipart::from_request(req, state)
             .await
             .map_err(|rejection| {
@@ -227,6 +219,92 @@ where
             Code::BadRequest,
             "the multipart body has no file part (expected a `file` field with a file name)",
         ))
+    }
+}
+
+/// One part of a `multipart/form-data` body.
+pub(crate) struct FormPart {
+    pub(crate) name: String,
+    pub(crate) content: axum::body::Bytes,
+}
+
+/// Every part of a `multipart/form-data` body, in order; names must be unique.
+pub(crate) struct MultipartForm(pub(crate) Vec<FormPart>);
+
+impl MultipartForm {
+    /// Takes the part named `name`.
+    pub(crate) fn take(&mut self, name: &str) -> Option<axum::body::Bytes> {
+        let position = self.0.iter().position(|part| part.name == name)?;
+        Some(self.0.remove(position).content)
+    }
+
+    /// Takes the text part named `name`, which must be UTF-8.
+    pub(crate) fn take_text(&mut self, name: &str) -> Result<Option<String>, ApiError> {
+        self.take(name)
+            .map(|bytes| {
+                String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    ApiError::new(
+                        Code::BadRequest,
+                        format!("the form field `{name}` is not UTF-8 text"),
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Fails on a part that the route does not know, so that a misspelt field is not ignored.
+    pub(crate) fn finish(self) -> Result<(), ApiError> {
+        match self.0.first() {
+            None => Ok(()),
+            Some(part) => Err(ApiError::new(
+                Code::BadRequest,
+                format!("unknown form field `{}`", part.name),
+            )),
+        }
+    }
+}
+
+fn multipart_error(status: u16, text: String) -> ApiError {
+    let code = match status {
+        413 => Code::PayloadTooLarge,
+        415 => Code::UnsupportedMediaType,
+        _ => Code::BadRequest,
+    };
+    ApiError::new(code, text)
+}
+
+impl<S> FromRequest<S> for MultipartForm
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut multipart = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                multipart_error(rejection.status().as_u16(), rejection.body_text())
+            })?;
+        let mut parts: Vec<FormPart> = Vec::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
+        {
+            let name = field.name().unwrap_or_default().to_owned();
+            if parts.iter().any(|part| part.name == name) {
+                return Err(ApiError::new(
+                    Code::BadRequest,
+                    format!("the form field `{name}` is given twice"),
+                ));
+            }
+            let content = field
+                .bytes()
+                .await
+                .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?;
+            parts.push(FormPart { name, content });
+        }
+        Ok(MultipartForm(parts))
     }
 }
 

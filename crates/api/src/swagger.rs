@@ -3,14 +3,64 @@
 //! the service's operationId, the batch operations, the login operations (so that a client
 //! generated from this document alone can authenticate), and `InputParameters` /
 //! `OutputParameters` with one property per declared parameter. A pure function of the
-//! definition.
+//! definition (and, for a realtime service, of its model's columns).
 
+use o16n_app::{ColumnType, InputColumns, Signature};
 use o16n_store::ServiceRecord;
 use o16n_types::{ParameterDefinition, ParameterType};
 use serde_json::{Map, Value, json};
 
 /// The operationId of the consume operation when the publisher gave none (the reference's).
 const DEFAULT_OPERATION_ID: &str = "ConsumeWebService";
+/// The same for a realtime service (the reference's alias `consume`).
+const DEFAULT_REALTIME_OPERATION_ID: &str = "consume";
+
+fn column_schema(kind: ColumnType) -> Value {
+    json!({"type": "array", "items": {"type": kind.schema_type()}})
+}
+
+/// `InputParameters` and `OutputParameters` of a realtime service: `inputData` and
+/// `outputData`, data frames whose columns come from the model.
+fn realtime_schemas(signature: &Signature) -> (Value, Value) {
+    let input_data = match &signature.inputs {
+        InputColumns::Named(columns) => {
+            let properties: Map<String, Value> = columns
+                .iter()
+                .map(|(name, kind)| (name.clone(), column_schema(*kind)))
+                .collect();
+            let required: Vec<&String> = columns.iter().map(|(name, _)| name).collect();
+            json!({
+                "type": "object",
+                "description": "data.frame: one array of values per column, by name",
+                "properties": properties,
+                "required": required
+            })
+        }
+        InputColumns::Ordered { count, kind } => json!({
+            "type": "object",
+            "description": format!(
+                "data.frame: {count} columns of equal length, in the order of the model's features (any names)"
+            ),
+            "additionalProperties": column_schema(*kind),
+            "minProperties": count,
+            "maxProperties": count
+        }),
+    };
+    let output_columns: Map<String, Value> = signature
+        .outputs
+        .iter()
+        .map(|(name, kind)| (name.clone(), column_schema(*kind)))
+        .collect();
+    let output_data = json!({
+        "type": "object",
+        "description": "data.frame: one array of values per column, one value per input row",
+        "properties": output_columns
+    });
+    (
+        json!({"type": "object", "properties": {"inputData": input_data}, "required": ["inputData"]}),
+        json!({"type": "object", "properties": {"outputData": output_data}}),
+    )
+}
 
 /// The JSON schema of a declared parameter, with the reference type name as description.
 fn parameter_schema(kind: ParameterType) -> Value {
@@ -48,15 +98,23 @@ fn error_response(text: &str) -> Value {
     json!({"description": text, "schema": {"$ref": "#/definitions/Error"}})
 }
 
-/// The document for one service version.
-pub(crate) fn service_document(service: &ServiceRecord) -> Value {
+/// The document for one service version; `realtime` is the model's signature for a realtime
+/// service.
+pub(crate) fn service_document(service: &ServiceRecord, realtime: Option<&Signature>) -> Value {
     let name = service.name.as_str();
     let base = format!("/api/{name}/{}", service.version);
     let description = service.description.clone().unwrap_or_default();
-    let operation_id = service
-        .operation_id
-        .as_deref()
-        .unwrap_or(DEFAULT_OPERATION_ID);
+    let operation_id = service.operation_id.as_deref().unwrap_or(match realtime {
+        Some(_) => DEFAULT_REALTIME_OPERATION_ID,
+        None => DEFAULT_OPERATION_ID,
+    });
+    let (input_parameters, output_parameters) = match realtime {
+        Some(signature) => realtime_schemas(signature),
+        None => (
+            parameters_schema(&service.inputs),
+            parameters_schema(&service.outputs),
+        ),
+    };
     let bearer = json!([{"Bearer": []}]);
     let execution_id = json!({"name": "executionId", "in": "path", "description": "Execution id of the execution.", "required": true, "type": "string"});
     let index = json!({"name": "index", "in": "path", "description": "Index (0-based) of the record in the batch.", "required": true, "type": "integer", "format": "int32"});
@@ -200,8 +258,8 @@ pub(crate) fn service_document(service: &ServiceRecord) -> Value {
         "produces": ["application/json"],
         "paths": paths,
         "definitions": {
-            "InputParameters": parameters_schema(&service.inputs),
-            "OutputParameters": parameters_schema(&service.outputs),
+            "InputParameters": input_parameters,
+            "OutputParameters": output_parameters,
             "Error": {"type": "object", "properties": {"code": {"type": "integer", "format": "int32"}, "message": {"type": "string"}, "fields": {"type": "string"}}},
             "WebServiceResult": {
                 "type": "object",
@@ -251,7 +309,7 @@ mod tests {
             name: ServiceName::parse("TxService").unwrap(),
             version: ServiceVersion::parse("1.0").unwrap(),
             owner: "admin".to_owned(),
-            runtime: RuntimeType::Python,
+            runtime: RuntimeType::Python.into(),
             created_at_micros: 0,
             revision: "r".to_owned(),
             description: Some("My first python model".to_owned()),
@@ -279,7 +337,7 @@ mod tests {
 
     #[test]
     fn the_document_matches_the_reference_shape() {
-        let document = service_document(&service(Some("manualTransmission")));
+        let document = service_document(&service(Some("manualTransmission")), None);
         assert_eq!(document["swagger"], "2.0");
         assert_eq!(
             document["info"],
@@ -310,7 +368,7 @@ mod tests {
 
     #[test]
     fn without_an_operation_id_the_reference_default_is_used() {
-        let document = service_document(&service(None));
+        let document = service_document(&service(None), None);
         assert_eq!(
             document["paths"]["/api/TxService/1.0"]["post"]["operationId"],
             "ConsumeWebService"

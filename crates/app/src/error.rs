@@ -1,6 +1,7 @@
 //! The one error type of the use cases.
 
 use o16n_auth::AuthError;
+use o16n_realtime::RealtimeError;
 use o16n_runtime::RuntimeError;
 use o16n_store::StoreError;
 use o16n_types::{Code, ErrorCode};
@@ -39,6 +40,9 @@ pub enum AppError {
     /// From the compute side.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// From native scoring.
+    #[error(transparent)]
+    Realtime(#[from] RealtimeError),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,6 +61,7 @@ impl ErrorCode for AppError {
             AppError::Auth(err) => err.code(),
             AppError::Store(err) => err.code(),
             AppError::Runtime(err) => err.code(),
+            AppError::Realtime(err) => err.code(),
             AppError::Internal(_) => Code::Internal,
         }
     }

@@ -9,6 +9,7 @@ mod batches;
 mod error;
 mod login;
 mod login_cache;
+mod realtime;
 mod services;
 mod sessions;
 mod snapshots;
@@ -25,15 +26,18 @@ use o16n_store::Store;
 pub use batches::{BatchStatus, DEFAULT_PARALLELISM};
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
+pub use o16n_realtime::{ColumnType, InputColumns, Signature};
 pub use o16n_runtime::ConsumeOutcome;
 pub use o16n_runtime::protocol::NamedValue;
 pub use o16n_runtime::{ExecuteOutcome, ExecuteRequest, PoolHealth, PoolStatus, SessionInfo};
+pub use realtime::{RealtimeDefinition, RealtimePatch};
 pub use services::{SERVICE_CACHE_TTL, ServiceDefinition, ServicePatch, ServiceView};
 pub use snapshots::SnapshotInfo;
 pub use status::{AuthenticationStatus, DatabaseStatus, Health, SystemStatus};
 pub use users::{ADMIN_USERNAME, AdminBootstrap};
 
 use login_cache::LoginSessionCache;
+use realtime::RealtimeModels;
 use services::ServiceCache;
 
 /// The settings the use cases need, passed down from the server's configuration.
@@ -63,6 +67,7 @@ struct AppInner {
     config: AppConfig,
     login_cache: LoginSessionCache,
     service_cache: ServiceCache,
+    realtime_models: RealtimeModels,
     batch_cancellations: batches::Cancellations,
 }
 
@@ -89,6 +94,7 @@ impl App {
                 config,
                 login_cache,
                 service_cache: ServiceCache::default(),
+                realtime_models: RealtimeModels::default(),
                 batch_cancellations: batches::Cancellations::default(),
             }),
         })
@@ -104,6 +110,10 @@ impl App {
 
     fn service_cache(&self) -> &ServiceCache {
         &self.inner.service_cache
+    }
+
+    fn realtime_models(&self) -> &RealtimeModels {
+        &self.inner.realtime_models
     }
 }
 

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use o16n_runtime::{ConsumeOutcome, Priority, ServiceSpec, TypedValue};
 use o16n_store::{ServiceRecord, StoreError};
 use o16n_types::{
-    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceVersion,
+    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
+    ServiceVersion,
 };
 use serde_json::{Map, Value};
 
@@ -122,7 +123,7 @@ impl ServiceCache {
         );
     }
 
-    fn forget(&self, name: &ServiceName, version: &ServiceVersion) {
+    pub(crate) fn forget(&self, name: &ServiceName, version: &ServiceVersion) {
         let mut entries = self
             .entries
             .write()
@@ -142,33 +143,14 @@ impl App {
         version: Option<&str>,
         definition: ServiceDefinition,
     ) -> Result<ServiceVersion, AppError> {
-        let name = parse_name(name)?;
-        let version = match version {
-            Some(version) => parse_version(version)?,
-            None => ServiceVersion::parse(&uuid::Uuid::new_v4().to_string())
-                .expect("a GUID is a valid version"),
-        };
-        if caller.role < Role::Contributor {
-            return Err(AppError::Forbidden(
-                "Readers cannot publish services".to_owned(),
-            ));
-        }
+        let (name, version) = parse_new_version(name, version)?;
         check_definition(
             &definition.code,
             &definition.inputs,
             &definition.outputs,
             &definition.output_file_names,
         )?;
-        let existing = self.store().list_service_versions(&name).await?;
-        if caller.role < Role::Owner
-            && existing
-                .iter()
-                .any(|service| service.owner != caller.username.as_str())
-        {
-            return Err(AppError::Forbidden(format!(
-                "another user owns the service `{name}` and you are not authorized to publish to it"
-            )));
-        }
+        self.ensure_may_publish(caller, &name).await?;
         let snapshot = match &definition.snapshot_id {
             Some(snapshot_id) => Some(
                 self.snapshot_for_service(caller, snapshot_id, definition.runtime)
@@ -180,7 +162,7 @@ impl App {
             name: name.clone(),
             version: version.clone(),
             owner: caller.username.to_string(),
-            runtime: definition.runtime,
+            runtime: definition.runtime.into(),
             created_at_micros: now_micros(),
             revision: uuid::Uuid::new_v4().simple().to_string(),
             description: definition.description,
@@ -192,22 +174,55 @@ impl App {
             output_file_names: definition.output_file_names,
             snapshot_id: definition.snapshot_id,
         };
-        match self
-            .store()
-            .insert_service(&record, snapshot.as_deref())
-            .await
+        self.insert_service(&record, snapshot.as_deref()).await?;
+        tracing::info!(version = %version, "service published");
+        Ok(version)
+    }
+
+    /// Checks that the caller may publish a version of `name`: Contributors and Owners may,
+    /// but only Owners to a name whose versions belong to someone else.
+    pub(crate) async fn ensure_may_publish(
+        &self,
+        caller: &Principal,
+        name: &ServiceName,
+    ) -> Result<(), AppError> {
+        if caller.role < Role::Contributor {
+            return Err(AppError::Forbidden(
+                "Readers cannot publish services".to_owned(),
+            ));
+        }
+        let existing = self.store().list_service_versions(name).await?;
+        if caller.role < Role::Owner
+            && existing
+                .iter()
+                .any(|service| service.owner != caller.username.as_str())
         {
+            return Err(AppError::Forbidden(format!(
+                "another user owns the service `{name}` and you are not authorized to publish to it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores a new service version with its content; an existing name and version is a
+    /// conflict.
+    pub(crate) async fn insert_service(
+        &self,
+        record: &ServiceRecord,
+        content: Option<&[u8]>,
+    ) -> Result<(), AppError> {
+        match self.store().insert_service(record, content).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 return Err(AppError::Conflict(format!(
-                    "a web service `{name}` with version `{version}` already exists; use PATCH to update it"
+                    "a web service `{}` with version `{}` already exists; use PATCH to update it",
+                    record.name, record.version
                 )));
             }
             Err(err) => return Err(err.into()),
         }
-        self.service_cache().forget(&name, &version);
-        tracing::info!(version = %version, "service published");
-        Ok(version)
+        self.service_cache().forget(&record.name, &record.version);
+        Ok(())
     }
 
     /// Updates a service version; absent fields stay as they are.
@@ -221,17 +236,21 @@ impl App {
     ) -> Result<(), AppError> {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         let mut record = self.own_service(caller, &name, &version, "update").await?;
-        if let Some(runtime) = patch.runtime
-            && runtime != record.runtime
+        let ServiceRuntime::Interpreted(runtime) = record.runtime else {
+            return Err(AppError::InvalidInput(format!(
+                "`{name}` version `{version}` is a realtime service; update it as one, with its model"
+            )));
+        };
+        if let Some(new_runtime) = patch.runtime
+            && new_runtime != runtime
         {
             return Err(AppError::InvalidInput(format!(
-                "the service runs on {}; its runtime cannot change to {runtime}",
-                record.runtime
+                "the service runs on {runtime}; its runtime cannot change to {new_runtime}"
             )));
         }
         let snapshot = match &patch.snapshot_id {
             Some(snapshot_id) => Some(Some(
-                self.snapshot_for_service(caller, snapshot_id, record.runtime)
+                self.snapshot_for_service(caller, snapshot_id, runtime)
                     .await?,
             )),
             None => None,
@@ -276,6 +295,7 @@ impl App {
         self.own_service(caller, &name, &version, "delete").await?;
         self.store().delete_service(&name, &version).await?;
         self.service_cache().forget(&name, &version);
+        self.realtime_models().forget(&name, &version);
         tracing::info!("service deleted");
         Ok(())
     }
@@ -339,11 +359,15 @@ impl App {
         inputs: Map<String, Value>,
         priority: Priority,
     ) -> Result<ConsumeOutcome, AppError> {
+        let runtime = match record.runtime {
+            ServiceRuntime::Interpreted(runtime) => runtime,
+            ServiceRuntime::Realtime => return self.score_realtime(record, inputs).await,
+        };
         let (name, version) = (record.name.clone(), record.version.clone());
         let typed_inputs = typed_inputs(&record.inputs, inputs)?;
         let spec = ServiceSpec {
             key: record.revision.clone(),
-            runtime: record.runtime,
+            runtime,
             code: record.code.clone(),
             init_code: record.init_code.clone(),
             outputs: record.outputs.clone(),
@@ -386,7 +410,7 @@ impl App {
     }
 
     /// A service version the caller may change: theirs, or any if they are an Owner.
-    async fn own_service(
+    pub(crate) async fn own_service(
         &self,
         caller: &Principal,
         name: &ServiceName,
@@ -423,7 +447,7 @@ impl App {
     }
 }
 
-fn may_write(caller: &Principal, record: &ServiceRecord) -> bool {
+pub(crate) fn may_write(caller: &Principal, record: &ServiceRecord) -> bool {
     caller.role == Role::Owner
         || (caller.role >= Role::Contributor && record.owner == caller.username.as_str())
 }
@@ -449,13 +473,26 @@ pub(crate) fn parse_version(version: &str) -> Result<ServiceVersion, AppError> {
     ServiceVersion::parse(version).map_err(|err| AppError::InvalidInput(err.to_string()))
 }
 
-fn service_not_found(name: &ServiceName, version: &ServiceVersion) -> AppError {
+/// The name and version of a version to publish; without a version, a GUID.
+pub(crate) fn parse_new_version(
+    name: &str,
+    version: Option<&str>,
+) -> Result<(ServiceName, ServiceVersion), AppError> {
+    let version = match version {
+        Some(version) => parse_version(version)?,
+        None => ServiceVersion::parse(&uuid::Uuid::new_v4().to_string())
+            .expect("a GUID is a valid version"),
+    };
+    Ok((parse_name(name)?, version))
+}
+
+pub(crate) fn service_not_found(name: &ServiceName, version: &ServiceVersion) -> AppError {
     AppError::NotFound(format!(
         "web service `{name}` version `{version}` not found"
     ))
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")

@@ -73,6 +73,14 @@ impl Application {
             tracing::info!(resumed, "resumed unfinished batch executions");
         }
 
+        let models = app
+            .load_realtime_models()
+            .await
+            .context("cannot list the realtime services")?;
+        if models > 0 {
+            tracing::info!(models, "loaded the models of realtime services");
+        }
+
         let address = format!("{}:{}", config.http.bind, config.http.port);
         let listener = TcpListener::bind(&address)
             .await

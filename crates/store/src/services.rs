@@ -1,7 +1,8 @@
 //! Published web services. Definitions are read on every consumption (through the app's
-//! cache); the snapshot copy is read only when a worker loads the service.
+//! cache); the service's content (the snapshot copy of an R or Python service, the model of a
+//! realtime service, both in the `snapshot` column) is read only when the service is loaded.
 
-use o16n_types::{ParameterDefinition, RuntimeType, ServiceName, ServiceVersion};
+use o16n_types::{ParameterDefinition, ServiceName, ServiceRuntime, ServiceVersion};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -18,8 +19,8 @@ pub struct ServiceRecord {
     pub version: ServiceVersion,
     /// The user who published this version.
     pub owner: String,
-    /// The runtime that runs it.
-    pub runtime: RuntimeType,
+    /// What runs it: R or Python workers, or native scoring (realtime services).
+    pub runtime: ServiceRuntime,
     /// Publication time, Unix microseconds; orders the versions of a name.
     pub created_at_micros: i64,
     /// Changes on every update.
@@ -211,7 +212,8 @@ impl Store {
         rows.iter().map(service_from_row).collect()
     }
 
-    /// The snapshot copy of a service version (outer `None`: no such service).
+    /// The content of a service version: the snapshot copy of an R or Python service, the
+    /// model of a realtime service (outer `None`: no such service).
     pub async fn service_snapshot(
         &self,
         name: &ServiceName,

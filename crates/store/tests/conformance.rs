@@ -388,7 +388,7 @@ fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
         name: ServiceName::parse(name).unwrap(),
         version: ServiceVersion::parse(version).unwrap(),
         owner: "jane".to_owned(),
-        runtime: RuntimeType::Python,
+        runtime: RuntimeType::Python.into(),
         created_at_micros,
         revision: format!("rev-{version}"),
         description: Some("adds".to_owned()),

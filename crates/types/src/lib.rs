@@ -15,7 +15,7 @@ mod username;
 pub use code::{Code, ErrorCode, error_chain};
 pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
-pub use runtime_type::{ParseRuntimeTypeError, RuntimeType};
+pub use runtime_type::{ParseRuntimeTypeError, RuntimeType, ServiceRuntime};
 pub use service::{
     InvalidServiceIdentifier, ParameterDefinition, ParameterType, ParseParameterTypeError,
     ServiceName, ServiceVersion,

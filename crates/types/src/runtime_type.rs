@@ -47,3 +47,63 @@ impl FromStr for RuntimeType {
         }
     }
 }
+
+/// What runs a web service: an interpreter, or o16n's native scoring engine for realtime
+/// services (which take a model instead of code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceRuntime {
+    /// Code run by R or Python workers.
+    Interpreted(RuntimeType),
+    /// A model scored natively, without an interpreter.
+    Realtime,
+}
+
+impl ServiceRuntime {
+    /// The spelling of the reference API (`R`, `Python`, `Realtime`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceRuntime::Interpreted(runtime) => runtime.as_str(),
+            ServiceRuntime::Realtime => "Realtime",
+        }
+    }
+}
+
+impl From<RuntimeType> for ServiceRuntime {
+    fn from(runtime: RuntimeType) -> Self {
+        ServiceRuntime::Interpreted(runtime)
+    }
+}
+
+impl fmt::Display for ServiceRuntime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ServiceRuntime {
+    type Err = ParseRuntimeTypeError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("realtime") {
+            return Ok(ServiceRuntime::Realtime);
+        }
+        text.parse().map(ServiceRuntime::Interpreted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_runtimes_read_back_as_written() {
+        for runtime in [
+            ServiceRuntime::Interpreted(RuntimeType::R),
+            ServiceRuntime::Interpreted(RuntimeType::Python),
+            ServiceRuntime::Realtime,
+        ] {
+            assert_eq!(runtime.as_str().parse::<ServiceRuntime>().unwrap(), runtime);
+        }
+        assert!("realtime".parse::<RuntimeType>().is_err());
+    }
+}

@@ -34,5 +34,9 @@ async fn service_swagger(
     PathParams((name, version)): PathParams<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let service = app.get_service(&caller, &name, &version).await?;
-    Ok(Json(swagger::service_document(&service.record)))
+    let signature = app.realtime_signature(&service.record).await?;
+    Ok(Json(swagger::service_document(
+        &service.record,
+        signature.as_ref(),
+    )))
 }

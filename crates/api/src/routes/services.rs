@@ -5,13 +5,13 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use o16n_app::App;
+use o16n_app::{App, RealtimeDefinition, RealtimePatch};
 use o16n_types::Code;
 
 use super::sessions::SUCCESS;
 use crate::ApiError;
 use crate::dto::{PublishWebServiceRequest, WebService};
-use crate::extract::{AuthUser, JsonBody, PathParams};
+use crate::extract::{AuthUser, JsonBody, MultipartForm, PathParams};
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -23,6 +23,11 @@ pub(super) fn router() -> Router<App> {
                 .patch(patch_service)
                 .get(get_service)
                 .delete(delete_service),
+        )
+        .route("/realtime-services/{name}", post(publish_realtime_service))
+        .route(
+            "/realtime-services/{name}/{version}",
+            post(publish_realtime_service_version).patch(patch_realtime_service),
         )
 }
 
@@ -119,4 +124,70 @@ async fn delete_service(
 ) -> Result<Json<&'static str>, ApiError> {
     app.delete_service(&caller, &name, &version).await?;
     Ok(SUCCESS)
+}
+
+/// The fields of a realtime publish or update: `description`, `operationId` and the `model`
+/// file.
+fn realtime_fields(mut form: MultipartForm) -> Result<RealtimePatch, ApiError> {
+    let description = form.take_text("description")?;
+    let operation_id = form.take_text("operationId")?;
+    let model = form.take("model").map(|bytes| bytes.to_vec());
+    form.finish()?;
+    Ok(RealtimePatch {
+        description,
+        operation_id,
+        model,
+    })
+}
+
+fn realtime_definition(form: MultipartForm) -> Result<RealtimeDefinition, ApiError> {
+    let fields = realtime_fields(form)?;
+    let model = fields.model.ok_or_else(|| {
+        ApiError::new(
+            Code::BadRequest,
+            "the form field `model` (the ONNX model file) is required",
+        )
+    })?;
+    Ok(RealtimeDefinition {
+        description: fields.description,
+        operation_id: fields.operation_id,
+        model,
+    })
+}
+
+async fn publish_realtime_service(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams(name): PathParams<String>,
+    form: MultipartForm,
+) -> Result<Response, ApiError> {
+    let definition = realtime_definition(form)?;
+    let version = app
+        .publish_realtime_service(&caller, &name, None, definition)
+        .await?;
+    Ok(published(&name, version.as_str()))
+}
+
+async fn publish_realtime_service_version(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams((name, version)): PathParams<(String, String)>,
+    form: MultipartForm,
+) -> Result<Response, ApiError> {
+    let definition = realtime_definition(form)?;
+    app.publish_realtime_service(&caller, &name, Some(&version), definition)
+        .await?;
+    Ok(published(&name, &version))
+}
+
+async fn patch_realtime_service(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams((name, version)): PathParams<(String, String)>,
+    form: MultipartForm,
+) -> Result<Json<String>, ApiError> {
+    let patch = realtime_fields(form)?;
+    app.patch_realtime_service(&caller, &name, &version, patch)
+        .await?;
+    Ok(Json(format!("/api/{name}/{version}")))
 }

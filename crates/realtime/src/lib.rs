@@ -1,0 +1,21 @@
+//! Native scoring of ONNX models for realtime web services: no interpreter at consumption time.
+//!
+//! [`RealtimeModel::load`] reads an ONNX model once, refuses what the engine cannot run (not
+//! ONNX, the reference's `blob` format, unknown operators) and prepares an optimized plan;
+//! [`RealtimeModel::score`] turns the reference's `inputData` column map into the model's input
+//! tensors, runs the plan for all rows at once and returns `outputData` as a column map.
+//!
+//! The engine is tract (pure Rust) with operators of our own where tract has none or is slow:
+//! the tree ensembles (`tree.rs`, evaluated natively) and `Scaler` (`ops.rs`). Scoring is
+//! synchronous and CPU-bound; callers on an async runtime run it on a blocking thread.
+//! Reading order: `model.rs`, `columns.rs`, `ops.rs`, `tree.rs`.
+
+mod columns;
+mod error;
+mod model;
+mod ops;
+mod tree;
+
+pub use columns::{ColumnType, InputColumns, Signature};
+pub use error::RealtimeError;
+pub use model::RealtimeModel;
