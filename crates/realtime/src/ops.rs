@@ -15,6 +15,7 @@ use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::tract_core::ops::change_axes::wire_with_rank_broadcast;
 use tract_onnx::tract_hir::tract_core::ops::math::{mul, sub};
 
+use crate::RealtimeError;
 use crate::tree::{Aggregate, PostTransform, TreeAttributes, TreeEnsemble};
 
 /// Puts o16n's operators into tract's ONNX operator register, replacing tract's own.
@@ -22,6 +23,16 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("TreeEnsembleClassifier", tree_classifier);
     register.insert("TreeEnsembleRegressor", tree_regressor);
     register.insert("Scaler", scaler);
+}
+
+/// The message of a load error without its prefix, which the caller adds to the whole chain.
+fn plain(err: RealtimeError) -> TractError {
+    match err {
+        RealtimeError::InvalidModel(message) | RealtimeError::UnsupportedModel(message) => {
+            anyhow!(message)
+        }
+        other => anyhow!(other.to_string()),
+    }
 }
 
 fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
@@ -48,11 +59,11 @@ fn text(node: &NodeProto, name: &str) -> TractResult<Option<String>> {
 
 fn tree_attributes(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResult<TreeAttributes> {
     let aggregate = match text(node, "aggregate_function")? {
-        Some(name) => Aggregate::parse(&name)?,
+        Some(name) => Aggregate::parse(&name).map_err(plain)?,
         None => Aggregate::Sum,
     };
     let post_transform = match text(node, "post_transform")? {
-        Some(name) => PostTransform::parse(&name)?,
+        Some(name) => PostTransform::parse(&name).map_err(plain)?,
         None => PostTransform::None,
     };
     Ok(TreeAttributes {
@@ -91,7 +102,7 @@ fn tree_classifier(
         ),
     };
     let attributes = tree_attributes(node, "class", labels.len())?;
-    let ensemble = TreeEnsemble::build(attributes, true)?;
+    let ensemble = TreeEnsemble::build(attributes, true).map_err(plain)?;
     Ok((
         expand(NativeTrees {
             ensemble: Arc::new(ensemble),
@@ -111,7 +122,7 @@ fn tree_regressor(
         .filter(|&n| n > 0)
         .ok_or_else(|| anyhow!("n_targets must be positive"))?;
     let attributes = tree_attributes(node, "target", n_targets)?;
-    let ensemble = TreeEnsemble::build(attributes, false)?;
+    let ensemble = TreeEnsemble::build(attributes, false).map_err(plain)?;
     Ok((
         expand(NativeTrees {
             ensemble: Arc::new(ensemble),

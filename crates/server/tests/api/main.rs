@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 mod helpers;
 mod r_runtime;
+mod realtime;
 mod services;
 mod sessions;
 mod snapshots;

@@ -1,0 +1,596 @@
+//! Realtime services: ONNX models published over multipart and scored natively. The models are
+//! built here, operator by operator, so that every expected answer is known exactly; the
+//! scikit-learn models are tested end to end by `tests/client/test_realtime.py`.
+
+use o16n_types::Role;
+use prost::Message;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tract_onnx::pb::attribute_proto::AttributeType;
+use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
+    TypeProto, ValueInfoProto, type_proto,
+};
+
+use crate::helpers::{TestApp, assert_error_shape, spawn_app};
+
+const FLOAT: i32 = 1;
+const STRING: i32 = 8;
+
+/// A tensor of `[N, width]` (or `[N]` without a width).
+fn tensor(name: &str, elem_type: i32, width: Option<i64>) -> ValueInfoProto {
+    let mut dim = vec![Dimension {
+        value: Some(dimension::Value::DimParam("N".to_owned())),
+        ..Dimension::default()
+    }];
+    if let Some(width) = width {
+        dim.push(Dimension {
+            value: Some(dimension::Value::DimValue(width)),
+            ..Dimension::default()
+        });
+    }
+    ValueInfoProto {
+        name: name.to_owned(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..TypeProto::default()
+        }),
+        ..ValueInfoProto::default()
+    }
+}
+
+fn floats(name: &str, values: &[f32]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Floats as i32,
+        floats: values.to_vec(),
+        ..AttributeProto::default()
+    }
+}
+
+fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Ints as i32,
+        ints: values.to_vec(),
+        ..AttributeProto::default()
+    }
+}
+
+fn strings(name: &str, values: &[&str]) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Strings as i32,
+        strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        ..AttributeProto::default()
+    }
+}
+
+fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Int as i32,
+        i: value,
+        ..AttributeProto::default()
+    }
+}
+
+fn node(
+    op_type: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attributes: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        op_type: op_type.to_owned(),
+        domain: "ai.onnx.ml".to_owned(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attributes,
+        ..NodeProto::default()
+    }
+}
+
+fn model(
+    nodes: Vec<NodeProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+) -> Vec<u8> {
+    let opset = |domain: &str, version| OperatorSetIdProto {
+        domain: domain.to_owned(),
+        version,
+    };
+    ModelProto {
+        ir_version: 8,
+        opset_import: vec![opset("", 17), opset("ai.onnx.ml", 3)],
+        graph: Some(GraphProto {
+            name: "test".to_owned(),
+            node: nodes,
+            input: inputs,
+            output: outputs,
+            ..GraphProto::default()
+        }),
+        ..ModelProto::default()
+    }
+    .encode_to_vec()
+}
+
+/// `variable = 2a - b + 0.5` on one `[N, 2]` input: exact in floating point for small values.
+fn linear_model() -> Vec<u8> {
+    model(
+        vec![node(
+            "LinearRegressor",
+            &["X"],
+            &["variable"],
+            vec![
+                floats("coefficients", &[2.0, -1.0]),
+                floats("intercepts", &[0.5]),
+            ],
+        )],
+        vec![tensor("X", FLOAT, Some(2))],
+        vec![tensor("variable", FLOAT, Some(1))],
+    )
+}
+
+/// The same on two named inputs of one column each, joined by `Concat`.
+fn two_input_model() -> Vec<u8> {
+    let mut concat = node("Concat", &["a", "b"], &["X"], vec![int("axis", 1)]);
+    concat.domain = String::new();
+    model(
+        vec![
+            concat,
+            node(
+                "LinearRegressor",
+                &["X"],
+                &["variable"],
+                vec![
+                    floats("coefficients", &[2.0, -1.0]),
+                    floats("intercepts", &[0.5]),
+                ],
+            ),
+        ],
+        vec![tensor("a", FLOAT, Some(1)), tensor("b", FLOAT, Some(1))],
+        vec![tensor("variable", FLOAT, Some(1))],
+    )
+}
+
+/// One tree on feature 0: at most 0.5 is "no" (probabilities 0.75/0.25), else "yes" (0.1/0.9).
+fn stump_classifier(false_child: i64) -> Vec<u8> {
+    model(
+        vec![node(
+            "TreeEnsembleClassifier",
+            &["X"],
+            &["label", "probabilities"],
+            vec![
+                strings("classlabels_strings", &["no", "yes"]),
+                ints("nodes_treeids", &[0, 0, 0]),
+                ints("nodes_nodeids", &[0, 1, 2]),
+                ints("nodes_featureids", &[0, 0, 0]),
+                strings("nodes_modes", &["BRANCH_LEQ", "LEAF", "LEAF"]),
+                floats("nodes_values", &[0.5, 0.0, 0.0]),
+                ints("nodes_truenodeids", &[1, 0, 0]),
+                ints("nodes_falsenodeids", &[false_child, 0, 0]),
+                ints("class_treeids", &[0, 0, 0, 0]),
+                ints("class_nodeids", &[1, 1, 2, 2]),
+                ints("class_ids", &[0, 1, 0, 1]),
+                floats("class_weights", &[0.75, 0.25, 0.1, 0.9]),
+            ],
+        )],
+        vec![tensor("X", FLOAT, Some(2))],
+        vec![
+            tensor("label", STRING, None),
+            tensor("probabilities", FLOAT, Some(2)),
+        ],
+    )
+}
+
+async fn publish(
+    app: &TestApp,
+    token: &str,
+    method: Method,
+    path: &str,
+    model: Option<Vec<u8>>,
+    fields: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let mut form = Form::new();
+    for (name, value) in fields {
+        form = form.text(name.to_string(), value.to_string());
+    }
+    if let Some(model) = model {
+        form = form.part("model", Part::bytes(model).file_name("model"));
+    }
+    let response = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+async fn score(app: &TestApp, token: &str, path: &str, input_data: Value) -> (StatusCode, Value) {
+    app.call(
+        Method::POST,
+        path,
+        Some(token),
+        Some(json!({"inputData": input_data})),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_published_model_scores_many_rows_with_columns_in_order() {
+    let app = spawn_app().await;
+    let token = app.user_token("jane", Role::Contributor).await;
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/linear/v1",
+        Some(linear_model()),
+        &[("description", "2a - b"), ("operationId", "predict")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, "/api/linear/v1");
+
+    // The column names are free: a one-input model takes the columns in the order given, so
+    // `second` is the model's first feature.
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/linear/v1",
+        json!({"second": [1.0, 0.0, 3.0], "first": [4.0, 0.25, -1.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(
+        body["outputParameters"]["outputData"],
+        json!({"variable": [-1.5, 0.25, 7.5]})
+    );
+
+    let (status, body) = app
+        .call(Method::GET, "/services/linear/v1", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0]["runtimeType"], "Realtime");
+    assert_eq!(body[0]["operationId"], "predict");
+    assert_eq!(
+        body[0]["inputParameterDefinitions"],
+        json!([{"name": "inputData", "type": "data.frame"}])
+    );
+    assert_eq!(
+        body[0]["outputParameterDefinitions"],
+        json!([{"name": "outputData", "type": "data.frame"}])
+    );
+}
+
+#[tokio::test]
+async fn columns_go_to_inputs_by_name_when_the_model_has_one_per_column() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/named/v1",
+        Some(two_input_model()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/named/v1",
+        json!({"b": [1.0], "a": [4.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"],
+        json!({"variable": [7.5]})
+    );
+
+    // Rows as objects are accepted too.
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/named/v1",
+        json!([{"a": 1, "b": 2}, {"a": 0, "b": 0}]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"],
+        json!({"variable": [0.5, 0.5]})
+    );
+
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/named/v1",
+        json!({"a": [1.0], "c": [2.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error_shape(&body);
+    assert!(body["message"].as_str().unwrap().contains("`b`"), "{body}");
+}
+
+#[tokio::test]
+async fn a_classifier_returns_the_label_and_one_probability_column_per_class() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/stump",
+        Some(stump_classifier(2)),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let path = body.as_str().unwrap().to_owned();
+
+    let (status, body) = score(
+        &app,
+        &token,
+        &path,
+        json!({"x": [0.2, 0.9, null], "unused": [0, 0, 0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let output = &body["outputParameters"]["outputData"];
+    // A missing value (null) goes the way the model says, here the false way.
+    assert_eq!(output["label"], json!(["no", "yes", "yes"]));
+    let (low, high) = (0.10000000149011612, 0.8999999761581421);
+    assert_eq!(output["probabilities_no"], json!([0.75, low, low]));
+    assert_eq!(output["probabilities_yes"], json!([0.25, high, high]));
+
+    let version = path.rsplit('/').next().unwrap();
+    let (status, swagger) = app
+        .call(
+            Method::GET,
+            &format!("/api/stump/{version}/swagger.json"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(swagger["paths"][&path]["post"]["operationId"], "consume");
+    let input_data = &swagger["definitions"]["InputParameters"]["properties"]["inputData"];
+    assert_eq!(input_data["minProperties"], 2);
+    let output_data =
+        &swagger["definitions"]["OutputParameters"]["properties"]["outputData"]["properties"];
+    assert_eq!(output_data["label"]["items"]["type"], "string");
+    assert_eq!(output_data["probabilities_yes"]["items"]["type"], "number");
+}
+
+#[tokio::test]
+async fn bad_inputs_get_a_bad_request_that_names_the_problem() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/linear/v1",
+        Some(linear_model()),
+        &[],
+    )
+    .await;
+    let cases = [
+        (json!({"a": [1.0]}), "2"),
+        (json!({"a": [1.0, 2.0], "b": [1.0]}), "different lengths"),
+        (json!({"a": ["x"], "b": [1.0]}), "expected a number"),
+        (json!({"a": [], "b": []}), "no rows"),
+        (json!({"a": 1, "b": 2}), "array"),
+        (json!("text"), "inputData"),
+    ];
+    for (input_data, expected) in cases {
+        let (status, body) = score(&app, &token, "/api/linear/v1", input_data.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{input_data}: {body}");
+        assert_error_shape(&body);
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{input_data}: {message}");
+    }
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/api/linear/v1",
+            Some(&token),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("inputData"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let unknown_operator = model(
+        vec![node("FancyScorer", &["X"], &["Y"], vec![])],
+        vec![tensor("X", FLOAT, Some(2))],
+        vec![tensor("Y", FLOAT, Some(1))],
+    );
+    let mut blob = b"blob".to_vec();
+    blob.extend_from_slice(&[0, 1, 2, 3]);
+    let cases: [(Option<Vec<u8>>, &str); 5] = [
+        (Some(unknown_operator), "`FancyScorer` (ai.onnx.ml)"),
+        (Some(blob), "`blob` format"),
+        (Some(b"not a model at all".to_vec()), "not an ONNX model"),
+        (Some(stump_classifier(0)), "root"),
+        (None, "`model`"),
+    ];
+    for (bytes, expected) in cases {
+        let (status, body) = publish(
+            &app,
+            &token,
+            Method::POST,
+            "/realtime-services/bad/v1",
+            bytes,
+            &[("description", "refused")],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{expected}: {body}");
+        assert_error_shape(&body);
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{expected}: {message}");
+    }
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/bad/v1",
+        Some(linear_model()),
+        &[("operationID", "typo")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"].as_str().unwrap().contains("operationID"),
+        "{body}"
+    );
+    // Nothing was stored by the refused attempts.
+    let (status, _) = app
+        .call(Method::GET, "/services/bad/v1", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn realtime_services_are_managed_like_every_other_service() {
+    let app = spawn_app().await;
+    let jane = app.user_token("jane", Role::Contributor).await;
+    let john = app.user_token("john", Role::Contributor).await;
+    let rita = app.user_token("rita", Role::Reader).await;
+    let path = "/realtime-services/linear/v1";
+    let (status, _) = publish(&app, &rita, Method::POST, path, Some(linear_model()), &[]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = publish(&app, &jane, Method::POST, path, Some(linear_model()), &[]).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = publish(&app, &jane, Method::POST, path, Some(linear_model()), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = publish(
+        &app,
+        &john,
+        Method::PATCH,
+        path,
+        None,
+        &[("description", "mine")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // An update replaces the model, and the next request scores with the new one.
+    let (status, body) = publish(
+        &app,
+        &jane,
+        Method::PATCH,
+        path,
+        Some(two_input_model()),
+        &[("description", "two inputs")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = score(
+        &app,
+        &rita,
+        "/api/linear/v1",
+        json!({"a": [1.0], "b": [1.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"],
+        json!({"variable": [1.5]})
+    );
+    let (_, body) = app
+        .call(Method::GET, "/services/linear/v1", Some(&jane), None)
+        .await;
+    assert_eq!(body[0]["description"], "two inputs");
+
+    // A code service is not updated through the realtime route, nor the other way round.
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/services/linear/v1",
+            Some(&jane),
+            Some(json!({"code": "y = 1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = publish(
+        &app,
+        &jane,
+        Method::PATCH,
+        "/realtime-services/none/v1",
+        None,
+        &[("description", "x")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _) = app
+        .call(Method::DELETE, "/services/linear/v1", Some(&jane), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = score(
+        &app,
+        &jane,
+        "/api/linear/v1",
+        json!({"a": [1.0], "b": [1.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_realtime_service_scores_after_a_restart() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/linear/v1",
+        Some(linear_model()),
+        &[],
+    )
+    .await;
+    let app = app.restart().await;
+    let token = app.admin_token().await;
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/linear/v1",
+        json!({"a": [1.0], "b": [2.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"],
+        json!({"variable": [0.5]})
+    );
+}
