@@ -31,7 +31,9 @@ impl ColumnType {
             | DatumType::U8
             | DatumType::U16
             | DatumType::U32
-            | DatumType::U64 => ColumnType::Integer,
+            | DatumType::U64
+            // tract may carry int64 tensors (such as labels) as symbolic dimensions.
+            | DatumType::TDim => ColumnType::Integer,
             DatumType::String => ColumnType::String,
             DatumType::Bool => ColumnType::Boolean,
             _ => return None,
@@ -334,7 +336,7 @@ fn cells(tensor: &Tensor) -> Result<Vec<Value>, RealtimeError> {
             .iter()
             .map(|&v| Value::from(v))
             .collect(),
-        other if other.is_integer() => {
+        other if other.is_integer() || other == DatumType::TDim => {
             let wide = tensor.cast_to::<i64>().map_err(fail)?;
             return cells(&wide);
         }

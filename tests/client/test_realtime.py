@@ -1,0 +1,134 @@
+"""Realtime services as a new user runs them: train scikit-learn models, export them to ONNX
+with skl2onnx, publish them with plain HTTP, consume them one row and many rows at a time
+(also with the official client), and get scikit-learn's answers."""
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+from azureml.deploy import DeployClient
+from azureml.deploy.server import MLServer
+from skl2onnx import to_onnx
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+)
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+from conftest import ADMIN_PASSWORD, Server
+
+# Models are float32 in ONNX; probabilities agree to about 1e-7, and predictions to about 1e-7
+# of their magnitude (diabetes targets reach 350).
+TOLERANCE = 1e-5
+
+IRIS_X, IRIS_Y = load_iris(return_X_y=True)
+IRIS_X = IRIS_X.astype(np.float32)
+DIABETES_X, DIABETES_Y = load_diabetes(return_X_y=True)
+DIABETES_X = DIABETES_X.astype(np.float32)
+
+CLASSIFIERS = {
+    "logistic": lambda: LogisticRegression(max_iter=500),
+    "tree": lambda: DecisionTreeClassifier(random_state=0),
+    "forest": lambda: RandomForestClassifier(n_estimators=100, random_state=0),
+    "boosting": lambda: GradientBoostingClassifier(random_state=0),
+    "scaled": lambda: Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]),
+}
+REGRESSORS = {
+    "linear": lambda: LinearRegression(),
+    "tree-reg": lambda: DecisionTreeRegressor(random_state=0),
+    "forest-reg": lambda: RandomForestRegressor(n_estimators=100, random_state=0),
+    "boosting-reg": lambda: GradientBoostingRegressor(random_state=0),
+}
+
+
+def publish(server, token, name, onnx_bytes, version="v1", method="POST"):
+    return requests.request(
+        method,
+        f"{server.url}/realtime-services/{name}/{version}",
+        headers={"Authorization": f"Bearer {token}"},
+        files={"model": ("model.onnx", onnx_bytes)},
+        data={"description": f"{name} from scikit-learn"},
+    )
+
+
+def score(server, token, name, rows, version="v1"):
+    columns = {f"x{j}": rows[:, j].tolist() for j in range(rows.shape[1])}
+    response = requests.post(
+        f"{server.url}/api/{name}/{version}",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"inputData": columns},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["outputParameters"]["outputData"]
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIFIERS))
+@pytest.mark.parametrize("zipmap", [False, True])
+def test_classifiers_answer_as_scikit_learn(server, name, zipmap):
+    model = CLASSIFIERS[name]().fit(IRIS_X, IRIS_Y)
+    final_step = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    # skl2onnx's default ends with ZipMap; `zipmap: False` gives a plain probabilities tensor.
+    options = None if zipmap else {id(final_step): {"zipmap": False}}
+    onnx_bytes = to_onnx(model, IRIS_X[:1], options=options).SerializeToString()
+    token = server.token()
+    response = publish(server, token, name, onnx_bytes)
+    assert response.status_code == 201, response.text
+
+    expected = model.predict_proba(IRIS_X)
+    labels_column = "output_label" if zipmap else "label"
+    probability_prefix = "output_probability" if zipmap else "probabilities"
+    for rows in (IRIS_X[:1], IRIS_X[77:78], IRIS_X):
+        output = score(server, token, name, rows)
+        count = len(rows)
+        assert list(output) == [labels_column] + [f"{probability_prefix}_{c}" for c in range(3)]
+        probabilities = np.array([output[f"{probability_prefix}_{c}"] for c in range(3)]).T
+        start = 0 if count == len(IRIS_X) else int(np.flatnonzero((IRIS_X == rows[0]).all(axis=1))[0])
+        np.testing.assert_allclose(probabilities, expected[start : start + count], atol=TOLERANCE)
+        np.testing.assert_array_equal(output[labels_column], model.predict(rows))
+
+
+@pytest.mark.parametrize("name", sorted(REGRESSORS))
+def test_regressors_answer_as_scikit_learn(server, name):
+    model = REGRESSORS[name]().fit(DIABETES_X, DIABETES_Y)
+    onnx_bytes = to_onnx(model, DIABETES_X[:1]).SerializeToString()
+    token = server.token()
+    assert publish(server, token, name, onnx_bytes).status_code == 201
+    output = score(server, token, name, DIABETES_X)
+    assert list(output) == ["variable"]
+    np.testing.assert_allclose(output["variable"], model.predict(DIABETES_X), rtol=TOLERANCE)
+    one = score(server, token, name, DIABETES_X[5:6])
+    np.testing.assert_allclose(one["variable"], model.predict(DIABETES_X[5:6]), rtol=TOLERANCE)
+
+
+def test_the_official_client_consumes_a_realtime_service(server):
+    model = LogisticRegression(max_iter=500).fit(IRIS_X, IRIS_Y)
+    onnx_bytes = to_onnx(model, IRIS_X[:1], options={id(model): {"zipmap": False}}).SerializeToString()
+    assert publish(server, server.token(), "iris", onnx_bytes).status_code == 201
+
+    client = DeployClient(server.url, use=MLServer, auth=("admin", ADMIN_PASSWORD))
+    service = client.get_service("iris", version="v1")
+    frame = pd.DataFrame(IRIS_X[:5], columns=["sl", "sw", "pl", "pw"])
+    result = service.consume(frame)
+    output = result.output("outputData")
+    np.testing.assert_array_equal(np.asarray(output["label"]), model.predict(IRIS_X[:5]))
+    swagger = service.swagger()
+    assert "inputData" in swagger
+
+
+def test_a_realtime_service_scores_after_a_restart(server):
+    model = RandomForestClassifier(n_estimators=10, random_state=0).fit(IRIS_X, IRIS_Y)
+    onnx_bytes = to_onnx(model, IRIS_X[:1], options={id(model): {"zipmap": False}}).SerializeToString()
+    assert publish(server, server.token(), "kept", onnx_bytes).status_code == 201
+    server.stop()
+    restarted = Server(server.binary, server.data_dir)
+    try:
+        output = score(restarted, restarted.token(), "kept", IRIS_X)
+        np.testing.assert_array_equal(output["label"], model.predict(IRIS_X))
+    finally:
+        restarted.stop()
+        # The fixture stops the first server again; a stopped process stops at once.
