@@ -138,6 +138,41 @@ fn operations() -> Vec<Operation> {
             )
         },
         O {
+            body: Some(json!("realtime")),
+            success: ("201", Some(string())),
+            errors: "400 (not an ONNX model the engine can run), 401, 403 (another user owns the name), 409 (exists)",
+            ..op(
+                "post",
+                "/realtime-services/{name}",
+                "publishRealtimeWebServiceByName",
+                SERVICES,
+                "Publishes an ONNX model as a realtime service with a generated version.",
+            )
+        },
+        O {
+            body: Some(json!("realtime")),
+            success: ("201", Some(string())),
+            errors: "400 (not an ONNX model the engine can run), 401, 403 (another user owns the name), 409 (exists)",
+            ..op(
+                "post",
+                "/realtime-services/{name}/{version}",
+                "publishRealtimeWebServiceByNameVersion",
+                SERVICES,
+                "Publishes an ONNX model as a realtime service with the given version.",
+            )
+        },
+        O {
+            body: Some(json!("realtime")),
+            errors: "400, 401, 403 (owned by another user), 404",
+            ..op(
+                "patch",
+                "/realtime-services/{name}/{version}",
+                "patchRealtimeWebServiceByNameVersion",
+                SERVICES,
+                "Updates a realtime service: its description, operationId or model.",
+            )
+        },
+        O {
             body: Some(reference("PublishWebServiceRequest")),
             errors: "400, 401, 403 (owned by another user), 404",
             ..op(
@@ -416,6 +451,17 @@ fn operations() -> Vec<Operation> {
                 "The health of the server and its components.",
             )
         },
+        O {
+            success: ("200", Some(json!({"type": "object"}))),
+            errors: "none",
+            ..op(
+                "get",
+                "/health",
+                "health",
+                STATUS,
+                "Liveness: answers without a token while the HTTP server runs.",
+            )
+        },
     ]
 }
 
@@ -472,6 +518,14 @@ pub(crate) fn core_document() -> Value {
         let mut parameters = path_parameters(operation.path);
         let mut consumes = None;
         match &operation.body {
+            Some(Value::String(kind)) if kind == "realtime" => {
+                consumes = Some(json!(["multipart/form-data"]));
+                parameters.extend([
+                    json!({"name": "description", "in": "formData", "required": false, "type": "string"}),
+                    json!({"name": "operationId", "in": "formData", "required": false, "type": "string"}),
+                    json!({"name": "model", "in": "formData", "required": operation.method == "post", "type": "file", "description": "An ONNX model"}),
+                ]);
+            }
             Some(Value::String(kind)) if kind == "file" => {
                 consumes = Some(json!(["multipart/form-data"]));
                 parameters.push(
@@ -508,7 +562,7 @@ pub(crate) fn core_document() -> Value {
         if let Some(consumes) = consumes {
             entry["consumes"] = consumes;
         }
-        if !matches!(operation.path, "/login" | "/login/refreshToken") {
+        if !matches!(operation.path, "/login" | "/login/refreshToken" | "/health") {
             entry["security"] = json!([{"Bearer": []}]);
         }
         let item = paths

@@ -1,4 +1,6 @@
-//! Status API: `GET /status`, the health of the system and its components.
+//! Status API: `GET /status`, the health of the system and its components, and `GET /health`,
+//! a liveness probe for load balancers and orchestrators that needs no token and touches
+//! nothing but the HTTP stack.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -9,7 +11,13 @@ use crate::dto::StatusResponse;
 use crate::extract::AuthUser;
 
 pub(super) fn router() -> Router<App> {
-    Router::new().route("/status", get(status))
+    Router::new()
+        .route("/status", get(status))
+        .route("/health", get(health))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
 }
 
 async fn status(State(app): State<App>, AuthUser(caller): AuthUser) -> Json<StatusResponse> {
