@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r or batch).
+# Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch
+# or realtime).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -15,8 +16,9 @@ export O16N_BENCH_PYTHON
 
 case "$name" in
     sessions) exec python3 bench/sessions.py ;;
-    services)
-        # The peer, MLflow, in a virtual environment of its own (rebuilt when its pins change).
+    services | realtime)
+        # The peer, MLflow, in a virtual environment of its own (rebuilt when its pins change);
+        # it also has skl2onnx and ONNX Runtime for the realtime benchmark.
         mlflow_venv="$HOME/.cache/o16n/bench-mlflow"
         if ! cmp -s bench/requirements-mlflow.txt "$mlflow_venv/o16n-requirements.txt"; then
             o16n_log "creating the MLflow benchmark environment"
@@ -25,9 +27,9 @@ case "$name" in
             "$mlflow_venv/bin/pip" install --disable-pip-version-check -q -r bench/requirements-mlflow.txt
             cp bench/requirements-mlflow.txt "$mlflow_venv/o16n-requirements.txt"
         fi
-        O16N_BENCH_MLFLOW_PYTHON="$mlflow_venv/bin/python" exec python3 bench/services.py
+        O16N_BENCH_MLFLOW_PYTHON="$mlflow_venv/bin/python" exec python3 "bench/$name.py"
         ;;
     r) exec python3 bench/r_services.py ;;
     batch) exec python3 bench/batch.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r or batch)" >&2; exit 2 ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch or realtime)" >&2; exit 2 ;;
 esac

@@ -31,9 +31,11 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wrk(url, body, headers, connections, workdir):
+def wrk(url, body, headers, connections, workdir, method="POST"):
     script = pathlib.Path(workdir) / "request.lua"
-    lines = ['wrk.method = "POST"', "wrk.body = %s" % json.dumps(body)]
+    lines = ['wrk.method = "%s"' % method]
+    if body is not None:
+        lines.append("wrk.body = %s" % json.dumps(body))
     lines += ['wrk.headers["%s"] = "%s"' % (name, value) for name, value in headers.items()]
     script.write_text("\n".join(lines) + "\n")
     threads = str(min(connections, 2))
@@ -80,7 +82,8 @@ def publish_o16n(server, token, model_bytes):
         assert status == 200 and result["success"] and result["outputParameters"]["prediction"] == 0, result
 
 
-def start_mlflow(python_bin, model_dir, port):
+def start_mlflow_model(python_bin, model_dir, port, body):
+    """Starts `mlflow models serve` and waits until it answers `body` with 200."""
     bin_dir = pathlib.Path(python_bin).parent
     # MLflow starts uvicorn by name, so its environment's bin directory must be on PATH.
     environment = dict(os.environ, PATH="%s:%s" % (bin_dir, os.environ.get("PATH", "")))
@@ -89,20 +92,25 @@ def start_mlflow(python_bin, model_dir, port):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
     )
     deadline = time.monotonic() + 120
-    body = json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": [list(FEATURES.values())]}})
     while time.monotonic() < deadline:
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             connection.request("POST", "/invocations", body=body, headers={"Content-Type": "application/json"})
             response = connection.getresponse()
+            answer = response.read()
             if response.status == 200:
-                assert json.loads(response.read())["predictions"] == [0]
-                return process, body
+                assert json.loads(answer)["predictions"] == [0], answer
+                return process
         except OSError:
             pass
         time.sleep(0.5)
     process.kill()
     raise RuntimeError("mlflow models serve did not start")
+
+
+def start_mlflow(python_bin, model_dir, port):
+    body = json.dumps({"dataframe_split": {"columns": list(FEATURES), "data": [list(FEATURES.values())]}})
+    return start_mlflow_model(python_bin, model_dir, port, body), body
 
 
 def main():

@@ -7,11 +7,15 @@
 //! a restart, or when another node published it) loads it from the store on first use;
 //! [`App::load_realtime_models`] loads them all at start-up.
 //!
-//! Loading and scoring are CPU-bound and run on blocking threads, never on the async runtime,
-//! so a large request delays no other.
+//! Loading and scoring are CPU-bound. Loading, and every request whose scoring is estimated
+//! (from the model's cost per row, measured at load) to take more than
+//! [`INLINE_SCORING_BUDGET`], run on blocking threads, so a slow or large request never holds an
+//! async thread and delays no other; requests cheaper than the hand-off to a blocking thread
+//! are scored in place.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use o16n_realtime::{RealtimeModel, Signature};
 use o16n_runtime::ConsumeOutcome;
@@ -28,6 +32,10 @@ use crate::{App, AppError, Principal, run_blocking};
 pub(crate) const INPUT_NAME: &str = "inputData";
 /// The one output of every realtime service.
 pub(crate) const OUTPUT_NAME: &str = "outputData";
+
+/// The longest scoring that may run on an async thread, well within the 10 to 100 microseconds
+/// that tokio allows between two awaits.
+const INLINE_SCORING_BUDGET: Duration = Duration::from_micros(50);
 
 /// What a publisher of a realtime service sends.
 #[derive(Debug, Clone, Default)]
@@ -237,7 +245,17 @@ impl App {
             }
         };
         let model = self.realtime_model(record).await?;
-        let output_data = run_blocking(move || model.score(&input_data)).await??;
+        // A request that the model scores within the budget is scored here: handing it to a
+        // blocking thread would cost more than the scoring (two thread switches and the blocking
+        // pool's lock). Anything longer, or of unknown cost, never occupies an async thread.
+        let inline = model
+            .estimated_cost(&input_data)
+            .is_some_and(|cost| cost <= INLINE_SCORING_BUDGET);
+        let output_data = if inline {
+            model.score(&input_data)?
+        } else {
+            run_blocking(move || model.score(&input_data)).await??
+        };
         let mut outputs = Map::new();
         outputs.insert(OUTPUT_NAME.to_owned(), Value::Object(output_data));
         Ok(ConsumeOutcome {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use tract_onnx::pb::{ModelProto, NodeProto};
@@ -39,7 +40,12 @@ pub struct RealtimeModel {
     plan: Arc<TypedSimplePlan>,
     inputs: Vec<ModelInput>,
     outputs: Vec<ModelOutput>,
+    /// The time one row takes to score, measured at load; `None` when the probe failed.
+    row_cost: Option<Duration>,
 }
+
+/// The rows of the load-time probe that measures a model's cost per row.
+const PROBE_ROWS: usize = 64;
 
 fn engine() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
@@ -121,11 +127,58 @@ impl RealtimeModel {
         let plan = model
             .into_runnable()
             .map_err(|err| RealtimeError::InvalidModel(format!("{err:#}")))?;
-        Ok(RealtimeModel {
+        let mut model = RealtimeModel {
             plan,
             inputs,
             outputs,
-        })
+            row_cost: None,
+        };
+        model.row_cost = model.measure_row_cost();
+        Ok(model)
+    }
+
+    /// Scores a probe of zeros (or empty strings, or `false`) a few times and keeps the
+    /// fastest time per row. A model that fails on the probe has no known cost.
+    fn measure_row_cost(&self) -> Option<Duration> {
+        let probe: Map<String, Value> = self
+            .inputs
+            .iter()
+            .flat_map(|input| {
+                let value = match ColumnType::of(input.datum_type) {
+                    Some(ColumnType::String) => Value::from(""),
+                    Some(ColumnType::Boolean) => Value::from(false),
+                    _ => Value::from(0),
+                };
+                let column = Value::Array(vec![value; PROBE_ROWS]);
+                let names: Vec<String> = if input.rank == 2 && input.width > 1 {
+                    (0..input.width)
+                        .map(|j| format!("{}_{j}", input.name))
+                        .collect()
+                } else {
+                    vec![input.name.clone()]
+                };
+                names.into_iter().map(move |name| (name, column.clone()))
+            })
+            .collect();
+        (0..3)
+            .map(|_| {
+                let started = Instant::now();
+                self.score(&probe).ok().map(|_| started.elapsed())
+            })
+            .min()
+            .flatten()
+            .map(|fastest| fastest / PROBE_ROWS as u32)
+    }
+
+    /// About how long scoring `input_data` takes, from the load-time probe; `None` when the
+    /// model's cost is unknown.
+    pub fn estimated_cost(&self, input_data: &Map<String, Value>) -> Option<Duration> {
+        let rows = input_data
+            .values()
+            .next()
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        self.row_cost.map(|per_row| per_row * rows.max(1) as u32)
     }
 
     /// Scores every row of `inputData` in one run of the model and returns `outputData`.

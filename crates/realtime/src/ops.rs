@@ -1,10 +1,13 @@
 //! The ONNX-ML operators o16n adds to tract: `TreeEnsembleClassifier` and
 //! `TreeEnsembleRegressor`, evaluated by the native evaluator of `tree.rs` (tract's own is
-//! linear in the number of leaves per tree, and it has no regressor), and `Scaler`, which
-//! tract lacks and which scikit-learn's `StandardScaler` exports to.
+//! linear in the number of leaves per tree, and it has no regressor); `LinearClassifier`,
+//! `LinearRegressor` and `Normalizer`, evaluated by `linear.rs` (tract runs them as about ten
+//! generic operators, slower than the arithmetic for a few rows); and `Scaler`, which tract
+//! lacks and which scikit-learn's `StandardScaler` exports to.
 //!
 //! Each operator is parsed into an inference-level expansion (shape and type rules) that wires
-//! one typed operator (`NativeTrees`) or tract's own arithmetic (`Scaler`).
+//! one typed operator (`NativeScorer`, `NativeNormalizer`) or tract's own arithmetic
+//! (`Scaler`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,12 +19,16 @@ use tract_onnx::tract_hir::tract_core::ops::change_axes::wire_with_rank_broadcas
 use tract_onnx::tract_hir::tract_core::ops::math::{mul, sub};
 
 use crate::RealtimeError;
+use crate::linear::{LinearModel, Norm};
 use crate::tree::{Aggregate, PostTransform, TreeAttributes, TreeEnsemble};
 
 /// Puts o16n's operators into tract's ONNX operator register, replacing tract's own.
 pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("TreeEnsembleClassifier", tree_classifier);
     register.insert("TreeEnsembleRegressor", tree_regressor);
+    register.insert("LinearClassifier", linear_classifier);
+    register.insert("LinearRegressor", linear_regressor);
+    register.insert("Normalizer", normalizer);
     register.insert("Scaler", scaler);
 }
 
@@ -62,10 +69,7 @@ fn tree_attributes(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResul
         Some(name) => Aggregate::parse(&name).map_err(plain)?,
         None => Aggregate::Sum,
     };
-    let post_transform = match text(node, "post_transform")? {
-        Some(name) => PostTransform::parse(&name).map_err(plain)?,
-        None => PostTransform::None,
-    };
+    let post_transform = post_transform(node)?;
     Ok(TreeAttributes {
         tree_ids: ints(node, "nodes_treeids")?,
         node_ids: ints(node, "nodes_nodeids")?,
@@ -92,21 +96,82 @@ fn tree_classifier(
     _ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let int_labels = node.get_attr_opt_vec::<i64>("classlabels_int64s")?;
-    let string_labels = node.get_attr_opt_vec::<String>("classlabels_strings")?;
-    let labels = match (int_labels, string_labels) {
-        (Some(labels), None) => tensor1(&labels),
-        (None, Some(labels)) => tensor1(&labels),
-        _ => bail!(
-            "a tree classifier needs exactly one of classlabels_int64s and classlabels_strings"
-        ),
-    };
+    let labels = class_labels(node, "classlabels_int64s")?;
     let attributes = tree_attributes(node, "class", labels.len())?;
     let ensemble = TreeEnsemble::build(attributes, true).map_err(plain)?;
     Ok((
-        expand(NativeTrees {
-            ensemble: Arc::new(ensemble),
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::Trees(ensemble)),
             labels: Some(labels.into_arc_tensor()),
+        }),
+        vec![],
+    ))
+}
+
+/// A classifier's labels, from the attribute of integer labels or `classlabels_strings`.
+fn class_labels(node: &NodeProto, int_attribute: &str) -> TractResult<Tensor> {
+    let int_labels = node.get_attr_opt_vec::<i64>(int_attribute)?;
+    let string_labels = node.get_attr_opt_vec::<String>("classlabels_strings")?;
+    Ok(match (int_labels, string_labels) {
+        (Some(labels), None) => tensor1(&labels),
+        (None, Some(labels)) => tensor1(&labels),
+        _ => bail!(
+            "`{}` needs exactly one of {int_attribute} and classlabels_strings",
+            node.op_type
+        ),
+    })
+}
+
+fn post_transform(node: &NodeProto) -> TractResult<PostTransform> {
+    match text(node, "post_transform")? {
+        Some(name) => PostTransform::parse(&name).map_err(plain),
+        None => Ok(PostTransform::None),
+    }
+}
+
+fn linear_classifier(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let labels = class_labels(node, "classlabels_ints")?;
+    let model = LinearModel::new(
+        floats(node, "coefficients")?,
+        floats(node, "intercepts")?,
+        labels.len(),
+        true,
+        post_transform(node)?,
+    )
+    .map_err(plain)?;
+    Ok((
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::Linear(model)),
+            labels: Some(labels.into_arc_tensor()),
+        }),
+        vec![],
+    ))
+}
+
+fn linear_regressor(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let targets: i64 = node.get_attr_opt("targets")?.unwrap_or(1);
+    let targets = usize::try_from(targets)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| anyhow!("targets must be positive"))?;
+    let model = LinearModel::new(
+        floats(node, "coefficients")?,
+        floats(node, "intercepts")?,
+        targets,
+        false,
+        post_transform(node)?,
+    )
+    .map_err(plain)?;
+    Ok((
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::Linear(model)),
+            labels: None,
         }),
         vec![],
     ))
@@ -124,46 +189,86 @@ fn tree_regressor(
     let attributes = tree_attributes(node, "target", n_targets)?;
     let ensemble = TreeEnsemble::build(attributes, false).map_err(plain)?;
     Ok((
-        expand(NativeTrees {
-            ensemble: Arc::new(ensemble),
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::Trees(ensemble)),
             labels: None,
         }),
         vec![],
     ))
 }
 
-/// A tree ensemble: a classifier when it has class labels (outputs: labels and probabilities),
-/// else a regressor (output: predictions).
+/// A model evaluated natively, row by row.
+#[derive(Debug)]
+enum Scorer {
+    Trees(TreeEnsemble),
+    Linear(LinearModel),
+}
+
+impl Scorer {
+    /// The number of score columns per row.
+    fn outputs(&self) -> usize {
+        match self {
+            Scorer::Trees(ensemble) => ensemble.n_targets(),
+            Scorer::Linear(model) => model.outputs(),
+        }
+    }
+
+    /// Checks that rows of `width` features fit the model.
+    fn check_width(&self, width: usize) -> TractResult<()> {
+        match self {
+            Scorer::Trees(ensemble) => ensure!(
+                width >= ensemble.n_features(),
+                "the trees use {} features and the input has {width}",
+                ensemble.n_features()
+            ),
+            Scorer::Linear(model) => ensure!(
+                width == model.features(),
+                "the linear model has {} coefficients per target and the input {width} features",
+                model.features()
+            ),
+        }
+        Ok(())
+    }
+
+    fn score(&self, features: &[f32], width: usize, out: &mut [f32]) {
+        match self {
+            Scorer::Trees(ensemble) => ensemble.score(features, width, out),
+            Scorer::Linear(model) => model.score(features, out),
+        }
+    }
+}
+
+/// A natively evaluated model: a classifier when it has class labels (outputs: labels and
+/// probabilities), else a regressor (output: predictions).
 #[derive(Clone)]
-struct NativeTrees {
-    ensemble: Arc<TreeEnsemble>,
+struct NativeScorer {
+    scorer: Arc<Scorer>,
     labels: Option<Arc<Tensor>>,
 }
 
-impl fmt::Debug for NativeTrees {
+impl fmt::Debug for NativeScorer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "NativeTrees({} targets, {} features)",
-            self.ensemble.n_targets(),
-            self.ensemble.n_features()
-        )
+        let kind = match *self.scorer {
+            Scorer::Trees(_) => "trees",
+            Scorer::Linear(_) => "linear",
+        };
+        write!(f, "NativeScorer({kind}, {} outputs)", self.scorer.outputs())
     }
 }
 
-// Two operators are the same when they share one ensemble: comparing forests value by value
+// Two operators are the same when they share one model: comparing forests value by value
 // would be slow and is never needed.
-impl PartialEq for NativeTrees {
+impl PartialEq for NativeScorer {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.ensemble, &other.ensemble)
+        Arc::ptr_eq(&self.scorer, &other.scorer)
     }
 }
 
-impl Eq for NativeTrees {}
+impl Eq for NativeScorer {}
 
-impl Expansion for NativeTrees {
+impl Expansion for NativeScorer {
     fn name(&self) -> StaticName {
-        "NativeTrees".into()
+        "NativeScorer".into()
     }
 
     fn nboutputs(&self) -> TractResult<usize> {
@@ -194,7 +299,7 @@ impl Expansion for NativeTrees {
         s.equals(&scores.datum_type, DatumType::F32)?;
         s.equals(&scores.rank, 2)?;
         s.equals(&scores.shape[0], &inputs[0].shape[0])?;
-        s.equals(&scores.shape[1], self.ensemble.n_targets().to_dim())?;
+        s.equals(&scores.shape[1], self.scorer.outputs().to_dim())?;
         Ok(())
     }
 
@@ -208,33 +313,29 @@ impl Expansion for NativeTrees {
     }
 }
 
-impl Op for NativeTrees {
+impl Op for NativeScorer {
     fn name(&self) -> StaticName {
-        "NativeTrees".into()
+        "NativeScorer".into()
     }
 
     op_as_typed_op!();
 }
 
-impl EvalOp for NativeTrees {
+impl EvalOp for NativeScorer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let input = input.cast_to::<f32>()?;
         let &[rows, width] = input.shape() else {
-            bail!("a tree ensemble needs a 2-D input");
+            bail!("the model needs a 2-D input");
         };
-        ensure!(
-            width >= self.ensemble.n_features(),
-            "the trees use {} features and the input has {width}",
-            self.ensemble.n_features()
-        );
+        self.scorer.check_width(width)?;
         let plain = input.try_as_plain_ram()?;
         let features = plain.as_slice::<f32>()?;
-        let n_targets = self.ensemble.n_targets();
+        let n_targets = self.scorer.outputs();
         let mut scores = vec![0f32; rows * n_targets];
-        self.ensemble.score(features, width, &mut scores);
+        self.scorer.score(features, width, &mut scores);
         let Some(labels) = &self.labels else {
             return Ok(tvec!(
                 Tensor::from_shape(&[rows, n_targets], &scores)?.into_tvalue()
@@ -272,17 +373,13 @@ impl EvalOp for NativeTrees {
     }
 }
 
-impl TypedOp for NativeTrees {
+impl TypedOp for NativeScorer {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let rows = inputs[0].shape[0].clone();
         if let Ok(width) = inputs[0].shape[1].to_usize() {
-            ensure!(
-                width >= self.ensemble.n_features(),
-                "the trees use {} features and the input has {width}",
-                self.ensemble.n_features()
-            );
+            self.scorer.check_width(width)?;
         }
-        let scores = f32::fact([rows.clone(), self.ensemble.n_targets().to_dim()]);
+        let scores = f32::fact([rows.clone(), self.scorer.outputs().to_dim()]);
         Ok(match &self.labels {
             Some(labels) => tvec!(TypedFact::dt_shape(labels.datum_type(), [rows]), scores),
             None => tvec!(scores),
@@ -356,4 +453,76 @@ impl Expansion for Scaler {
             wire_with_rank_broadcast(format!("{prefix}.sub"), model, sub(), &[x, offset])?;
         wire_with_rank_broadcast(format!("{prefix}.mul"), model, mul(), &[centred[0], scale])
     }
+}
+
+fn normalizer(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let norm =
+        Norm::parse(&text(node, "norm")?.unwrap_or_else(|| "MAX".to_owned())).map_err(plain)?;
+    Ok((expand(NativeNormalizer { norm }), vec![]))
+}
+
+/// Each row divided by its norm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NativeNormalizer {
+    norm: Norm,
+}
+
+impl Expansion for NativeNormalizer {
+    fn name(&self) -> StaticName {
+        "NativeNormalizer".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, DatumType::F32)?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeNormalizer {
+    fn name(&self) -> StaticName {
+        "NativeNormalizer".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeNormalizer {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let mut output = input.cast_to::<f32>()?.into_owned();
+        let width = output.shape().last().copied().unwrap_or(1);
+        let mut plain = output.try_as_plain_ram_mut()?;
+        self.norm.apply(plain.as_slice_mut::<f32>()?, width);
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeNormalizer {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
 }

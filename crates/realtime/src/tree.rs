@@ -98,7 +98,7 @@ impl PostTransform {
         })
     }
 
-    fn apply(self, scores: &mut [f32]) {
+    pub(crate) fn apply(self, scores: &mut [f32]) {
         match self {
             PostTransform::None => {}
             PostTransform::Logistic => scores.iter_mut().for_each(|s| *s = sigmoid(*s)),
@@ -477,7 +477,7 @@ impl TreeEnsemble {
             }
             return node;
         }
-        loop {
+        while node.mode != Mode::Leaf {
             let value = row[node.feature as usize];
             let goes_true = if value.is_nan() {
                 node.missing_goes_true
@@ -489,7 +489,7 @@ impl TreeEnsemble {
                     Mode::Gt => value > node.threshold,
                     Mode::Eq => value == node.threshold,
                     Mode::Neq => value != node.threshold,
-                    Mode::Leaf => return node,
+                    Mode::Leaf => unreachable!("the walk stops at leaves"),
                 }
             };
             node = &self.nodes[if goes_true {
@@ -498,6 +498,7 @@ impl TreeEnsemble {
                 node.next_false
             } as usize];
         }
+        node
     }
 }
 
