@@ -23,6 +23,7 @@ from common import Server, login, report
 from services import free_port, start_mlflow_model, wrk
 
 ROWS = 1000
+ROUNDS = 3
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 
 
@@ -73,12 +74,20 @@ def main():
             token = login(server)
             base = "http://%s:%d" % (server.host, server.port)
             headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
-            results["health", 16] = wrk(base + "/health", None, {}, 16, workdir, method="GET")
             for name in ("logistic", "forest"):
                 publish(server, token, name, (work / f"{name}.onnx").read_bytes())
                 url = f"{base}/api/{name}/v1"
-                for connections in (1, 16):
-                    results[name, connections] = wrk(url, one_row, headers, connections, workdir)
+                results[name, 1] = wrk(url, one_row, headers, 1, workdir)
+                # The machine's speed drifts; each model run is paired with a GET /health run
+                # just before it, and the pairs' median ratio is reported.
+                pairs = []
+                for _ in range(ROUNDS):
+                    health = wrk(base + "/health", None, {}, 16, workdir, method="GET")
+                    model = wrk(url, one_row, headers, 16, workdir)
+                    pairs.append((model["rps"] / health["rps"], model, health))
+                pairs.sort(key=lambda pair: pair[0])
+                ratio, results[name, 16], results["health", name] = pairs[len(pairs) // 2]
+                results["ratio", name] = ratio
                 results[name, "rows"] = wrk(url, many_rows, headers, 4, workdir)
         finally:
             server.stop()
@@ -95,15 +104,15 @@ def main():
                 mlflow.wait(timeout=30)
 
     rows = []
-    health = results["health", 16]["rps"]
-    rows.append(("GET /health, 16 concurrent: req/s", "%8.0f" % health))
     met = True
     for name in ("logistic", "forest"):
         o16n1, o16n16, mlflow16 = results[name, 1], results[name, 16], results["mlflow-" + name, 16]
         rows_per_s = results[name, "rows"]["rps"] * ROWS
         ratio_mlflow = o16n16["rps"] / mlflow16["rps"]
-        ratio_health = o16n16["rps"] / health
+        ratio_health = results["ratio", name]
         rows += [
+            ("%s: GET /health just before, 16 concurrent: req/s" % name,
+             "%8.0f" % results["health", name]["rps"]),
             ("%s, o16n 1 row, 1 concurrent: req/s, p50, p99" % name,
              "%8.0f   %6.3f ms   %6.3f ms" % (o16n1["rps"], o16n1["p50_ms"], o16n1["p99_ms"])),
             ("%s, o16n 1 row, 16 concurrent: req/s, p50, p99" % name,
@@ -111,7 +120,8 @@ def main():
             ("%s, MLflow 1 row, 16 concurrent: req/s, p50, p99" % name,
              "%8.0f   %6.3f ms   %6.3f ms" % (mlflow16["rps"], mlflow16["p50_ms"], mlflow16["p99_ms"])),
             ("%s: o16n / MLflow at 16 (target >= 10)" % name, "%.1fx" % ratio_mlflow),
-            ("%s: o16n / GET /health at 16 (target >= 0.5)" % name, "%.2f" % ratio_health),
+            ("%s: o16n / GET /health at 16, median of %d pairs (target >= 0.5)" % (name, ROUNDS),
+             "%.2f" % ratio_health),
             ("%s: o16n p99 at 1 (target <= 1 ms)" % name, "%.3f ms" % o16n1["p99_ms"]),
             ("%s, o16n 1,000 rows/request, 4 concurrent: rows/s" % name, "%10.0f" % rows_per_s),
             ("%s, ONNX Runtime in-process, 1 thread: rows/s" % name,

@@ -14,6 +14,7 @@ mod services;
 mod sessions;
 mod snapshots;
 mod status;
+mod token_cache;
 mod users;
 
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use users::{ADMIN_USERNAME, AdminBootstrap};
 use login_cache::LoginSessionCache;
 use realtime::RealtimeModels;
 use services::ServiceCache;
+use token_cache::VerifiedTokens;
 
 /// The settings the use cases need, passed down from the server's configuration.
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ struct AppInner {
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
+    verified_tokens: VerifiedTokens,
     service_cache: ServiceCache,
     realtime_models: RealtimeModels,
     batch_cancellations: batches::Cancellations,
@@ -93,6 +96,7 @@ impl App {
                 signer: TokenSigner::new(&secret),
                 config,
                 login_cache,
+                verified_tokens: VerifiedTokens::default(),
                 service_cache: ServiceCache::default(),
                 realtime_models: RealtimeModels::default(),
                 batch_cancellations: batches::Cancellations::default(),

@@ -148,11 +148,17 @@ impl App {
 
     /// Checks a bearer token and returns who is calling.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AppError> {
-        let claims = self
-            .inner
-            .signer
-            .verify(access_token)
-            .map_err(|_| AppError::Unauthenticated("invalid or expired access token"))?;
+        let claims = match self.inner.verified_tokens.get(access_token, now_unix()) {
+            Some(claims) => claims,
+            None => {
+                let claims =
+                    std::sync::Arc::new(self.inner.signer.verify(access_token).map_err(|_| {
+                        AppError::Unauthenticated("invalid or expired access token")
+                    })?);
+                self.inner.verified_tokens.put(access_token, claims.clone());
+                claims
+            }
+        };
         let current_generation = match self.inner.login_cache.get(&claims.sid) {
             Some(cached) => cached,
             None => {
@@ -175,7 +181,7 @@ impl App {
         Ok(Principal {
             username,
             role,
-            login_session_id: claims.sid,
+            login_session_id: claims.sid.clone(),
         })
     }
 
