@@ -92,6 +92,19 @@ def test_classifiers_answer_as_scikit_learn(server, name, zipmap):
         np.testing.assert_array_equal(output[labels_column], model.predict(rows))
 
 
+@pytest.mark.parametrize("name", ["logistic", "boosting", "forest"])
+def test_binary_classifiers_answer_as_scikit_learn(server, name):
+    binary = IRIS_Y > 1
+    model = CLASSIFIERS[name]().fit(IRIS_X, binary)
+    onnx_bytes = to_onnx(model, IRIS_X[:1], options={id(model): {"zipmap": False}}).SerializeToString()
+    token = server.token()
+    assert publish(server, token, name, onnx_bytes).status_code == 201
+    output = score(server, token, name, IRIS_X)
+    probabilities = np.array([output["probabilities_0"], output["probabilities_1"]]).T
+    np.testing.assert_allclose(probabilities, model.predict_proba(IRIS_X), atol=TOLERANCE)
+    np.testing.assert_array_equal(output["label"], model.predict(IRIS_X).astype(int))
+
+
 @pytest.mark.parametrize("name", sorted(REGRESSORS))
 def test_regressors_answer_as_scikit_learn(server, name):
     model = REGRESSORS[name]().fit(DIABETES_X, DIABETES_Y)

@@ -13,7 +13,8 @@ use o16n_store::{
     StoreError, UserRecord,
 };
 use o16n_types::{
-    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceVersion, Username,
+    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
+    ServiceVersion, Username,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -460,6 +461,24 @@ async fn services_are_published_listed_in_order_updated_and_deleted(store: Store
     assert_eq!(
         store.service_snapshot(&name, &v2).await.unwrap(),
         Some(None)
+    );
+
+    // A realtime service keeps its model where other services keep their snapshot copy.
+    let mut realtime = service("model", "v1", 40);
+    realtime.runtime = ServiceRuntime::Realtime;
+    let onnx: Vec<u8> = vec![8, 8, 18, 0, 255];
+    store.insert_service(&realtime, Some(&onnx)).await.unwrap();
+    let (model_name, v1) = (
+        ServiceName::parse("model").unwrap(),
+        ServiceVersion::parse("v1").unwrap(),
+    );
+    assert_eq!(
+        store.find_service(&model_name, &v1).await.unwrap(),
+        Some(realtime)
+    );
+    assert_eq!(
+        store.service_snapshot(&model_name, &v1).await.unwrap(),
+        Some(Some(onnx))
     );
 
     assert!(store.delete_service(&name, &v2).await.unwrap());
