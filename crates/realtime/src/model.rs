@@ -88,45 +88,13 @@ impl RealtimeModel {
         strip_zipmap(&mut proto)?;
         let graph = proto.graph.as_ref().expect("checked above");
 
-        let mut model = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|err| RealtimeError::InvalidModel(format!("{err:#}")))?;
-        let rows = model.symbols.sym("N");
-        for index in 0..model.inputs.len() {
-            let fact = model.input_fact(index).map_err(invalid)?.clone();
-            let datum_type = fact.datum_type.concretize().ok_or_else(|| {
-                RealtimeError::InvalidModel(format!("input {index} has no element type"))
-            })?;
-            let dims = fact
-                .shape
-                .dims()
-                .enumerate()
-                .map(|(axis, dim)| match dim.concretize() {
-                    Some(dim) => Ok(dim),
-                    None if axis == 0 => Ok(TDim::from(rows.clone())),
-                    None => Err(RealtimeError::UnsupportedModel(format!(
-                        "input {index} has an unknown dimension {axis}"
-                    ))),
-                });
-            let dims: Vec<TDim> = dims.collect::<Result<_, _>>()?;
-            if fact.shape.is_open() {
-                return Err(RealtimeError::UnsupportedModel(format!(
-                    "input {index} has no known rank"
-                )));
-            }
-            model
-                .set_input_fact(index, InferenceFact::dt_shape(datum_type, dims))
-                .map_err(invalid)?;
-        }
-        let model = model
-            .into_optimized()
-            .map_err(|err| RealtimeError::InvalidModel(format!("{err:#}")))?;
+        let mut model = onnx.model_for_proto_model(&proto).map_err(invalid)?;
+        batch_inputs(&mut model)?;
+        let model = model.into_optimized().map_err(invalid)?;
 
         let inputs = model_inputs(&model, graph)?;
         let outputs = model_outputs(&model, &output_names, class_labels.as_deref())?;
-        let plan = model
-            .into_runnable()
-            .map_err(|err| RealtimeError::InvalidModel(format!("{err:#}")))?;
+        let plan = model.into_runnable().map_err(invalid)?;
         let mut model = RealtimeModel {
             plan,
             inputs,
@@ -227,6 +195,39 @@ impl RealtimeModel {
             .collect();
         Signature { inputs, outputs }
     }
+}
+
+/// Gives every input a fixed element type and shape, with the unknown first dimension as the
+/// number of rows `N`, so that one plan scores any number of rows.
+fn batch_inputs(model: &mut InferenceModel) -> Result<(), RealtimeError> {
+    let rows = model.symbols.sym("N");
+    for index in 0..model.inputs.len() {
+        let fact = model.input_fact(index).map_err(invalid)?.clone();
+        let datum_type = fact.datum_type.concretize().ok_or_else(|| {
+            RealtimeError::InvalidModel(format!("input {index} has no element type"))
+        })?;
+        let dims = fact
+            .shape
+            .dims()
+            .enumerate()
+            .map(|(axis, dim)| match dim.concretize() {
+                Some(dim) => Ok(dim),
+                None if axis == 0 => Ok(TDim::from(rows.clone())),
+                None => Err(RealtimeError::UnsupportedModel(format!(
+                    "input {index} has an unknown dimension {axis}"
+                ))),
+            });
+        let dims: Vec<TDim> = dims.collect::<Result<_, _>>()?;
+        if fact.shape.is_open() {
+            return Err(RealtimeError::UnsupportedModel(format!(
+                "input {index} has no known rank"
+            )));
+        }
+        model
+            .set_input_fact(index, InferenceFact::dt_shape(datum_type, dims))
+            .map_err(invalid)?;
+    }
+    Ok(())
 }
 
 fn invalid(err: TractError) -> RealtimeError {
