@@ -196,39 +196,33 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let mut multipart = axum::extract::Multipart::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                multipart_error(rejection.status().as_u16(), rejection.body_text())
-            })?;
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
-        {
-            let Some(file_name) = field.file_name().map(str::to_owned) else {
-                continue;
-            };
-            let content = field
-                .bytes()
-                .await
-                .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?;
-            return Ok(UploadedFile { file_name, content });
-        }
-        Err(ApiError::new(
-            Code::BadRequest,
-            "the multipart body has no file part (expected a `file` field with a file name)",
-        ))
+        let MultipartForm(parts) = MultipartForm::from_request(req, state).await?;
+        parts
+            .into_iter()
+            .find_map(|part| {
+                Some(UploadedFile {
+                    file_name: part.file_name?,
+                    content: part.content,
+                })
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::BadRequest,
+                    "the multipart body has no file part (expected a `file` field with a file name)",
+                )
+            })
     }
 }
 
 /// One part of a `multipart/form-data` body.
 pub(crate) struct FormPart {
     pub(crate) name: String,
+    /// The file name of a file part.
+    pub(crate) file_name: Option<String>,
     pub(crate) content: axum::body::Bytes,
 }
 
-/// Every part of a `multipart/form-data` body, in order; names must be unique.
+/// Every part of a `multipart/form-data` body, in order.
 pub(crate) struct MultipartForm(pub(crate) Vec<FormPart>);
 
 impl MultipartForm {
@@ -252,13 +246,17 @@ impl MultipartForm {
             .transpose()
     }
 
-    /// Fails on a part that the route does not know, so that a misspelt field is not ignored.
+    /// Fails on a part that the route has not taken (a field it does not know, or one given
+    /// twice), so that a misspelt field is not ignored.
     pub(crate) fn finish(self) -> Result<(), ApiError> {
         match self.0.first() {
             None => Ok(()),
             Some(part) => Err(ApiError::new(
                 Code::BadRequest,
-                format!("unknown form field `{}`", part.name),
+                format!(
+                    "unexpected form field `{}`: unknown, or given twice",
+                    part.name
+                ),
             )),
         }
     }
@@ -292,17 +290,16 @@ where
             .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_owned();
-            if parts.iter().any(|part| part.name == name) {
-                return Err(ApiError::new(
-                    Code::BadRequest,
-                    format!("the form field `{name}` is given twice"),
-                ));
-            }
+            let file_name = field.file_name().map(str::to_owned);
             let content = field
                 .bytes()
                 .await
                 .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?;
-            parts.push(FormPart { name, content });
+            parts.push(FormPart {
+                name,
+                file_name,
+                content,
+            });
         }
         Ok(MultipartForm(parts))
     }

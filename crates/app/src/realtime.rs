@@ -45,7 +45,7 @@ pub struct RealtimeDefinition {
     /// The consume operation's swagger operationId.
     pub operation_id: Option<String>,
     /// The ONNX model.
-    pub model: Vec<u8>,
+    pub model: Arc<[u8]>,
 }
 
 /// An update of a realtime service: `None` leaves a field as it is.
@@ -56,7 +56,7 @@ pub struct RealtimePatch {
     /// Replaces the operationId.
     pub operation_id: Option<String>,
     /// Replaces the model.
-    pub model: Option<Vec<u8>>,
+    pub model: Option<Arc<[u8]>>,
 }
 
 struct LoadedModel {
@@ -105,7 +105,7 @@ impl RealtimeModels {
     }
 }
 
-async fn load_model(bytes: Vec<u8>) -> Result<Arc<RealtimeModel>, AppError> {
+async fn load_model(bytes: Arc<[u8]>) -> Result<Arc<RealtimeModel>, AppError> {
     let model = run_blocking(move || RealtimeModel::load(&bytes)).await??;
     Ok(Arc::new(model))
 }
@@ -279,7 +279,7 @@ impl App {
             .await?
             .flatten()
             .ok_or_else(|| service_not_found(&record.name, &record.version))?;
-        let model = load_model(bytes).await.map_err(|err| {
+        let model = load_model(bytes.into()).await.map_err(|err| {
             AppError::Internal(format!(
                 "the stored model of `{}` version `{}` does not load: {err}",
                 record.name, record.version

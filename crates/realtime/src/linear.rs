@@ -17,8 +17,7 @@ pub(crate) struct LinearModel {
     targets: usize,
     features: usize,
     post_transform: PostTransform,
-    /// A binary classifier with one set of coefficients: its scores become `[1 - p, p]`
-    /// (logistic) or `[-s, s]`, as ONNX Runtime does.
+    /// A binary classifier with one set of coefficients (see [`PostTransform::binary`]).
     binary_single_score: bool,
 }
 
@@ -53,16 +52,8 @@ impl LinearModel {
                 intercepts.len()
             )));
         }
-        if binary_single_score
-            && matches!(
-                post_transform,
-                PostTransform::Softmax | PostTransform::SoftmaxZero
-            )
-        {
-            return Err(RealtimeError::UnsupportedModel(
-                "a binary linear classifier with a single score and a softmax post transform is not supported"
-                    .to_owned(),
-            ));
+        if binary_single_score {
+            post_transform.check_single_score("linear classifier")?;
         }
         let features = coefficients.len() / targets;
         Ok(LinearModel {
@@ -107,15 +98,8 @@ impl LinearModel {
                     + row.iter().zip(weights).map(|(x, w)| x * w).sum::<f32>();
             }
             if self.binary_single_score {
-                let score = scores[0];
-                if self.post_transform == PostTransform::Logistic {
-                    let p = 1.0 / (1.0 + (-score).exp());
-                    scores[0] = 1.0 - p;
-                    scores[1] = p;
-                } else {
-                    scores[0] = -score;
-                    scores[1] = score;
-                }
+                // A linear score is signed, so it is never treated as a probability.
+                scores.copy_from_slice(&self.post_transform.binary(scores[0], false));
             } else {
                 self.post_transform.apply(scores);
             }

@@ -108,6 +108,32 @@ impl PostTransform {
     }
 }
 
+impl PostTransform {
+    /// The probabilities `[class 0, class 1]` of a binary classifier that scores only the
+    /// second class, as ONNX Runtime builds them: `[1 - p, p]` after the logistic, else
+    /// `[1 - s, s]` when every weight is positive and `[-s, s]` when not.
+    pub(crate) fn binary(self, score: f32, weights_all_positive: bool) -> [f32; 2] {
+        match self {
+            PostTransform::Logistic => {
+                let p = sigmoid(score);
+                [1.0 - p, p]
+            }
+            _ if weights_all_positive => [1.0 - score, score],
+            _ => [-score, score],
+        }
+    }
+
+    /// Refuses a softmax over a single score, which has nothing to normalise against.
+    pub(crate) fn check_single_score(self, model: &str) -> Result<(), RealtimeError> {
+        if matches!(self, PostTransform::Softmax | PostTransform::SoftmaxZero) {
+            return Err(RealtimeError::UnsupportedModel(format!(
+                "a binary {model} with a single score and a softmax post transform is not supported"
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -331,16 +357,8 @@ impl TreeEnsemble {
         let all_weights_positive = weights.iter().all(|&(_, weight)| weight >= 0.0);
         let binary_single_score =
             classifier && attrs.n_targets == 2 && weights.iter().all(|&(target, _)| target == 0);
-        if binary_single_score
-            && matches!(
-                attrs.post_transform,
-                PostTransform::Softmax | PostTransform::SoftmaxZero
-            )
-        {
-            return Err(RealtimeError::UnsupportedModel(
-                "a binary tree classifier with a single score and a softmax post transform is not supported"
-                    .to_owned(),
-            ));
+        if binary_single_score {
+            attrs.post_transform.check_single_score("tree classifier")?;
         }
         let only_less_or_equal = nodes.iter().all(|node| {
             node.mode == Mode::Leaf || (node.mode == Mode::Leq && !node.missing_goes_true)
@@ -443,16 +461,8 @@ impl TreeEnsemble {
     /// Adds the base values and applies the post transform to one row's aggregated scores.
     fn finish(&self, scores: &mut [f32]) {
         if self.binary_single_score {
-            let mut score = scores[0] + self.base_values.first().copied().unwrap_or(0.0);
-            match self.post_transform {
-                PostTransform::Logistic => {
-                    score = sigmoid(score);
-                    scores[0] = 1.0 - score;
-                }
-                _ if self.all_weights_positive => scores[0] = 1.0 - score,
-                _ => scores[0] = -score,
-            }
-            scores[1] = score;
+            let score = scores[0] + self.base_values.first().copied().unwrap_or(0.0);
+            scores.copy_from_slice(&self.post_transform.binary(score, self.all_weights_positive));
             return;
         }
         for (score, base) in scores.iter_mut().zip(&self.base_values) {

@@ -131,7 +131,7 @@ async fn delete_service(
 fn realtime_fields(mut form: MultipartForm) -> Result<RealtimePatch, ApiError> {
     let description = form.take_text("description")?;
     let operation_id = form.take_text("operationId")?;
-    let model = form.take("model").map(|bytes| bytes.to_vec());
+    let model = form.take("model").map(|bytes| bytes.as_ref().into());
     form.finish()?;
     Ok(RealtimePatch {
         description,
