@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv r-base-core r-cran-jsonlite
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
 
 # The store suite needs PostgreSQL on 127.0.0.1:5432 with trust authentication for `postgres`.
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
@@ -21,10 +21,14 @@ if ! psql "$O16N_TEST_POSTGRES_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
     exit 1
 fi
 
+# One build of everything the tests need, the `o16n` binary included: built apart, the binary
+# would get other dependency features than the tests and most dependencies would compile twice.
+o16n_log "building o16n and its tests"
+cargo test --workspace --locked --no-run
+
 # The tests run real Python workers. The runtime they use is made by o16n itself, with the
 # same command an operator runs, kept between runs (it is rebuilt only when the pins change).
-o16n_log "building o16n and setting up the test Python runtime"
-cargo build --locked --bin o16n
+o16n_log "setting up the test Python runtime"
 O16N_TEST_PYTHON="$("$CARGO_TARGET_DIR/debug/o16n" runtime setup python --data-dir "$HOME/.cache/o16n/test-runtime")"
 export O16N_TEST_PYTHON
 

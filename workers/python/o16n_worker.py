@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import resource
 import signal
 import struct
 import sys
@@ -340,10 +339,13 @@ class Worker:
             return False, "".join(traceback.format_exception(kind, value, tb.tb_next))
         finally:
             self.executing = False
-            try:
-                sys.stdout.flush()
-            except Exception:
-                pass
+            # The interpreter's own writers on descriptors 1 and 2 (`sys.__stdout__`) buffer
+            # what user code writes to them directly; it belongs to this execution's console.
+            for stream in (sys.stdout, sys.__stdout__, sys.__stderr__):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
             self.console.flush()
             self.console.active = False
 
@@ -351,7 +353,9 @@ class Worker:
 
     def do_load_service(self, request, blob):
         import dill
-        service = Service(request["key"], request["directory"])
+        # The directory is relative to the working directory, where the worker stands between
+        # requests.
+        service = Service(request["key"], os.path.abspath(request["directory"]))
         previous = os.getcwd()
         sys.modules["__main__"] = service.module
         try:
@@ -486,13 +490,6 @@ class Worker:
         self.reply({"names": sorted(objects)})
 
 
-def limit_memory():
-    limit_mb = int(os.environ.get("O16N_MEMORY_LIMIT_MB", "0") or "0")
-    if limit_mb > 0:
-        limit = limit_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 def main():
     # Take the protocol channel away from fds 0 and 1 before anything else can write there.
     channel = Channel(os.dup(0), os.dup(1))
@@ -509,7 +506,9 @@ def main():
     sys.stdout = ConsoleStream(console, 1)
     sys.stderr = ConsoleStream(console, 2)
 
-    limit_memory()
+    # A write past the file-size limit (set by the server, with the other limits, before this
+    # script started) then fails with an OSError in user code instead of killing the worker.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     # Warm-up: the imports every session and service needs are done before the worker joins
     # the pool, so that a request never pays for them.
     for module in (os.environ.get("O16N_PRELOAD") or "").split(","):

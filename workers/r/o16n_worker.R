@@ -1,10 +1,10 @@
 # o16n R worker: runs user code for one o16n compute node.
 #
-# The server starts this script with Rscript and listens on a loopback port of its own for it:
-# the worker connects to O16N_PROTOCOL_PORT and proves who it is with O16N_PROTOCOL_TOKEN in
-# its hello. Standard output and error are therefore left entirely to user code; the server
-# reads them as console output. After answering each request the worker prints an end marker
-# line on both, so the server knows the console of that request is complete.
+# The server starts this script through a shell that hands it the protocol as file descriptors
+# 3 (requests) and 4 (answers) and points standard output and error at one pipe, which the
+# server reads as console output: they are left entirely to user code. After answering each
+# request the worker prints an end marker line on standard error, after flushing standard
+# output, so the server knows the console of that request is complete.
 #
 # Frames are [u32 total][u32 header_len][header JSON][blob], big-endian; `total` counts
 # everything after itself. Every request gets exactly one `result` frame.
@@ -20,10 +20,8 @@ local({
 
   # --- The protocol channel ---------------------------------------------------------------
 
-  channel <- socketConnection(
-    host = "127.0.0.1", port = as.integer(Sys.getenv("O16N_PROTOCOL_PORT")),
-    blocking = TRUE, open = "r+b", timeout = 60 * 60 * 24 * 365
-  )
+  requests <- file("/dev/fd/3", open = "rb", raw = TRUE)
+  answers <- file("/dev/fd/4", open = "wb", raw = TRUE)
 
   u32 <- function(n) {
     n <- as.numeric(n)
@@ -35,7 +33,7 @@ local({
   read_exactly <- function(count) {
     data <- raw(0)
     while (length(data) < count) {
-      chunk <- readBin(channel, "raw", count - length(data))
+      chunk <- readBin(requests, "raw", count - length(data))
       if (length(chunk) == 0) return(NULL)
       data <- c(data, chunk)
     }
@@ -55,8 +53,8 @@ local({
 
   send <- function(header, blob = raw(0)) {
     encoded <- charToRaw(enc2utf8(as.character(toJSON(header, auto_unbox = TRUE, null = "null", na = "null", digits = NA))))
-    writeBin(c(u32(4 + length(encoded) + length(blob)), u32(length(encoded)), encoded, blob), channel)
-    flush(channel)
+    writeBin(c(u32(4 + length(encoded) + length(blob)), u32(length(encoded)), encoded, blob), answers)
+    flush(answers)
   }
 
   reply <- function(payload = list(), blob = raw(0)) send(c(list(type = "result", ok = TRUE), payload), blob)
@@ -66,7 +64,6 @@ local({
   }
 
   end_of_request <- function() {
-    cat(END_MARKER, "\n", sep = "")
     flush(stdout())
     cat(END_MARKER, "\n", sep = "", file = stderr())
     flush(stderr())
@@ -261,7 +258,10 @@ local({
 
   do_load_service <- function(request, blob) {
     service <- new.env(parent = globalenv())
-    previous <- setwd(request$directory)
+    # The directory is relative to the working directory, where the worker stands between
+    # requests.
+    directory <- normalizePath(request$directory)
+    previous <- setwd(directory)
     on.exit(setwd(previous))
     if (length(blob) > 0) {
       objects <- tryCatch(unserialize(blob), error = function(e) NULL)
@@ -269,7 +269,7 @@ local({
     }
     outcome <- if (is.null(request$init_code)) list(success = TRUE) else run_code(request$init_code, service)
     if (!isTRUE(outcome$success)) return(reply_error(paste0("initCode failed: ", outcome$error), "load_failed"))
-    assign(request$key, list(env = service, directory = request$directory), envir = services)
+    assign(request$key, list(env = service, directory = directory), envir = services)
     reply()
   }
 
@@ -345,7 +345,7 @@ local({
   send(list(
     type = "hello", protocol = PROTOCOL_VERSION, language = "r",
     runtime_version = paste(R.version$major, R.version$minor, sep = "."),
-    pid = Sys.getpid(), token = Sys.getenv("O16N_PROTOCOL_TOKEN")
+    pid = Sys.getpid()
   ))
 
   repeat {

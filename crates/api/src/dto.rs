@@ -102,12 +102,18 @@ impl From<SystemStatus> for StatusResponse {
         };
         let runtimes = StatusResponse {
             status_code: health_name(status.runtimes_health),
-            details: BTreeMap::new(),
+            details: BTreeMap::from([
+                ("sandboxed", json!(status.sandboxed)),
+                ("isolation", json!(status.isolation)),
+            ]),
             components: status
                 .runtimes
                 .iter()
                 .map(|pool| {
                     let (status_code, state, message) = match &pool.health {
+                        PoolHealth::Ready if !status.sandboxed => {
+                            ("warn", "Ready", Some(status.isolation.clone()))
+                        }
                         PoolHealth::Ready => ("pass", "Ready", None),
                         PoolHealth::Preparing(what) => ("warn", "Preparing", Some(what.clone())),
                         PoolHealth::Unavailable(why) => ("fail", "Unavailable", Some(why.clone())),

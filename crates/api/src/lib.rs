@@ -29,18 +29,22 @@ pub use error::ApiError;
 /// HTTP-level settings.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// The largest request body accepted, in bytes; larger bodies get 413.
+    /// The largest body of a request that carries data (consume, batch, execute, publish,
+    /// workspace objects), in bytes; larger bodies get 413. Other requests are limited to
+    /// 1 MiB.
     pub max_body_bytes: usize,
+    /// The largest uploaded file or model, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 /// The complete REST API.
 pub fn router(app: App, config: &ApiConfig) -> Router {
-    routes::router()
+    routes::router(config)
         .with_state(app)
         .merge(core_swagger::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(DefaultBodyLimit::max(routes::CONTROL_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(axum::middleware::from_fn(audit::audit))
 }

@@ -367,6 +367,7 @@ impl App {
         let typed_inputs = typed_inputs(&record.inputs, inputs)?;
         let spec = ServiceSpec {
             key: record.revision.clone(),
+            owner: record.owner.clone(),
             runtime,
             code: record.code.clone(),
             init_code: record.init_code.clone(),

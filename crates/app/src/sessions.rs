@@ -121,7 +121,7 @@ impl App {
         caller: &Principal,
         session_id: &str,
         name: &str,
-        content: &[u8],
+        content: Vec<u8>,
     ) -> Result<(), AppError> {
         let name = parse_file_name(name)?;
         Ok(self
@@ -131,18 +131,19 @@ impl App {
             .await?)
     }
 
-    /// Where a session's file is, for streaming it out.
-    pub fn session_file(
+    /// A session's file, opened for streaming it out.
+    pub async fn session_file(
         &self,
         caller: &Principal,
         session_id: &str,
         name: &str,
-    ) -> Result<std::path::PathBuf, AppError> {
+    ) -> Result<std::fs::File, AppError> {
         let name = parse_file_name(name)?;
         Ok(self
             .compute()
             .sessions()
-            .file_path(session_id, caller.username.as_str(), &name)?)
+            .open_file(session_id, caller.username.as_str(), &name)
+            .await?)
     }
 
     /// Deletes a session's file.

@@ -2,6 +2,10 @@
 
 use crate::{App, PoolHealth, PoolStatus};
 
+/// What `/status` says when workers run without a sandbox.
+const UNISOLATED: &str = "user code is not isolated: the worker sandbox is off \
+                          (runtime.sandbox.enabled), so R and Python code runs as the server's user";
+
 /// Health of the system or of one component, as the reference spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
@@ -48,8 +52,13 @@ pub struct SystemStatus {
     pub authentication: AuthenticationStatus,
     /// The runtimes' pools on this compute node.
     pub runtimes: Vec<PoolStatus>,
-    /// `Pass` when every runtime this node offers is ready, else `Warn`.
+    /// `Pass` when every runtime this node offers is ready and its user code isolated, else
+    /// `Warn`.
     pub runtimes_health: Health,
+    /// Whether user code runs sandboxed.
+    pub sandboxed: bool,
+    /// How user code is isolated, or that it is not.
+    pub isolation: String,
 }
 
 impl App {
@@ -71,10 +80,13 @@ impl App {
             }
         };
         let runtimes = self.compute().status();
-        // A runtime that cannot serve degrades the system; only a dead database fails it.
-        let runtimes_ok = runtimes
-            .iter()
-            .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
+        let isolation = self.compute().isolation();
+        // A runtime that cannot serve, or runs user code unisolated, degrades the system; only
+        // a dead database fails it.
+        let runtimes_ok = isolation.is_some()
+            && runtimes
+                .iter()
+                .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
         let runtimes_health = if runtimes_ok {
             Health::Pass
         } else {
@@ -89,6 +101,8 @@ impl App {
             health,
             runtimes,
             runtimes_health,
+            sandboxed: isolation.is_some(),
+            isolation: isolation.unwrap_or(UNISOLATED).to_owned(),
             version: env!("CARGO_PKG_VERSION"),
             database,
             authentication: AuthenticationStatus {

@@ -8,6 +8,9 @@ pub enum RuntimeError {
     /// The runtime cannot serve: not installed, being set up, or failing to start workers.
     #[error("{0}")]
     RuntimeUnavailable(String),
+    /// Workers cannot be sandboxed on this machine and the sandbox was not turned off.
+    #[error("{0}")]
+    SandboxUnavailable(String),
     /// The runtime is not offered by this compute node at all.
     #[error("{0}")]
     RuntimeNotSupported(String),
@@ -53,9 +56,9 @@ pub enum RuntimeError {
 impl ErrorCode for RuntimeError {
     fn code(&self) -> Code {
         match self {
-            RuntimeError::RuntimeUnavailable(_) | RuntimeError::PoolExhausted { .. } => {
-                Code::Unavailable
-            }
+            RuntimeError::RuntimeUnavailable(_)
+            | RuntimeError::PoolExhausted { .. }
+            | RuntimeError::SandboxUnavailable(_) => Code::Unavailable,
             RuntimeError::RuntimeNotSupported(_) | RuntimeError::InvalidInput(_) => {
                 Code::BadRequest
             }

@@ -7,15 +7,17 @@
 //! its callers. In the one-box server it runs in-process.
 //!
 //! **Invariant:** no user code runs in this process. Code runs in worker processes
-//! (`worker.rs`) that speak the framed protocol of `protocol.rs` on a channel of their own;
-//! what user code prints is captured as console output and never reaches that channel.
-//! Start reading at [`ComputeNode`], then `session.rs`, `pool.rs` and `worker.rs`.
+//! (`worker.rs`), each in a sandbox of its own (`sandbox.rs`), that speak the framed protocol of
+//! `protocol.rs` on a channel of their own; what user code prints is captured as console output
+//! and never reaches that channel. Start reading at [`ComputeNode`], then `session.rs`,
+//! `pool.rs`, `worker.rs` and `sandbox.rs`.
 
 mod error;
 mod pool;
 pub mod protocol;
 pub mod python_env;
 mod r_env;
+mod sandbox;
 mod services;
 mod session;
 mod snapshot;
@@ -35,10 +37,12 @@ pub use pool::{PoolConfig, PoolHealth, PoolStatus};
 pub use protocol::TypedValue;
 pub use python_env::PythonConfig;
 pub use r_env::RConfig;
+pub use sandbox::SandboxConfig;
 pub use services::{ConsumeOutcome, Priority, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
 pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
 
 use pool::{Launch, Pool};
+use sandbox::Sandbox;
 use services::ServiceWorkers;
 use session::Sessions;
 
@@ -47,6 +51,8 @@ use session::Sessions;
 pub struct ComputeConfig {
     /// Where workers' working directories are created; emptied at start.
     pub work_root: PathBuf,
+    /// How workers are isolated.
+    pub sandbox: SandboxConfig,
     /// The Python runtime.
     pub python: PythonConfig,
     /// The Python pool.
@@ -76,12 +82,22 @@ struct ComputeInner {
     pools: HashMap<RuntimeType, Pool>,
     services: HashMap<RuntimeType, ServiceWorkers>,
     sessions: Sessions,
+    /// Whether user code is isolated, and how, in words.
+    isolation: Option<&'static str>,
 }
 
 impl ComputeNode {
-    /// Starts the node: clears working directories left by an earlier run, starts the pools,
-    /// and prepares the Python environment in the background when it is missing.
+    /// Starts the node: checks that workers can be sandboxed (refusing to start when they
+    /// cannot, unless the sandbox is off), clears working directories left by an earlier run,
+    /// starts the pools, and prepares the Python environment in the background when it is
+    /// missing.
     pub async fn start(config: ComputeConfig) -> Result<ComputeNode, RuntimeError> {
+        let sandbox = Sandbox::detect(config.sandbox.clone()).await?;
+        if sandbox.enabled() {
+            tracing::info!("{}", sandbox.describe());
+        } else {
+            tracing::warn!("{}", sandbox.describe());
+        }
         if config.work_root.exists() {
             tokio::fs::remove_dir_all(&config.work_root).await?;
         }
@@ -95,6 +111,7 @@ impl ComputeNode {
             RuntimeType::Python,
             config.python_pool.clone(),
             config.work_root.clone(),
+            sandbox.clone(),
             launch_receiver,
         );
         let python_services = ServiceWorkers::new(
@@ -110,6 +127,7 @@ impl ComputeNode {
             RuntimeType::R,
             config.r_pool.clone(),
             config.work_root.clone(),
+            sandbox.clone(),
             r_launch_receiver,
         );
         let r_services = ServiceWorkers::new(
@@ -131,6 +149,7 @@ impl ComputeNode {
                     (RuntimeType::R, r_services),
                 ]),
                 sessions,
+                isolation: sandbox.enabled().then(|| sandbox.describe()),
             }),
         })
     }
@@ -143,8 +162,15 @@ impl ComputeNode {
                 pools: HashMap::new(),
                 services: HashMap::new(),
                 sessions: Sessions::new(Duration::ZERO),
+                isolation: None,
             }),
         }
+    }
+
+    /// How user code is isolated, or `None` when it is not (the sandbox is off, or this node
+    /// runs no code).
+    pub fn isolation(&self) -> Option<&'static str> {
+        self.inner.isolation
     }
 
     /// The state of every runtime's pool, R included (reported as unavailable when absent).

@@ -20,6 +20,7 @@ use o16n_types::RuntimeType;
 use tokio::sync::{Notify, watch};
 
 use crate::RuntimeError;
+use crate::sandbox::Sandbox;
 use crate::worker::{self, LaunchSpec, WorkerHandle};
 
 /// The pool's settings.
@@ -75,6 +76,7 @@ struct PoolInner {
     runtime: RuntimeType,
     config: PoolConfig,
     work_root: PathBuf,
+    sandbox: Sandbox,
     launch: watch::Receiver<Launch>,
     state: Mutex<PoolState>,
     /// Signalled when a worker becomes idle.
@@ -140,6 +142,7 @@ impl Pool {
         runtime: RuntimeType,
         config: PoolConfig,
         work_root: PathBuf,
+        sandbox: Sandbox,
         launch: watch::Receiver<Launch>,
     ) -> Pool {
         let pool = Pool {
@@ -147,6 +150,7 @@ impl Pool {
                 runtime,
                 config,
                 work_root,
+                sandbox,
                 launch,
                 state: Mutex::new(PoolState::default()),
                 worker_ready: Notify::new(),
@@ -254,7 +258,7 @@ impl Pool {
             pool: self,
             armed: true,
         };
-        let started = worker::spawn(spec, &self.inner.work_root).await;
+        let started = worker::spawn(spec, &self.inner.work_root, &self.inner.sandbox).await;
         reservation.armed = false;
         let mut state = self.state();
         state.starting -= 1;
@@ -353,7 +357,12 @@ async fn maintain_task(pool: std::sync::Weak<PoolInner>) {
                 wanted
             };
             for _ in 0..wanted {
-                let started = worker::spawn(&spec, &pool_handle.inner.work_root).await;
+                let started = worker::spawn(
+                    &spec,
+                    &pool_handle.inner.work_root,
+                    &pool_handle.inner.sandbox,
+                )
+                .await;
                 let mut state = pool_handle.state();
                 state.starting -= 1;
                 match started {

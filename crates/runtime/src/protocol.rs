@@ -7,15 +7,14 @@
 //! [`WorkerMessage::Result`], possibly preceded by [`WorkerMessage::Console`] frames while code
 //! runs. The same framing is implemented by the workers under `workers/`.
 
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 
 /// The protocol version this host speaks; a worker announcing another is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
-
-/// The largest frame accepted from a worker (a serialized workspace can be large).
-const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024 * 1024 - 1;
 
 /// A named value crossing the protocol, as in the reference's `WorkspaceObject`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +61,8 @@ pub enum Request {
     LoadWorkspace,
     /// Load a service: unpack nothing (the host wrote its files into `directory`), merge the
     /// serialized workspace in the request's blob into a fresh namespace, run `init_code`.
+    /// The directory is relative to the worker's working directory, which is where the worker
+    /// stands between requests (in a sandbox the host's paths mean nothing).
     LoadService {
         /// The service revision's key.
         key: String,
@@ -140,9 +141,6 @@ pub enum WorkerMessage {
         language: String,
         /// The interpreter's version.
         runtime_version: String,
-        /// The one-time token of a worker that connects back over loopback TCP.
-        #[serde(default)]
-        token: Option<String>,
     },
     /// Output printed by the running code.
     Console {
@@ -197,6 +195,12 @@ pub enum FrameError {
     /// A frame did not parse.
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// The worker announced a frame longer than the limit; nothing of it was read.
+    #[error("a frame longer than {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
 }
 
 /// Writes one frame.
@@ -220,42 +224,54 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Reads one frame.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
-) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
-    let mut prefix = [0u8; 4];
-    match reader.read_exact(&mut prefix).await {
-        Ok(_) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameError::Closed);
-        }
-        Err(err) => return Err(err.into()),
+/// The codec that cuts the worker's stream into frame bodies (`[u32 header_len][header][blob]`),
+/// refusing a frame longer than `max_frame_bytes` before reading any of it.
+pub fn frame_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .big_endian()
+        .length_field_length(4)
+        .max_frame_length(max_frame_bytes)
+        .new_codec()
+}
+
+/// Parses a frame body cut by [`frame_codec`].
+pub fn decode_frame(mut body: BytesMut) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
+    if body.len() < 4 {
+        return Err(FrameError::Malformed(format!(
+            "frame length {}",
+            body.len()
+        )));
     }
-    let total = u32::from_be_bytes(prefix) as usize;
-    if !(4..=MAX_FRAME_BYTES).contains(&total) {
-        return Err(FrameError::Malformed(format!("frame length {total}")));
-    }
-    let mut body = vec![0u8; total];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|err| match err.kind() {
-            std::io::ErrorKind::UnexpectedEof => FrameError::Closed,
-            _ => FrameError::Io(err),
-        })?;
     let header_len = u32::from_be_bytes(body[..4].try_into().expect("4 bytes")) as usize;
-    if header_len > total - 4 {
+    if header_len > body.len() - 4 {
         return Err(FrameError::Malformed(format!("header length {header_len}")));
     }
     let message = serde_json::from_slice(&body[4..4 + header_len])
         .map_err(|err| FrameError::Malformed(err.to_string()))?;
-    let blob = body.split_off(4 + header_len);
+    let blob = body.split_off(4 + header_len).to_vec();
     Ok((message, blob))
+}
+
+/// What a read error of [`frame_codec`] means.
+pub fn read_error(err: std::io::Error, max_frame_bytes: usize) -> FrameError {
+    let too_long = err
+        .get_ref()
+        .is_some_and(|inner| inner.is::<LengthDelimitedCodecError>());
+    match err.kind() {
+        _ if too_long => FrameError::TooLarge {
+            limit: max_frame_bytes,
+        },
+        // The stream ended inside a frame: the worker died while writing it.
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other => FrameError::Closed,
+        _ => FrameError::Io(err),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use futures_util::StreamExt;
+    use tokio_util::codec::FramedRead;
+
     use super::*;
 
     #[tokio::test]
@@ -275,6 +291,15 @@ mod tests {
         assert_eq!(buffer, expected);
     }
 
+    async fn read_one(bytes: &[u8], limit: usize) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
+        let mut reader = FramedRead::new(bytes, frame_codec(limit));
+        match reader.next().await {
+            Some(Ok(body)) => decode_frame(body),
+            Some(Err(err)) => Err(read_error(err, limit)),
+            None => Err(FrameError::Closed),
+        }
+    }
+
     #[tokio::test]
     async fn a_worker_frame_parses_with_its_blob() {
         let header = br#"{"type":"result","ok":true,"names":["a"]}"#;
@@ -282,7 +307,7 @@ mod tests {
         frame.extend((header.len() as u32).to_be_bytes());
         frame.extend(header);
         frame.extend(b"xyz");
-        let (message, blob) = read_frame(&mut frame.as_slice()).await.unwrap();
+        let (message, blob) = read_one(&frame, 1024).await.unwrap();
         assert!(
             matches!(message, WorkerMessage::Result(ResultMessage { ok: true, ref names, .. }) if names == &["a"])
         );
@@ -290,18 +315,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn truncated_and_oversized_frames_are_refused() {
+    async fn truncated_malformed_and_oversized_frames_are_refused() {
+        assert!(matches!(read_one(b"", 1024).await, Err(FrameError::Closed)));
         assert!(matches!(
-            read_frame(&mut &b""[..]).await,
+            read_one(b"\x00\x00\x00\x10abc", 1024).await,
             Err(FrameError::Closed)
         ));
         assert!(matches!(
-            read_frame(&mut &b"\x00\x00\x00\x10abc"[..]).await,
-            Err(FrameError::Closed)
-        ));
-        assert!(matches!(
-            read_frame(&mut &b"\x00\x00\x00\x01a"[..]).await,
+            read_one(b"\x00\x00\x00\x01a", 1024).await,
             Err(FrameError::Malformed(_))
+        ));
+        // A worker announcing 2 GiB gets nothing allocated: the frame is refused unread.
+        assert!(matches!(
+            read_one(b"\x7f\xff\xff\xff", 1024).await,
+            Err(FrameError::TooLarge { limit: 1024 })
         ));
     }
 }

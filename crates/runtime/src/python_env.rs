@@ -14,7 +14,8 @@ use std::time::Duration;
 use o16n_types::RuntimeType;
 
 use crate::RuntimeError;
-use crate::worker::{ChannelKind, LaunchSpec};
+use crate::sandbox::{Arg, WorkerLimits};
+use crate::worker::{ConsoleKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/python/o16n_worker.py");
@@ -34,8 +35,12 @@ pub struct PythonConfig {
     pub env_dir: PathBuf,
     /// Address-space limit of each worker in MiB; 0 means none.
     pub memory_limit_mb: u64,
+    /// Whether workers may use the network (off: loopback only, inside their sandbox).
+    pub network: bool,
     /// How long a worker may take to start and warm up.
     pub startup_timeout: Duration,
+    /// The longest message accepted from a worker, in bytes.
+    pub max_frame_bytes: usize,
 }
 
 impl PythonConfig {
@@ -150,11 +155,14 @@ pub(crate) async fn launch_spec(
     if current != WORKER_SCRIPT {
         tokio::fs::write(&script, WORKER_SCRIPT).await?;
     }
+    let read_only = installation_dirs(&interpreter).await?;
+    // The managed environment lives in the runtime's directory, which a sandbox shows
+    // elsewhere; a virtual environment finds itself from where its interpreter is run.
+    let program = match interpreter.strip_prefix(&config.env_dir) {
+        Ok(relative) => Arg::InRuntime(relative.to_path_buf()),
+        Err(_) => Arg::plain(interpreter),
+    };
     let mut env = vec![
-        (
-            "O16N_MEMORY_LIMIT_MB".to_owned(),
-            config.memory_limit_mb.to_string(),
-        ),
         ("O16N_PRELOAD".to_owned(), PRELOAD.to_owned()),
         ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
     ];
@@ -165,10 +173,54 @@ pub(crate) async fn launch_spec(
     }
     Ok(LaunchSpec {
         runtime: RuntimeType::Python,
-        program: interpreter,
-        args: vec![script.into_os_string()],
+        runtime_dir: config.env_dir.clone(),
+        program,
+        args: vec![Arg::InRuntime("o16n_worker.py".into())],
         env,
+        read_only,
+        limits: WorkerLimits {
+            memory_mb: config.memory_limit_mb,
+            network: config.network,
+        },
         startup_timeout: config.startup_timeout,
-        channel: ChannelKind::Stdio,
+        console: ConsoleKind::Frames,
+        max_frame_bytes: config.max_frame_bytes,
     })
+}
+
+/// The directories of an interpreter's installation (a virtual environment and the Python it
+/// was made from), which a sandboxed worker must see read-only. The interpreter says where they
+/// are: it may be a virtual environment whose `python` links to an interpreter elsewhere.
+async fn installation_dirs(interpreter: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+    let output = tokio::process::Command::new(interpreter)
+        .args([
+            "-I",
+            "-c",
+            "import os, sys; print(sys.prefix); print(sys.base_prefix); \
+             print(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|err| {
+            RuntimeError::RuntimeUnavailable(format!(
+                "cannot run the Python interpreter {}: {err}",
+                interpreter.display()
+            ))
+        })?;
+    if !output.status.success() {
+        return Err(RuntimeError::RuntimeUnavailable(format!(
+            "the Python interpreter {} does not run: {}",
+            interpreter.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    Ok(dirs)
 }

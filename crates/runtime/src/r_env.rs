@@ -9,7 +9,8 @@ use std::time::Duration;
 use o16n_types::RuntimeType;
 
 use crate::RuntimeError;
-use crate::worker::{ChannelKind, LaunchSpec};
+use crate::sandbox::{Arg, WorkerLimits};
+use crate::worker::{ConsoleKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/r/o16n_worker.R");
@@ -23,25 +24,38 @@ pub struct RConfig {
     pub env_dir: PathBuf,
     /// Address-space limit of each worker in MiB; 0 means none.
     pub memory_limit_mb: u64,
+    /// Whether workers may use the network (off: loopback only, inside their sandbox).
+    pub network: bool,
     /// How long a worker may take to start.
     pub startup_timeout: Duration,
+    /// The longest message accepted from a worker, in bytes.
+    pub max_frame_bytes: usize,
 }
+
+/// How the worker starts: R cannot move file descriptors, so a shell gives it the protocol
+/// pipes (the server's end of stdin and stdout) as descriptors 3 and 4 and points its stdout
+/// and stderr at the console pipe. Writes past the file-size limit must fail with an error in
+/// R rather than kill the worker with SIGXFSZ, and an ignored signal stays ignored through
+/// `exec`.
+const LAUNCHER: &str = r#"trap '' XFSZ; exec 3<&0 4>&1 0</dev/null 1>&2 "$@""#;
 
 /// Checks that R and jsonlite are installed, writes the worker script and describes how to
 /// start a worker.
 pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeError> {
+    // R reports where it lives, so that a sandboxed worker can see its installation and
+    // libraries (Debian's are under /usr; an R built elsewhere is not).
     let check = tokio::process::Command::new(&config.rscript)
         .args([
             "--vanilla",
             "-e",
-            "suppressPackageStartupMessages(library(jsonlite))",
+            "suppressPackageStartupMessages(library(jsonlite)); cat(R.home(), .libPaths(), sep = '\\n')",
         ])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .await;
-    match check {
+    let output = match check {
         Err(err) => {
             return Err(RuntimeError::RuntimeUnavailable(format!(
                 "R is not installed ({} cannot run: {err}); install Debian's r-base-core and r-cran-jsonlite",
@@ -54,40 +68,49 @@ pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeE
                 String::from_utf8_lossy(&output.stderr).trim()
             )));
         }
-        Ok(_) => {}
-    }
+        Ok(output) => output,
+    };
+    let mut read_only: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .collect();
     tokio::fs::create_dir_all(&config.env_dir).await?;
     let script = config.env_dir.join("o16n_worker.R");
     if tokio::fs::read_to_string(&script).await.unwrap_or_default() != WORKER_SCRIPT {
         tokio::fs::write(&script, WORKER_SCRIPT).await?;
     }
-    // Line-buffered stdout and stderr, so that console output reaches readers while code runs;
-    // prlimit sets the address-space limit that R itself cannot.
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    if config.memory_limit_mb > 0 {
-        args.push(format!("--as={}", config.memory_limit_mb * 1024 * 1024).into());
-        args.push("--".into());
-        args.push("stdbuf".into());
+    if let Some(bin) = config.rscript.parent().filter(|dir| dir.is_absolute()) {
+        read_only.push(bin.to_path_buf());
     }
-    args.extend([
-        "-oL".into(),
-        "-eL".into(),
-        config.rscript.clone().into_os_string(),
-    ]);
-    args.extend(["--vanilla".into(), script.into_os_string()]);
+    // Line-buffered stdout, so that console output reaches readers while code runs.
+    let args = vec![
+        Arg::plain("-c"),
+        Arg::plain(LAUNCHER),
+        Arg::plain("o16n-r-worker"),
+        Arg::plain("stdbuf"),
+        Arg::plain("-oL"),
+        Arg::plain("-eL"),
+        Arg::plain(config.rscript.clone()),
+        Arg::plain("--vanilla"),
+        Arg::InRuntime("o16n_worker.R".into()),
+    ];
     Ok(LaunchSpec {
         runtime: RuntimeType::R,
-        program: if config.memory_limit_mb > 0 {
-            "prlimit".into()
-        } else {
-            "stdbuf".into()
-        },
+        runtime_dir: config.env_dir.clone(),
+        program: Arg::plain("/bin/sh"),
         args,
         env: vec![
             ("OPENBLAS_NUM_THREADS".to_owned(), "1".to_owned()),
             ("OMP_NUM_THREADS".to_owned(), "1".to_owned()),
         ],
+        read_only,
+        limits: WorkerLimits {
+            memory_mb: config.memory_limit_mb,
+            network: config.network,
+        },
         startup_timeout: config.startup_timeout,
-        channel: ChannelKind::LoopbackTcp,
+        console: ConsoleKind::Stderr,
+        max_frame_bytes: config.max_frame_bytes,
     })
 }

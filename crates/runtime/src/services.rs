@@ -1,16 +1,20 @@
 //! Running web services: a set of shared workers, leased from the pool, that keep recently
 //! used services loaded.
 //!
-//! A request goes to a free worker that already has the service's current revision loaded,
-//! else to any free worker (which loads it: snapshot files, workspace, then `initCode`, once),
-//! else to a new worker while the set may grow, else it waits for one to become free. A worker
-//! keeps at most `max_loaded_per_worker` services, dropping the least recently used. An update
-//! publishes a new revision key, so the next request loads the new definition everywhere.
-//! These workers only ever run services; sessions always get fresh workers of their own.
+//! A worker belongs to the owner of the first service it loads and only ever runs that
+//! owner's services: code of one user's service could otherwise read another user's models
+//! and globals in the same process. A request goes to a free worker of the service's owner that
+//! already has the service's current revision loaded, else to any free worker of that owner
+//! (which loads it: snapshot files, workspace, then `initCode`, once), else to a new worker
+//! while the set may grow, else it replaces a free worker of another owner (discarded; the pool
+//! starts a fresh one), else it waits for one to become free. A worker keeps at most
+//! `max_loaded_per_worker` services, dropping the least recently used. An update publishes a
+//! new revision key, so the next request loads the new definition everywhere. These workers
+//! only ever run services; sessions always get fresh workers of their own.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -29,6 +33,8 @@ use crate::{RuntimeError, snapshot};
 pub struct ServiceSpec {
     /// Identifies the service revision; a new one on every update.
     pub key: String,
+    /// The user who published it; a worker runs the services of one owner only.
+    pub owner: String,
     /// The runtime that runs it.
     pub runtime: RuntimeType,
     /// Run on every request.
@@ -106,6 +112,8 @@ struct State {
 struct Slot {
     id: u64,
     lease: Lease,
+    /// Whose services this worker runs.
+    owner: String,
     /// Loaded service keys, least recently used first.
     loaded: VecDeque<String>,
     busy: bool,
@@ -157,7 +165,7 @@ impl ServiceWorkers {
         priority: Priority,
         fetch_snapshot: impl FnOnce() -> SnapshotFetch,
     ) -> Result<ConsumeOutcome, RuntimeError> {
-        let taken = self.take(&spec.key, priority).await?;
+        let taken = self.take(&spec.key, &spec.owner, priority).await?;
         // The request's future may be dropped at any await (the client went away); the guard
         // gives the worker back however this ends.
         let mut slot = SlotGuard {
@@ -185,7 +193,12 @@ impl ServiceWorkers {
         }
     }
 
-    async fn take(&self, key: &str, priority: Priority) -> Result<Taken, RuntimeError> {
+    async fn take(
+        &self,
+        key: &str,
+        owner: &str,
+        priority: Priority,
+    ) -> Result<Taken, RuntimeError> {
         let mut waiting = None;
         loop {
             let freed = match priority {
@@ -194,7 +207,7 @@ impl ServiceWorkers {
             };
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.try_take(key, priority) {
+            match self.try_take(key, owner, priority) {
                 Step::Taken(taken) => return Ok(taken),
                 Step::Wait => {
                     if priority == Priority::Interactive && waiting.is_none() {
@@ -203,14 +216,15 @@ impl ServiceWorkers {
                     }
                     freed.await;
                 }
-                Step::Grow => return self.grow().await,
+                Step::Grow => return self.grow(owner).await,
             }
         }
     }
 
-    /// The locked part of [`Self::take`]: a free worker (preferring one that has the service),
-    /// or permission to grow, or "wait".
-    fn try_take(&self, key: &str, priority: Priority) -> Step {
+    /// The locked part of [`Self::take`]: a free worker of the owner (preferring one that has
+    /// the service), or permission to grow (after discarding another owner's free worker if the
+    /// set is full), or "wait".
+    fn try_take(&self, key: &str, owner: &str, priority: Priority) -> Step {
         let mut state = self.state();
         if priority == Priority::Batch && state.interactive_waiting > 0 {
             return Step::Wait;
@@ -218,11 +232,15 @@ impl ServiceWorkers {
         state
             .slots
             .retain(|slot| slot.busy || slot.lease.worker().exit_reason().is_none());
-        let free_with_service = state
-            .slots
-            .iter()
-            .position(|slot| !slot.busy && slot.loaded.iter().any(|loaded| loaded == key));
-        let free = free_with_service.or_else(|| state.slots.iter().position(|slot| !slot.busy));
+        let free_with_service = state.slots.iter().position(|slot| {
+            !slot.busy && slot.owner == owner && slot.loaded.iter().any(|loaded| loaded == key)
+        });
+        let free = free_with_service.or_else(|| {
+            state
+                .slots
+                .iter()
+                .position(|slot| !slot.busy && slot.owner == owner)
+        });
         if let Some(index) = free {
             let slot = &mut state.slots[index];
             slot.busy = true;
@@ -232,16 +250,21 @@ impl ServiceWorkers {
                 has_service: free_with_service.is_some(),
             });
         }
-        if state.slots.len() + state.growing < self.config.max_workers {
-            state.growing += 1;
-            Step::Grow
-        } else {
-            Step::Wait
+        if state.slots.len() + state.growing >= self.config.max_workers {
+            // Full: a free worker of another owner makes room; dropping its lease discards it.
+            match state.slots.iter().position(|slot| !slot.busy) {
+                Some(index) => {
+                    state.slots.swap_remove(index);
+                }
+                None => return Step::Wait,
+            }
         }
+        state.growing += 1;
+        Step::Grow
     }
 
-    /// Leases one more worker from the pool for services (a growth slot is reserved).
-    async fn grow(&self) -> Result<Taken, RuntimeError> {
+    /// Leases one more worker from the pool for `owner`'s services (a growth slot is reserved).
+    async fn grow(&self, owner: &str) -> Result<Taken, RuntimeError> {
         let mut growth = GrowthGuard {
             workers: self,
             armed: true,
@@ -265,6 +288,7 @@ impl ServiceWorkers {
         state.slots.push(Slot {
             id,
             lease,
+            owner: owner.to_owned(),
             loaded: VecDeque::new(),
             busy: true,
         });
@@ -374,17 +398,24 @@ impl ServiceWorkers {
         spec: &ServiceSpec,
         archive: Option<Vec<u8>>,
     ) -> Result<(), RuntimeError> {
-        let directory = service_directory(&taken.worker, &spec.key);
-        if directory.exists() {
-            tokio::fs::remove_dir_all(&directory).await?;
-        }
-        tokio::fs::create_dir_all(&directory).await?;
+        let directory = service_directory(&spec.key);
+        let mut files = Vec::new();
         let mut workspace = Vec::new();
         if let Some(archive) = archive {
             let unpacked = snapshot::unpack_off_thread(spec.runtime, archive).await?;
-            snapshot::write_files(&directory, unpacked.files).await?;
+            files = unpacked.files;
             workspace = unpacked.workspace;
         }
+        let worker = taken.worker.clone();
+        let target = directory.clone();
+        tokio::task::spawn_blocking(move || {
+            let workdir = worker.workdir();
+            workdir.remove_dir_all(&target)?;
+            workdir.create_dirs(&target)?;
+            workdir.write_tree(&target, files)
+        })
+        .await
+        .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
         let reply = taken
             .worker
             .call(
@@ -399,7 +430,7 @@ impl ServiceWorkers {
             )
             .await?;
         if !reply.message.ok {
-            let _ = tokio::fs::remove_dir_all(&directory).await;
+            let _ = taken.worker.workdir().remove_dir_all(&directory);
             return Err(RuntimeError::ServiceLoad(
                 reply.message.error.unwrap_or_default(),
             ));
@@ -429,7 +460,10 @@ impl ServiceWorkers {
                     None,
                 )
                 .await?;
-            let _ = tokio::fs::remove_dir_all(service_directory(&taken.worker, &key)).await;
+            let _ = taken
+                .worker
+                .workdir()
+                .remove_dir_all(&service_directory(&key));
         }
         tracing::debug!(runtime = %self.runtime, key = %spec.key, "service loaded into a worker");
         Ok(())
@@ -494,6 +528,7 @@ impl Drop for InteractiveWaiting<'_> {
     }
 }
 
-fn service_directory(worker: &WorkerHandle, key: &str) -> PathBuf {
-    worker.workdir().join("services").join(key)
+/// Where a loaded service's files live, relative to the worker's working directory.
+fn service_directory(key: &str) -> PathBuf {
+    Path::new("services").join(key)
 }

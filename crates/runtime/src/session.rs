@@ -7,7 +7,6 @@
 //! tombstone that answers every call with the reason (410 Gone) until it is closed.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,17 @@ use crate::pool::Lease;
 use crate::protocol::{FailureKind, NamedValue, Request};
 use crate::worker::{ConsoleSink, Reply, WorkerHandle};
 use crate::{RuntimeError, snapshot, workdir};
+
+/// Runs working-directory I/O of a session's worker on a blocking thread (files can be large).
+async fn with_workdir<T: Send + 'static>(
+    worker: &WorkerHandle,
+    work: impl FnOnce(&workdir::WorkDir) -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    let worker = worker.clone();
+    tokio::task::spawn_blocking(move || work(worker.workdir()))
+        .await
+        .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))?
+}
 
 /// What describes a session to its owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +80,6 @@ struct Session {
 impl Session {
     fn worker(&self) -> &WorkerHandle {
         self.lease.worker()
-    }
-
-    fn workdir(&self) -> PathBuf {
-        self.worker().workdir().to_path_buf()
     }
 
     fn touch(&self) {
@@ -213,8 +219,7 @@ impl Sessions {
             .lock()
             .expect("console lock poisoned. This is a bug.")
             .clear();
-        let workdir = session.workdir();
-        let before = workdir::fingerprints(&workdir)?;
+        let before = session.worker().workdir().fingerprints()?;
         let reply = session
             .worker()
             .call(
@@ -239,7 +244,7 @@ impl Sessions {
                 message.error.unwrap_or_default(),
             ));
         }
-        let after = workdir::fingerprints(&workdir)?;
+        let after = session.worker().workdir().fingerprints()?;
         let console_output = session
             .console
             .lock()
@@ -305,7 +310,7 @@ impl Sessions {
 
     /// Files in the working directory.
     pub fn list_files(&self, id: &str, owner: &str) -> Result<Vec<String>, RuntimeError> {
-        workdir::list(&self.live(id, owner)?.workdir())
+        self.live(id, owner)?.worker().workdir().list()
     }
 
     /// Writes a file into the working directory, replacing one of the same name.
@@ -314,19 +319,26 @@ impl Sessions {
         id: &str,
         owner: &str,
         name: &FileName,
-        content: &[u8],
+        content: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        workdir::write(&self.live(id, owner)?.workdir(), name, content).await
+        let session = self.live(id, owner)?;
+        let name = name.clone();
+        with_workdir(session.worker(), move |workdir| {
+            workdir.write(&name, &content)
+        })
+        .await
     }
 
-    /// The path of a working-directory file, for streaming it.
-    pub fn file_path(
+    /// A working-directory file opened for reading, for streaming it.
+    pub async fn open_file(
         &self,
         id: &str,
         owner: &str,
         name: &FileName,
-    ) -> Result<PathBuf, RuntimeError> {
-        workdir::existing_file(&self.live(id, owner)?.workdir(), name)
+    ) -> Result<std::fs::File, RuntimeError> {
+        let session = self.live(id, owner)?;
+        let name = name.clone();
+        with_workdir(session.worker(), move |workdir| workdir.open(&name)).await
     }
 
     /// Deletes a working-directory file.
@@ -336,7 +348,9 @@ impl Sessions {
         owner: &str,
         name: &FileName,
     ) -> Result<(), RuntimeError> {
-        workdir::delete(&self.live(id, owner)?.workdir(), name).await
+        let session = self.live(id, owner)?;
+        let name = name.clone();
+        with_workdir(session.worker(), move |workdir| workdir.delete(&name)).await
     }
 
     /// Names of the workspace's objects.
@@ -412,11 +426,10 @@ impl Sessions {
         let session = self.live(id, owner)?;
         let workspace = session.call(Request::SaveWorkspace, Vec::new()).await?.blob;
         let runtime = session.info.runtime;
-        let workdir = session.workdir();
-        let archive =
-            tokio::task::spawn_blocking(move || snapshot::pack(runtime, &workspace, &workdir))
-                .await
-                .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
+        let archive = with_workdir(session.worker(), move |workdir| {
+            snapshot::pack(runtime, &workspace, workdir)
+        })
+        .await?;
         Ok((runtime, archive))
     }
 
@@ -435,7 +448,11 @@ impl Sessions {
                 .call(Request::LoadWorkspace, unpacked.workspace)
                 .await?;
         }
-        snapshot::write_files(&session.workdir(), unpacked.files).await
+        let files = unpacked.files;
+        with_workdir(session.worker(), move |workdir| {
+            workdir.write_tree(std::path::Path::new(""), files)
+        })
+        .await
     }
 
     /// Forgets every session and returns their workers, for shutdown.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use zip::write::SimpleFileOptions;
 
 use crate::RuntimeError;
+use crate::workdir::WorkDir;
 
 const MANIFEST: &str = "snapshot.json";
 const FILES_PREFIX: &str = "files/";
@@ -36,7 +37,7 @@ fn workspace_entry(runtime: RuntimeType) -> &'static str {
 pub(crate) fn pack(
     runtime: RuntimeType,
     workspace: &[u8],
-    workdir: &Path,
+    workdir: &WorkDir,
 ) -> Result<Vec<u8>, RuntimeError> {
     let mut archive = zip::ZipWriter::new(Cursor::new(Vec::new()));
     let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
@@ -52,22 +53,12 @@ pub(crate) fn pack(
         .start_file(workspace_entry(runtime), options)
         .map_err(zip_error)?;
     archive.write_all(workspace)?;
-    let mut pending = vec![PathBuf::new()];
-    while let Some(relative) = pending.pop() {
-        for entry in std::fs::read_dir(workdir.join(&relative))? {
-            let entry = entry?;
-            let file_type = entry.file_type()?;
-            let path = relative.join(entry.file_name());
-            if file_type.is_dir() {
-                pending.push(path);
-            } else if file_type.is_file() {
-                let name = format!("{FILES_PREFIX}{}", path.to_string_lossy());
-                archive.start_file(name, options).map_err(zip_error)?;
-                let mut source = std::fs::File::open(workdir.join(&path))?;
-                std::io::copy(&mut source, &mut archive)?;
-            }
-        }
-    }
+    workdir.walk_files(|path, content| {
+        let name = format!("{FILES_PREFIX}{}", path.to_string_lossy());
+        archive.start_file(name, options).map_err(zip_error)?;
+        std::io::copy(content, &mut archive)?;
+        Ok(())
+    })?;
     Ok(archive.finish().map_err(zip_error)?.into_inner())
 }
 
@@ -145,21 +136,6 @@ pub(crate) async fn unpack_off_thread(
         .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))?
 }
 
-/// Writes an archive's files under `dir`, creating subdirectories and replacing files.
-pub(crate) async fn write_files(
-    dir: &Path,
-    files: Vec<(PathBuf, Vec<u8>)>,
-) -> Result<(), RuntimeError> {
-    for (relative, content) in files {
-        let path = dir.join(relative);
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        tokio::fs::write(path, content).await?;
-    }
-    Ok(())
-}
-
 /// A relative path whose every component is a valid file name.
 fn safe_relative_path(text: &str) -> Option<PathBuf> {
     let path = Path::new(text);
@@ -183,11 +159,12 @@ mod tests {
     #[test]
     fn an_archive_round_trips_workspace_and_nested_files() {
         let dir = tempfile_dir();
-        std::fs::write(dir.join("a.csv"), "1,2").unwrap();
-        std::fs::create_dir(dir.join("sub")).unwrap();
-        std::fs::write(dir.join("sub").join("b.txt"), "b").unwrap();
+        let workdir = WorkDir::create(&dir.join("w"), None).unwrap();
+        std::fs::write(workdir.path().join("a.csv"), "1,2").unwrap();
+        std::fs::create_dir(workdir.path().join("sub")).unwrap();
+        std::fs::write(workdir.path().join("sub").join("b.txt"), "b").unwrap();
 
-        let archive = pack(RuntimeType::Python, b"workspace-bytes", &dir).unwrap();
+        let archive = pack(RuntimeType::Python, b"workspace-bytes", &workdir).unwrap();
         let unpacked = unpack(RuntimeType::Python, &archive).unwrap();
 
         assert_eq!(unpacked.workspace, b"workspace-bytes");

@@ -1,35 +1,48 @@
 //! One worker process and the actor that owns it.
 //!
-//! [`spawn`] starts the interpreter in its own process group and working directory, waits for
-//! its handshake (readiness is the `hello` frame, never a sleep) and starts the actor task that
-//! owns the child and its pipes. Everyone else holds a cheap [`WorkerHandle`] and sends it
-//! requests. A reader task turns the worker's stdout into a channel of frames, so that waiting
-//! for a frame can be raced against other events without losing half-read data.
+//! [`spawn`] starts the interpreter in a sandbox of its own (see `sandbox.rs`) with a fresh
+//! working directory, waits for its handshake (readiness is the `hello` frame, never a sleep)
+//! and starts the actor task that owns the child and its pipes. Everyone else holds a cheap
+//! [`WorkerHandle`] and sends it requests. A reader task turns the worker's protocol pipe into a
+//! channel of frames, so that waiting for a frame can be raced against other events without
+//! losing half-read data; a frame longer than the configured limit ends the worker instead of
+//! making the server allocate what the worker announced.
+//!
+//! Both runtimes talk over two pipes the server creates: requests on the worker's stdin,
+//! frames on its stdout. The Python worker moves them to private descriptors before any user
+//! code runs and sends what user code prints as `console` frames. R cannot move descriptors,
+//! so a shell hands it the pipes as descriptors 3 and 4 and points its stdout and stderr at
+//! the server's stderr pipe, which is then the console: each request's part ends with an
+//! [`END_MARKER`] line.
 //!
 //! The worker is stopped when the last handle is dropped: a `shutdown` request, a grace period,
-//! then SIGKILL to the whole process group; a guard kills the group even if the actor itself is
-//! torn down. When the worker dies on its own the actor records why (exit status and the last
-//! lines it wrote to stderr) and every pending and later request gets that reason.
+//! then SIGKILL; a guard kills the processes even if the actor itself is torn down. When the
+//! worker dies on its own the actor records why (exit status and the last lines it wrote to
+//! stderr) and every pending and later request gets that reason.
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use o16n_types::RuntimeType;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::unix::pipe;
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
 
 use crate::RuntimeError;
 use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, ResultMessage, WorkerMessage};
+use crate::sandbox::{Arg, Identity, Launch, Sandbox, WorkerLimits};
+use crate::workdir::WorkDir;
 
 /// How many of the worker's last stderr lines are kept for error messages.
 const STDERR_TAIL_LINES: usize = 20;
@@ -41,31 +54,37 @@ const GRACE_PERIOD: Duration = Duration::from_secs(3);
 pub(crate) struct LaunchSpec {
     /// The runtime.
     pub(crate) runtime: RuntimeType,
-    /// The interpreter.
-    pub(crate) program: PathBuf,
+    /// The runtime's directory: its worker script, and its managed environment if any.
+    pub(crate) runtime_dir: PathBuf,
+    /// The program: the interpreter, or a shell that prepares it.
+    pub(crate) program: Arg,
     /// Its arguments (the worker script).
-    pub(crate) args: Vec<OsString>,
-    /// Extra environment.
+    pub(crate) args: Vec<Arg>,
+    /// The runtime's environment variables (nothing else of the server's reaches the worker).
     pub(crate) env: Vec<(String, String)>,
+    /// Directories the interpreter needs beyond the operating system and the runtime's
+    /// directory (its installation), visible read-only in the sandbox.
+    pub(crate) read_only: Vec<PathBuf>,
+    /// Memory and network.
+    pub(crate) limits: WorkerLimits,
     /// How long start-up and warm-up may take.
     pub(crate) startup_timeout: Duration,
-    /// How the protocol and the console travel.
-    pub(crate) channel: ChannelKind,
+    /// Where the console comes from.
+    pub(crate) console: ConsoleKind,
+    /// The longest frame accepted from the worker.
+    pub(crate) max_frame_bytes: usize,
 }
 
-/// How a worker talks to the host.
+/// Where a worker's console output comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ChannelKind {
-    /// The protocol on the worker's stdin/stdout, which it moves to private descriptors; the
-    /// console comes as `console` frames (Python).
-    Stdio,
-    /// The protocol on a loopback TCP connection the worker opens to the host, proving itself
-    /// with a one-time token; the console is the worker's stdout and stderr, each request's
-    /// ending with an [`END_MARKER`] line on both (R, which cannot move descriptors).
-    LoopbackTcp,
+pub(crate) enum ConsoleKind {
+    /// `console` frames on the protocol; stderr is for the worker's own diagnostics (Python).
+    Frames,
+    /// The worker's stderr, each request's part closed by an [`END_MARKER`] line (R).
+    Stderr,
 }
 
-/// What a loopback-TCP worker prints on stdout and stderr after each request.
+/// What an R worker prints on its console after each request.
 const END_MARKER: &str = "\u{1e}o16n-end";
 
 /// The console output of the running execution, shared with readers of
@@ -96,16 +115,39 @@ pub(crate) struct WorkerHandle {
 
 struct Shared {
     id: String,
-    pid: i32,
+    processes: Processes,
     runtime: RuntimeType,
-    workdir: PathBuf,
+    workdir: WorkDir,
     commands: mpsc::Sender<Command>,
     exit_reason: watch::Receiver<Option<String>>,
 }
 
+/// The processes of a worker, by what they are signalled for.
+#[derive(Debug, Clone, Copy)]
+struct Processes {
+    /// The process the server started (bubblewrap, or the interpreter when unsandboxed); the
+    /// leader of its process group.
+    started: i32,
+    /// The leader of the group that runs user code: the sandbox's init, or `started`.
+    user_group: i32,
+}
+
+impl Processes {
+    fn interrupt(self) {
+        signal_group(self.user_group, Signal::SIGINT);
+    }
+
+    /// Kills the user code's group first: killing a sandbox's init ends its whole PID
+    /// namespace, and bubblewrap then exits by itself.
+    fn kill(self) {
+        signal_group(self.user_group, Signal::SIGKILL);
+        signal_group(self.started, Signal::SIGKILL);
+    }
+}
+
 impl WorkerHandle {
     /// The worker's working directory: the session's files live here.
-    pub(crate) fn workdir(&self) -> &Path {
+    pub(crate) fn workdir(&self) -> &WorkDir {
         &self.shared.workdir
     }
 
@@ -148,15 +190,15 @@ impl WorkerHandle {
         }
     }
 
-    /// Interrupts the running execution (SIGINT to the process group). A worker that is not
-    /// executing ignores it.
+    /// Interrupts the running execution (SIGINT to the group running user code). A worker
+    /// that is not executing ignores it.
     pub(crate) fn interrupt(&self) {
-        signal_group(self.shared.pid, Signal::SIGINT);
+        self.shared.processes.interrupt();
     }
 
     /// Kills the worker and everything it started, at once.
     pub(crate) fn kill(&self) {
-        signal_group(self.shared.pid, Signal::SIGKILL);
+        self.shared.processes.kill();
     }
 
     fn death_notice(&self) -> String {
@@ -170,12 +212,12 @@ fn signal_group(pid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid), signal);
 }
 
-/// Kills the worker's process group when dropped, whatever happened to the actor.
-struct ProcessGroupGuard(i32);
+/// Kills the worker's processes when dropped, whatever happened to the actor.
+struct ProcessGuard(Processes);
 
-impl Drop for ProcessGroupGuard {
+impl Drop for ProcessGuard {
     fn drop(&mut self) {
-        signal_group(self.0, Signal::SIGKILL);
+        self.0.kill();
     }
 }
 
@@ -183,103 +225,90 @@ impl Drop for ProcessGroupGuard {
 pub(crate) async fn spawn(
     spec: &LaunchSpec,
     work_root: &Path,
+    sandbox: &Sandbox,
 ) -> Result<WorkerHandle, RuntimeError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let workdir = work_root.join(&id);
-    tokio::fs::create_dir_all(&workdir).await?;
-    let started = spawn_process(spec, &workdir).await;
-    match started {
-        Ok(handle) => Ok(handle.with_id(id)),
+    let identity = sandbox.identity()?;
+    let path = work_root.join(&id);
+    let workdir = WorkDir::create(&path, identity.file_owner())?;
+    match spawn_process(spec, sandbox, identity, workdir).await {
+        Ok(pending) => Ok(pending.start(id)),
         Err(err) => {
-            let _ = tokio::fs::remove_dir_all(&workdir).await;
+            let _ = tokio::fs::remove_dir_all(&path).await;
             Err(err)
         }
     }
 }
 
-async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorker, RuntimeError> {
-    let listener = match spec.channel {
-        ChannelKind::Stdio => None,
-        ChannelKind::LoopbackTcp => Some(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?),
-    };
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    let mut command = tokio::process::Command::new(&spec.program);
+/// One end of a pipe that the worker may reopen through `/dev/fd` (R reopens its protocol
+/// descriptors that way). A pipe belongs to the user who created it, readable by that user
+/// only; widening its mode grants nothing else, since only the worker itself can reach its
+/// descriptors under `/proc`.
+fn reopenable(end: impl Into<OwnedFd>) -> Result<OwnedFd, RuntimeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let file = std::fs::File::from(end.into());
+    file.set_permissions(std::fs::Permissions::from_mode(0o666))?;
+    Ok(file.into())
+}
+
+async fn spawn_process(
+    spec: &LaunchSpec,
+    sandbox: &Sandbox,
+    identity: Identity,
+    workdir: WorkDir,
+) -> Result<PendingWorker, RuntimeError> {
+    let (worker_reads, host_writes) = std::io::pipe()?;
+    let (host_reads, worker_writes) = std::io::pipe()?;
+    let mut command = sandbox.command(
+        &Launch {
+            runtime_dir: &spec.runtime_dir,
+            program: &spec.program,
+            args: &spec.args,
+            env: &spec.env,
+            read_only: &spec.read_only,
+            limits: spec.limits,
+        },
+        workdir.path(),
+        &identity,
+    );
     command
-        .args(&spec.args)
-        .current_dir(workdir)
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .stdout(Stdio::piped())
+        .stdin(reopenable(worker_reads)?)
+        .stdout(reopenable(worker_writes)?)
         .stderr(Stdio::piped())
-        // Its own process group, so that cancel and kill reach whatever user code started.
+        // Its own process group, so that a kill reaches everything the server started.
         .process_group(0)
         .kill_on_drop(true);
-    match &listener {
-        Some(listener) => {
-            command
-                .stdin(Stdio::null())
-                .env(
-                    "O16N_PROTOCOL_PORT",
-                    listener.local_addr()?.port().to_string(),
-                )
-                .env("O16N_PROTOCOL_TOKEN", &token);
-        }
-        None => {
-            command.stdin(Stdio::piped());
-        }
-    }
-    let mut child = command.spawn().map_err(|err| {
+    let spawned = command.spawn();
+    // The command holds the worker's ends of the pipes; they must close here so that the
+    // worker's death reads as the end of its pipe.
+    drop(command);
+    let mut child = spawned.map_err(|err| {
         RuntimeError::RuntimeUnavailable(format!(
-            "cannot start the {} interpreter {}: {err}",
-            spec.runtime,
-            spec.program.display()
+            "cannot start the {} worker ({:?}): {err}",
+            spec.runtime, spec.program
         ))
     })?;
-    let pid = child.id().expect("a just-spawned child has a pid") as i32;
-    let guard = ProcessGroupGuard(pid);
-    let stdout = child.stdout.take().expect("stdout is piped");
+    let started = child.id().expect("a just-spawned child has a pid") as i32;
+    let mut guard = ProcessGuard(Processes {
+        started,
+        user_group: started,
+    });
+    let writer = pipe::Sender::from_owned_fd(host_writes.into())?;
+    let reader = pipe::Receiver::from_owned_fd(host_reads.into())?;
     let stderr = child.stderr.take().expect("stderr is piped");
     let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let pipe_console = match spec.console {
+        ConsoleKind::Frames => None,
+        ConsoleKind::Stderr => Some(Arc::new(PipeConsole::default())),
+    };
+    tokio::spawn(collect_stderr(
+        stderr,
+        stderr_tail.clone(),
+        pipe_console.clone(),
+        started,
+    ));
     let (frame_sender, mut frames) = mpsc::channel(64);
-
-    let (writer, pipe_console): (Box<dyn AsyncWrite + Send + Unpin>, Option<Arc<PipeConsole>>) =
-        match listener {
-            None => {
-                tokio::spawn(collect_stderr(stderr, stderr_tail.clone(), None, pid));
-                tokio::spawn(read_frames_task(stdout, frame_sender));
-                (Box::new(child.stdin.take().expect("stdin is piped")), None)
-            }
-            Some(listener) => {
-                let console = Arc::new(PipeConsole::default());
-                tokio::spawn(collect_stderr(
-                    stderr,
-                    stderr_tail.clone(),
-                    Some(console.clone()),
-                    pid,
-                ));
-                tokio::spawn(console_lines_task(stdout, console.clone(), 0));
-                let accepted = tokio::select! {
-                    accepted = tokio::time::timeout(spec.startup_timeout, listener.accept()) => accepted,
-                    _ = child.wait() => Ok(Err(std::io::Error::other("the worker exited"))),
-                };
-                match accepted {
-                    Ok(Ok((stream, _))) => {
-                        let _ = stream.set_nodelay(true);
-                        let (read_half, write_half) = stream.into_split();
-                        tokio::spawn(read_frames_task(read_half, frame_sender));
-                        (Box::new(write_half), Some(console))
-                    }
-                    Ok(Err(_)) | Err(_) => {
-                        drop(guard);
-                        let status = wait_briefly(&mut child).await;
-                        return Err(RuntimeError::RuntimeUnavailable(format!(
-                            "the {} worker did not connect back ({status}){}",
-                            spec.runtime,
-                            tail_text(&stderr_tail)
-                        )));
-                    }
-                }
-            }
-        };
+    tokio::spawn(read_frames_task(reader, spec.max_frame_bytes, frame_sender));
 
     let handshake = tokio::time::timeout(spec.startup_timeout, frames.recv()).await;
     let failure = match handshake {
@@ -288,19 +317,11 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
                 protocol,
                 language,
                 runtime_version,
-                token: offered,
             },
             _,
         )))) => {
-            if spec.channel == ChannelKind::LoopbackTcp
-                && offered.as_deref() != Some(token.as_str())
-            {
-                Some(format!(
-                    "the {} worker's connection did not carry its token",
-                    spec.runtime
-                ))
-            } else if protocol == PROTOCOL_VERSION {
-                tracing::debug!(pid, %language, %runtime_version, "worker is ready");
+            if protocol == PROTOCOL_VERSION {
+                tracing::debug!(pid = started, %language, %runtime_version, "worker is ready");
                 None
             } else {
                 Some(format!(
@@ -331,10 +352,15 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
         drop(guard);
         return Err(RuntimeError::RuntimeUnavailable(reason));
     }
+    if sandbox.enabled() {
+        // The worker answered, so the sandbox's init exists: it is bubblewrap's only child.
+        guard.0.user_group = first_child(started).unwrap_or(started);
+    }
+    let processes = guard.0;
     Ok(PendingWorker {
-        pid,
+        processes,
         runtime: spec.runtime,
-        workdir: workdir.to_path_buf(),
+        workdir,
         actor: Actor {
             runtime: spec.runtime,
             child,
@@ -343,23 +369,29 @@ async fn spawn_process(spec: &LaunchSpec, workdir: &Path) -> Result<PendingWorke
             stderr_tail,
             pipe_console,
             requests: 0,
-            _guard: guard,
+            guard,
+            _identity: identity,
         },
     })
 }
 
-/// The console of a loopback-TCP worker: its stdout and stderr lines go to the sink of the
-/// running request; end markers are counted per stream so that a request's console is known
-/// to be complete.
+/// The first child of a process, from `/proc`.
+fn first_child(pid: i32) -> Option<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+/// The console of an R worker: its stdout and stderr lines go to the sink of the running
+/// request; end markers are counted so that a request's console is known to be complete.
 #[derive(Default)]
 struct PipeConsole {
     current: Mutex<Option<ConsoleSink>>,
-    markers: [AtomicU64; 2],
+    markers: AtomicU64,
     marker_seen: Notify,
 }
 
 impl PipeConsole {
-    fn line(&self, stream: usize, line: &str) {
+    fn line(&self, line: &str) {
         let (text, is_marker) = match line.strip_suffix(END_MARKER) {
             Some(text) => (text, true),
             None => (line, false),
@@ -377,24 +409,19 @@ impl PipeConsole {
         }
         drop(current);
         if is_marker {
-            self.markers[stream].fetch_add(1, Ordering::SeqCst);
+            self.markers.fetch_add(1, Ordering::SeqCst);
             self.marker_seen.notify_waiters();
         }
     }
 
-    /// Waits (briefly) until both streams have shown `count` end markers.
+    /// Waits (briefly) until `count` end markers have been seen.
     async fn wait_for_markers(&self, count: u64) {
-        let complete = || {
-            self.markers
-                .iter()
-                .all(|seen| seen.load(Ordering::SeqCst) >= count)
-        };
         let waiting = async {
             loop {
                 let seen = self.marker_seen.notified();
                 tokio::pin!(seen);
                 seen.as_mut().enable();
-                if complete() {
+                if self.markers.load(Ordering::SeqCst) >= count {
                     return;
                 }
                 seen.await;
@@ -409,34 +436,24 @@ impl PipeConsole {
     }
 }
 
-async fn console_lines_task<R: AsyncRead + Unpin>(
-    stream: R,
-    console: Arc<PipeConsole>,
-    index: usize,
-) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        console.line(index, &line);
-    }
-}
-
 /// A started worker whose actor is not running yet.
 struct PendingWorker {
-    pid: i32,
+    processes: Processes,
     runtime: RuntimeType,
-    workdir: PathBuf,
+    workdir: WorkDir,
     actor: Actor,
 }
 
 impl PendingWorker {
-    fn with_id(self, id: String) -> WorkerHandle {
+    fn start(self, id: String) -> WorkerHandle {
         let (commands, receiver) = mpsc::channel(8);
         let (exit_sender, exit_reason) = watch::channel(None);
-        tokio::spawn(self.actor.run(receiver, exit_sender, self.workdir.clone()));
+        let workdir_path = self.workdir.path().to_path_buf();
+        tokio::spawn(self.actor.run(receiver, exit_sender, workdir_path));
         WorkerHandle {
             shared: Arc::new(Shared {
                 id,
-                pid: self.pid,
+                processes: self.processes,
                 runtime: self.runtime,
                 workdir: self.workdir,
                 commands,
@@ -450,7 +467,7 @@ impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerHandle")
             .field("id", &self.shared.id)
-            .field("pid", &self.shared.pid)
+            .field("pid", &self.shared.processes.started)
             .finish()
     }
 }
@@ -460,14 +477,16 @@ type Frame = Result<(WorkerMessage, Vec<u8>), FrameError>;
 struct Actor {
     runtime: RuntimeType,
     child: Child,
-    writer: Box<dyn AsyncWrite + Send + Unpin>,
+    writer: pipe::Sender,
     frames: mpsc::Receiver<Frame>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
-    /// Set for loopback-TCP workers, whose console is their stdout and stderr.
+    /// Set for workers whose console is their stderr.
     pipe_console: Option<Arc<PipeConsole>>,
-    /// Requests answered so far (each is followed by one end marker per stream).
+    /// Requests answered so far (each is followed by one end marker).
     requests: u64,
-    _guard: ProcessGroupGuard,
+    guard: ProcessGuard,
+    /// The worker's user id, freed only once its processes are gone.
+    _identity: Identity,
 }
 
 impl Actor {
@@ -504,11 +523,15 @@ impl Actor {
                         self.kill_now().await;
                         break format!("the {} worker sent an unexpected frame and was stopped", self.runtime);
                     }
+                    Some(Err(FrameError::TooLarge { limit })) => {
+                        self.kill_now().await;
+                        break too_large(self.runtime, limit);
+                    }
                     Some(Err(_)) | None => break self.death_reason().await,
                 },
             }
         };
-        tracing::debug!(pid = self._guard.0, %reason, "worker ended");
+        tracing::debug!(pid = self.guard.0.started, %reason, "worker ended");
         self.kill_now().await;
         let _ = exit_sender.send(Some(reason));
         let _ = tokio::fs::remove_dir_all(&workdir).await;
@@ -562,7 +585,7 @@ impl Actor {
                     Ok(frame) => frame,
                     Err(_) if !interrupted => {
                         // Over time: interrupt, and give the code a grace period to stop.
-                        signal_group(self._guard.0, Signal::SIGINT);
+                        self.guard.0.interrupt();
                         interrupted = true;
                         deadline = Some(Instant::now() + GRACE_PERIOD);
                         continue;
@@ -604,6 +627,10 @@ impl Actor {
                         "a second handshake in mid-request".to_owned(),
                     ));
                 }
+                Some(Err(FrameError::TooLarge { limit })) => {
+                    self.kill_now().await;
+                    return Err(RuntimeError::WorkerDied(too_large(self.runtime, limit)));
+                }
                 Some(Err(_)) | None => {
                     return Err(RuntimeError::WorkerDied(self.death_reason().await));
                 }
@@ -621,7 +648,7 @@ impl Actor {
     }
 
     async fn kill_now(&mut self) {
-        signal_group(self._guard.0, Signal::SIGKILL);
+        self.guard.0.kill();
         let _ = self.child.wait().await;
     }
 
@@ -633,6 +660,14 @@ impl Actor {
             tail_text(&self.stderr_tail)
         )
     }
+}
+
+fn too_large(runtime: RuntimeType, limit: usize) -> String {
+    format!(
+        "the {runtime} worker sent a message larger than {} MiB (runtime.max_frame_mb) and was \
+         stopped",
+        limit / (1024 * 1024)
+    )
 }
 
 /// Waits up to a second for the child to exit and describes how it ended.
@@ -675,7 +710,7 @@ async fn collect_stderr(
     let mut lines = BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Some(console) = &console {
-            console.line(1, &line);
+            console.line(&line);
             if line.ends_with(END_MARKER) {
                 continue;
             }
@@ -692,10 +727,19 @@ async fn collect_stderr(
     }
 }
 
-async fn read_frames_task<R: AsyncRead + Unpin>(channel: R, frames: mpsc::Sender<Frame>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, channel);
+async fn read_frames_task<R: AsyncRead + Unpin>(
+    channel: R,
+    max_frame_bytes: usize,
+    frames: mpsc::Sender<Frame>,
+) {
+    let mut reader =
+        FramedRead::with_capacity(channel, protocol::frame_codec(max_frame_bytes), 64 * 1024);
     loop {
-        let frame = protocol::read_frame(&mut reader).await;
+        let frame = match reader.next().await {
+            Some(Ok(body)) => protocol::decode_frame(body),
+            Some(Err(err)) => Err(protocol::read_error(err, max_frame_bytes)),
+            None => Err(FrameError::Closed),
+        };
         let end = frame.is_err();
         if frames.send(frame).await.is_err() || end {
             return;

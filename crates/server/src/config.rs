@@ -43,8 +43,12 @@ pub struct HttpConfig {
     pub bind: String,
     /// Port to listen on; 0 picks a free one.
     pub port: u16,
-    /// Largest accepted request body, in bytes.
+    /// Largest body of a request that carries data (consume, batch, execute, publish, workspace
+    /// objects), in bytes. Small control requests (login, token renewal, ...) are limited to
+    /// 1 MiB whatever this says.
     pub max_body_bytes: usize,
+    /// Largest uploaded file or realtime model, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 /// The database.
@@ -100,10 +104,52 @@ pub struct RuntimeConfig {
     pub session_idle_timeout_seconds: u64,
     /// Longest a worker may take to start and import its packages.
     pub worker_startup_timeout_seconds: u64,
+    /// Largest message a worker may send (a serialized object or workspace), in MiB; a worker
+    /// that announces a larger one is stopped.
+    pub max_frame_mb: usize,
+    /// How workers are isolated from the server and from each other.
+    pub sandbox: SandboxSection,
     /// The Python runtime.
     pub python: PythonRuntimeConfig,
     /// The R runtime.
     pub r: RRuntimeConfig,
+}
+
+/// The worker sandbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxSection {
+    /// Whether every worker runs in a sandbox of its own; off runs user code unisolated.
+    pub enabled: bool,
+    /// Whether workers may use the network; a runtime's own `network` key overrides this.
+    pub network: bool,
+    /// The first of the host user ids given to workers (a server running as root).
+    pub first_uid: u32,
+    /// How many user ids workers may use: the most workers alive at once on the machine.
+    pub uid_count: u32,
+    /// Where the locks that keep two workers from sharing a user id live.
+    pub lock_dir: PathBuf,
+    /// Most processes and threads one worker may have (a fork bomb stops there).
+    pub max_processes: u64,
+    /// Largest file a worker may write, in MiB.
+    pub max_file_size_mb: u64,
+    /// Most files a worker may have open at once.
+    pub max_open_files: u64,
+}
+
+impl Default for SandboxSection {
+    fn default() -> Self {
+        SandboxSection {
+            enabled: true,
+            network: true,
+            first_uid: 2_000_000_000,
+            uid_count: 65_536,
+            lock_dir: PathBuf::from("/run/o16n/worker-uids"),
+            max_processes: 256,
+            max_file_size_mb: 1024,
+            max_open_files: 1024,
+        }
+    }
 }
 
 /// The R runtime and its pool.
@@ -124,6 +170,8 @@ pub struct RRuntimeConfig {
     pub max_services_per_worker: usize,
     /// Address-space limit per worker in MiB; 0 for none.
     pub memory_limit_mb: u64,
+    /// Whether R workers may use the network; unset follows `runtime.sandbox.network`.
+    pub network: Option<bool>,
 }
 
 impl Default for RRuntimeConfig {
@@ -136,6 +184,7 @@ impl Default for RRuntimeConfig {
             max_service_workers: 2,
             max_services_per_worker: 16,
             memory_limit_mb: 2048,
+            network: None,
         }
     }
 }
@@ -161,6 +210,8 @@ pub struct PythonRuntimeConfig {
     pub max_services_per_worker: usize,
     /// Address-space limit per worker in MiB; 0 for none.
     pub memory_limit_mb: u64,
+    /// Whether Python workers may use the network; unset follows `runtime.sandbox.network`.
+    pub network: Option<bool>,
 }
 
 /// Logging.
@@ -191,6 +242,7 @@ impl Default for HttpConfig {
             bind: "127.0.0.1".to_owned(),
             port: 12800,
             max_body_bytes: 256 * 1024 * 1024,
+            max_upload_bytes: 1024 * 1024 * 1024,
         }
     }
 }
@@ -222,6 +274,8 @@ impl Default for RuntimeConfig {
             execution_timeout_seconds: 600,
             session_idle_timeout_seconds: 3600,
             worker_startup_timeout_seconds: 60,
+            max_frame_mb: 512,
+            sandbox: SandboxSection::default(),
             python: PythonRuntimeConfig::default(),
             r: RRuntimeConfig::default(),
         }
@@ -239,6 +293,7 @@ impl Default for PythonRuntimeConfig {
             max_service_workers: 2,
             max_services_per_worker: 16,
             memory_limit_mb: 2048,
+            network: None,
         }
     }
 }
@@ -353,7 +408,27 @@ impl Config {
             base_interpreter: python.base_interpreter.clone(),
             env_dir: self.data_dir.join("runtimes").join("python"),
             memory_limit_mb: python.memory_limit_mb,
+            network: python.network.unwrap_or(self.runtime.sandbox.network),
             startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
+            max_frame_bytes: self.max_frame_bytes(),
+        }
+    }
+
+    fn max_frame_bytes(&self) -> usize {
+        self.runtime.max_frame_mb.max(1).saturating_mul(1024 * 1024)
+    }
+
+    /// The worker sandbox's settings.
+    pub fn sandbox_config(&self) -> o16n_runtime::SandboxConfig {
+        let sandbox = &self.runtime.sandbox;
+        o16n_runtime::SandboxConfig {
+            enabled: sandbox.enabled,
+            first_uid: sandbox.first_uid,
+            uid_count: sandbox.uid_count.max(1),
+            lock_dir: sandbox.lock_dir.clone(),
+            max_processes: sandbox.max_processes.max(1),
+            max_file_size_mb: sandbox.max_file_size_mb.max(1),
+            max_open_files: sandbox.max_open_files.max(16),
         }
     }
 
@@ -362,6 +437,7 @@ impl Config {
         let python = &self.runtime.python;
         o16n_runtime::ComputeConfig {
             work_root: self.data_dir.join("work"),
+            sandbox: self.sandbox_config(),
             python: self.python_config(),
             python_pool: o16n_runtime::PoolConfig {
                 initial_size: python.initial_size,
@@ -376,7 +452,13 @@ impl Config {
                 rscript: self.runtime.r.rscript.clone(),
                 env_dir: self.data_dir.join("runtimes").join("r"),
                 memory_limit_mb: self.runtime.r.memory_limit_mb,
+                network: self
+                    .runtime
+                    .r
+                    .network
+                    .unwrap_or(self.runtime.sandbox.network),
                 startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
+                max_frame_bytes: self.max_frame_bytes(),
             },
             r_pool: o16n_runtime::PoolConfig {
                 initial_size: self.runtime.r.initial_size,
@@ -396,6 +478,7 @@ impl Config {
     pub fn api_config(&self) -> o16n_api::ApiConfig {
         o16n_api::ApiConfig {
             max_body_bytes: self.http.max_body_bytes,
+            max_upload_bytes: self.http.max_upload_bytes,
         }
     }
 }

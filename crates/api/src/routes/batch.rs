@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -13,15 +13,16 @@ use o16n_types::Code;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::BodyLimits;
 use super::sessions::attachment;
 use crate::ApiError;
 use crate::extract::{AuthUser, JsonText, PathParams, QueryParams};
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router(limits: BodyLimits) -> Router<App> {
     Router::new()
         .route(
             "/api/{name}/{version}/batch",
-            get(list_batches).post(start_batch),
+            post(start_batch).layer(limits.data()).get(list_batches),
         )
         .route(
             "/api/{name}/{version}/batch/{id}",

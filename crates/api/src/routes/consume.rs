@@ -7,14 +7,15 @@ use axum::{Json, Router};
 use o16n_app::App;
 use serde_json::{Map, Value};
 
+use super::BodyLimits;
 use crate::ApiError;
 use crate::dto::WebServiceResult;
 use crate::extract::{AuthUser, OptionalJsonBody, PathParams};
 use crate::swagger;
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router(limits: BodyLimits) -> Router<App> {
     Router::new()
-        .route("/api/{name}/{version}", post(consume))
+        .route("/api/{name}/{version}", post(consume).layer(limits.data()))
         .route("/api/{name}/{version}/swagger.json", get(service_swagger))
 }
 

@@ -8,26 +8,38 @@ use axum::{Json, Router};
 use o16n_app::{App, RealtimeDefinition, RealtimePatch};
 use o16n_types::Code;
 
+use super::BodyLimits;
 use super::sessions::SUCCESS;
 use crate::ApiError;
 use crate::dto::{PublishWebServiceRequest, WebService};
 use crate::extract::{AuthUser, JsonBody, MultipartForm, PathParams};
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router(limits: BodyLimits) -> Router<App> {
     Router::new()
         .route("/services", get(list_services))
-        .route("/services/{name}", post(publish_service).get(list_versions))
+        .route(
+            "/services/{name}",
+            post(publish_service)
+                .layer(limits.data())
+                .get(list_versions),
+        )
         .route(
             "/services/{name}/{version}",
             post(publish_service_version)
                 .patch(patch_service)
+                .layer(limits.data())
                 .get(get_service)
                 .delete(delete_service),
         )
-        .route("/realtime-services/{name}", post(publish_realtime_service))
+        .route(
+            "/realtime-services/{name}",
+            post(publish_realtime_service).layer(limits.upload()),
+        )
         .route(
             "/realtime-services/{name}/{version}",
-            post(publish_realtime_service_version).patch(patch_realtime_service),
+            post(publish_realtime_service_version)
+                .patch(patch_realtime_service)
+                .layer(limits.upload()),
         )
 }
 

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use o16n_app::App;
 use o16n_types::{Code, RuntimeType};
 
+use super::BodyLimits;
 use crate::ApiError;
 use crate::dto::{
     ConsoleOutputResponse, CreateSessionRequest, CreateSessionResponse, ExecuteRequest,
@@ -17,16 +18,19 @@ use crate::dto::{
 };
 use crate::extract::{AuthUser, JsonBody, OptionalJsonBody, PathParams, RawBody, UploadedFile};
 
-pub(super) fn router() -> Router<App> {
+pub(super) fn router(limits: BodyLimits) -> Router<App> {
     Router::new()
         .route("/sessions", post(create_session).get(list_sessions))
         .route("/sessions/{id}", delete(close_session))
         .route("/sessions/{id}/force", delete(force_close_session))
-        .route("/sessions/{id}/execute", post(execute))
+        .route("/sessions/{id}/execute", post(execute).layer(limits.data()))
         .route("/sessions/{id}/cancel", post(cancel))
         .route("/sessions/{id}/console-output", get(console_output))
         .route("/sessions/{id}/history", get(history))
-        .route("/sessions/{id}/files", post(upload_file).get(list_files))
+        .route(
+            "/sessions/{id}/files",
+            post(upload_file).layer(limits.upload()).get(list_files),
+        )
         .route(
             "/sessions/{id}/files/{file_name}",
             get(download_file).delete(delete_file),
@@ -34,7 +38,10 @@ pub(super) fn router() -> Router<App> {
         .route("/sessions/{id}/workspace", get(list_objects))
         .route(
             "/sessions/{id}/workspace/{object_name}",
-            post(put_object).get(get_object).delete(delete_object),
+            post(put_object)
+                .layer(limits.data())
+                .get(get_object)
+                .delete(delete_object),
         )
 }
 
@@ -142,7 +149,7 @@ async fn upload_file(
     PathParams(id): PathParams<String>,
     file: UploadedFile,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
-    app.upload_file(&caller, &id, &file.file_name, &file.content)
+    app.upload_file(&caller, &id, &file.file_name, file.content.to_vec())
         .await?;
     Ok((StatusCode::CREATED, Json("Created")))
 }
@@ -160,10 +167,7 @@ async fn download_file(
     AuthUser(caller): AuthUser,
     PathParams((id, file_name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let path = app.session_file(&caller, &id, &file_name)?;
-    let file = tokio::fs::File::open(&path)
-        .await
-        .map_err(|_| ApiError::new(Code::NotFound, format!("file `{file_name}` not found")))?;
+    let file = tokio::fs::File::from_std(app.session_file(&caller, &id, &file_name).await?);
     let length = file.metadata().await.map(|metadata| metadata.len()).ok();
     let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
     let mut response = (

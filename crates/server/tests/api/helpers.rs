@@ -56,7 +56,17 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
     start_in(data_dir, adjust).await
 }
 
+/// Logs go to stderr when `TEST_LOG` is set (`TEST_LOG=1 cargo test ...`); tests are quiet
+/// otherwise.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var_os("TEST_LOG").is_some() {
+        ONCE.call_once(|| o16n_server::telemetry::init("info"));
+    }
+}
+
 async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    init_test_log();
     let mut config = test_config(data_dir.path());
     adjust(&mut config);
     let bootstrap = Bootstrap {

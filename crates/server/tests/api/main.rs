@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod r_runtime;
 mod realtime;
+mod sandbox;
 mod services;
 mod sessions;
 mod snapshots;

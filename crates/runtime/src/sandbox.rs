@@ -1,0 +1,659 @@
+//! The sandbox every worker runs in: its own identity, file-system view, process view,
+//! environment and limits, so that user code can neither reach the server's secrets nor another
+//! worker.
+//!
+//! A worker is started through [bubblewrap](https://github.com/containers/bubblewrap) (`bwrap`,
+//! the sandbox Flatpak uses) with new mount, PID, IPC and UTS namespaces (and a network
+//! namespace with loopback only when the runtime's network is off). Its view holds the operating
+//! system read-only (`/usr` and the few `/etc` files interpreters need), the runtime's own
+//! directories read-only, a private `/tmp`, and its working directory at [`WORKDIR_IN_SANDBOX`];
+//! nothing else of the data directory. The chain inside is `prlimit` (address space, processes,
+//! file size, open files) then, when the server runs as root, `setpriv`, which switches to a
+//! user id of the worker's own (allocated from a configured range and locked host-wide, see
+//! [`UidLease`]) without capabilities and with `no_new_privs`. A server that is not root uses
+//! bubblewrap's unprivileged user namespace instead; each worker then has an id of its own inside
+//! its namespace, but on the host its files belong to the server's user.
+//!
+//! Workers are signalled through the sandbox's init process (PID 1 inside, the leader of the
+//! worker's process group): an interrupt reaches the worker and whatever it started, and killing
+//! the init tears down the whole PID namespace.
+//!
+//! The environment is built from nothing: only what the runtime needs reaches user code.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::RuntimeError;
+
+/// Where a sandboxed worker finds its working directory (and its `HOME`).
+pub(crate) const WORKDIR_IN_SANDBOX: &str = "/home/o16n";
+/// Where a sandboxed worker finds its runtime's directory (worker script, managed
+/// environment), read-only: a neutral place, so that nothing of the data directory shows.
+const RUNTIME_IN_SANDBOX: &str = "/opt/o16n/runtime";
+
+/// The files and directories of `/etc` that interpreters and the libraries they load read:
+/// the dynamic linker's cache, time zones, name resolution, TLS roots, Debian's alternatives
+/// (BLAS), R's own configuration and fonts (plots). Nothing else of `/etc` is visible.
+const ETC_ENTRIES: &[&str] = &[
+    "alternatives",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "fonts",
+    "gai.conf",
+    "host.conf",
+    "hosts",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "protocols",
+    "R",
+    "resolv.conf",
+    "services",
+    "ssl",
+    "timezone",
+];
+
+/// Top-level directories that are usually links into `/usr` (merged `/usr`) or directories of
+/// their own; either way they are reproduced read-only.
+const SYSTEM_ROOTS: &[&str] = &["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// The sandbox settings.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Whether workers run sandboxed. Off runs them as the server's user, unisolated.
+    pub enabled: bool,
+    /// The first user id of the range given to workers (root servers only).
+    pub first_uid: u32,
+    /// How many user ids the range has: the most workers alive at once on this machine.
+    pub uid_count: u32,
+    /// Where the host-wide locks of allocated user ids live (root servers only).
+    pub lock_dir: PathBuf,
+    /// Most processes (and threads) a worker's user may have.
+    pub max_processes: u64,
+    /// Largest file a worker may write, in MiB.
+    pub max_file_size_mb: u64,
+    /// Most files a worker may have open.
+    pub max_open_files: u64,
+}
+
+/// Limits and network access of one runtime's workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WorkerLimits {
+    /// Address-space limit in MiB; 0 for none.
+    pub(crate) memory_mb: u64,
+    /// Whether the worker may use the network (off: a network namespace with loopback only).
+    pub(crate) network: bool,
+}
+
+/// How workers are isolated on this machine, decided once at start.
+#[derive(Debug, Clone)]
+enum Mode {
+    /// No isolation: workers run as the server's user (the operator turned the sandbox off).
+    Disabled,
+    /// The server is root: bubblewrap sets up the namespaces, `setpriv` drops to a user id of
+    /// the worker's own.
+    HostUsers { bwrap: PathBuf, setpriv: PathBuf },
+    /// The server is not root: bubblewrap's unprivileged user namespace.
+    UserNamespace { bwrap: PathBuf },
+}
+
+/// The sandbox of one compute node: how to start a worker isolated. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Sandbox {
+    mode: Mode,
+    config: SandboxConfig,
+    prlimit: Option<PathBuf>,
+}
+
+/// Who a worker runs as, held for as long as the worker lives. Dropping it frees the user id.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    /// The user and group id of the worker's processes (the same number).
+    pub(crate) id: u32,
+    /// The host-wide lock of a host user id (root servers).
+    _lease: Option<UidLease>,
+}
+
+impl Identity {
+    /// The owner that files the server puts into the working directory must have, so that the
+    /// worker can change them; `None` when the worker runs as the server's user.
+    pub(crate) fn file_owner(&self) -> Option<u32> {
+        self._lease.as_ref().map(|_| self.id)
+    }
+}
+
+/// A host user id locked for one worker: an exclusive `flock` on `LOCK_DIR/uid-N`, held while
+/// the worker lives, so that two workers (of this server or of another on the same machine)
+/// never share an id.
+#[derive(Debug)]
+struct UidLease {
+    _lock: Flock<File>,
+}
+
+impl Sandbox {
+    /// Decides how to isolate workers and checks that it works, by starting a sandboxed `true`.
+    /// A server that cannot sandbox refuses to start unless the operator turned the sandbox off.
+    pub(crate) async fn detect(config: SandboxConfig) -> Result<Sandbox, RuntimeError> {
+        let prlimit = find_program("prlimit");
+        if !config.enabled {
+            return Ok(Sandbox {
+                mode: Mode::Disabled,
+                config,
+                prlimit,
+            });
+        }
+        let unavailable = |why: String| {
+            RuntimeError::SandboxUnavailable(format!(
+                "{why}; user code cannot be isolated. Install what is missing, or set \
+                 runtime.sandbox.enabled = false (O16N_RUNTIME__SANDBOX__ENABLED=false) to run \
+                 user code unisolated as the server's user"
+            ))
+        };
+        let bwrap = find_program("bwrap")
+            .ok_or_else(|| unavailable("bubblewrap (bwrap) is not installed".to_owned()))?;
+        if prlimit.is_none() {
+            return Err(unavailable(
+                "prlimit (util-linux) is not installed".to_owned(),
+            ));
+        }
+        let mode = if nix::unistd::geteuid().is_root() {
+            let setpriv = find_program("setpriv")
+                .ok_or_else(|| unavailable("setpriv (util-linux) is not installed".to_owned()))?;
+            std::fs::create_dir_all(&config.lock_dir).map_err(|err| {
+                unavailable(format!(
+                    "the user id lock directory {} cannot be created: {err}",
+                    config.lock_dir.display()
+                ))
+            })?;
+            Mode::HostUsers { bwrap, setpriv }
+        } else {
+            Mode::UserNamespace { bwrap }
+        };
+        let sandbox = Sandbox {
+            mode,
+            config,
+            prlimit,
+        };
+        sandbox.check().await.map_err(unavailable)?;
+        Ok(sandbox)
+    }
+
+    /// Whether workers are isolated.
+    pub(crate) fn enabled(&self) -> bool {
+        !matches!(self.mode, Mode::Disabled)
+    }
+
+    /// Says how workers are isolated, for the log and `/status`.
+    pub(crate) fn describe(&self) -> &'static str {
+        match self.mode {
+            Mode::Disabled => {
+                "the sandbox is off: user code runs as the server's user and is not isolated"
+            }
+            Mode::HostUsers { .. } => {
+                "every worker runs sandboxed (bubblewrap) as a user id of its own"
+            }
+            Mode::UserNamespace { .. } => {
+                "every worker runs sandboxed (bubblewrap) in a user namespace of its own; its \
+                 files belong to the server's user on the host (run the server as root for a \
+                 host user id per worker)"
+            }
+        }
+    }
+
+    /// Runs `true` in a sandbox to see that namespaces can be created here.
+    async fn check(&self) -> Result<(), String> {
+        let identity = self.identity().map_err(|err| err.to_string())?;
+        let probe = tempfile_dir().map_err(|err| format!("no temporary directory: {err}"))?;
+        if let Some(owner) = identity.file_owner() {
+            std::os::unix::fs::chown(&probe, Some(owner), Some(owner))
+                .map_err(|err| format!("cannot hand a directory to a worker user: {err}"))?;
+        }
+        let limits = WorkerLimits {
+            memory_mb: 0,
+            network: false,
+        };
+        let mut command = self.command(
+            &Launch {
+                runtime_dir: &probe,
+                program: &Arg::plain("true"),
+                args: &[],
+                env: &[],
+                read_only: &[],
+                limits,
+            },
+            &probe,
+            &identity,
+        );
+        let output = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), output).await;
+        let _ = std::fs::remove_dir_all(&probe);
+        match output {
+            Ok(Ok(output)) if output.status.success() => Ok(()),
+            Ok(Ok(output)) => Err(format!(
+                "a test sandbox failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            )),
+            Ok(Err(err)) => Err(format!("bubblewrap cannot be started: {err}")),
+            Err(_) => Err("a test sandbox did not finish within 30 s".to_owned()),
+        }
+    }
+
+    /// A new identity for a worker: a locked host user id on a root server, else an id inside
+    /// the worker's user namespace.
+    pub(crate) fn identity(&self) -> Result<Identity, RuntimeError> {
+        match self.mode {
+            Mode::HostUsers { .. } => {
+                let (id, lease) = self.lease_uid()?;
+                Ok(Identity {
+                    id,
+                    _lease: Some(lease),
+                })
+            }
+            // Inside its own user namespace every worker is alone, so one id serves all.
+            Mode::UserNamespace { .. } | Mode::Disabled => Ok(Identity {
+                id: self.config.first_uid,
+                _lease: None,
+            }),
+        }
+    }
+
+    /// Locks the first free user id of the range.
+    fn lease_uid(&self) -> Result<(u32, UidLease), RuntimeError> {
+        for offset in 0..self.config.uid_count {
+            let Some(uid) = self.config.first_uid.checked_add(offset) else {
+                break;
+            };
+            let path = self.config.lock_dir.join(format!("uid-{uid}"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok((uid, UidLease { _lock: lock })),
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
+                Err((_, errno)) => {
+                    return Err(RuntimeError::Io(std::io::Error::from(errno)));
+                }
+            }
+        }
+        Err(RuntimeError::RuntimeUnavailable(format!(
+            "all {} worker user ids from {} are in use (runtime.sandbox.uid_count)",
+            self.config.uid_count, self.config.first_uid
+        )))
+    }
+
+    /// The command that starts `launch` in `workdir` as `identity`, sandboxed unless the
+    /// sandbox is off. The environment is exactly the launch's plus the basics every program
+    /// expects (`PATH`, `HOME`, locale, `TMPDIR`).
+    pub(crate) fn command(
+        &self,
+        launch: &Launch<'_>,
+        workdir: &Path,
+        identity: &Identity,
+    ) -> tokio::process::Command {
+        let (home, runtime_dir) = match self.mode {
+            Mode::Disabled => (workdir, launch.runtime_dir),
+            _ => (Path::new(WORKDIR_IN_SANDBOX), Path::new(RUNTIME_IN_SANDBOX)),
+        };
+        let resolve = |arg: &Arg| -> OsString {
+            match arg {
+                Arg::Plain(text) => text.clone(),
+                Arg::InRuntime(relative) => runtime_dir.join(relative).into_os_string(),
+            }
+        };
+        let program = resolve(launch.program);
+        let mut inner: Vec<OsString> = Vec::new();
+        if let Some(prlimit) = &self.prlimit {
+            inner.push(prlimit.into());
+            inner.extend(self.limit_args(launch.limits));
+            inner.push("--".into());
+        }
+        let mut command = match &self.mode {
+            Mode::Disabled => {
+                let mut command = match inner.first() {
+                    Some(prlimit) => {
+                        let mut command = tokio::process::Command::new(prlimit);
+                        command.args(&inner[1..]);
+                        command.arg(&program);
+                        command
+                    }
+                    None => tokio::process::Command::new(&program),
+                };
+                command.current_dir(workdir);
+                command
+            }
+            Mode::HostUsers { bwrap, setpriv } => {
+                inner.push(setpriv.into());
+                inner.extend([
+                    format!("--reuid={}", identity.id).into(),
+                    format!("--regid={}", identity.id).into(),
+                    "--clear-groups".into(),
+                    "--inh-caps=-all".into(),
+                    "--bounding-set=-all".into(),
+                    "--no-new-privs".into(),
+                    "--".into(),
+                ]);
+                inner.push(program);
+                let mut command = tokio::process::Command::new(bwrap);
+                command.args(self.bwrap_args(launch, workdir, None));
+                command.arg("--").args(inner);
+                command
+            }
+            Mode::UserNamespace { bwrap } => {
+                inner.push(program);
+                let mut command = tokio::process::Command::new(bwrap);
+                command.args(self.bwrap_args(launch, workdir, Some(identity.id)));
+                command.arg("--").args(inner);
+                command
+            }
+        };
+        command
+            .args(launch.args.iter().map(resolve))
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", home)
+            .env("TMPDIR", "/tmp")
+            .env("LANG", "C.UTF-8")
+            .env("USER", "o16n")
+            .env("LOGNAME", "o16n")
+            .envs(launch.env.iter().map(|(key, value)| (key, value)));
+        command
+    }
+
+    /// `prlimit` options: address space, and in a sandbox processes, file size and open files.
+    fn limit_args(&self, limits: WorkerLimits) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        if limits.memory_mb > 0 {
+            args.push(format!("--as={}", limits.memory_mb * 1024 * 1024).into());
+        }
+        if self.enabled() {
+            // The process limit counts every process of the user id: meaningful only when the
+            // worker has an id of its own (a server's own processes would count too).
+            args.push(format!("--nproc={}", self.config.max_processes).into());
+            args.push(format!("--fsize={}", self.config.max_file_size_mb * 1024 * 1024).into());
+            args.push(format!("--nofile={}", self.config.max_open_files).into());
+        }
+        args
+    }
+
+    fn bwrap_args(
+        &self,
+        launch: &Launch<'_>,
+        workdir: &Path,
+        namespace_id: Option<u32>,
+    ) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
+            args.extend(items.iter().map(|item| item.as_ref().to_os_string()));
+        };
+        push(&[
+            &"--unshare-pid",
+            &"--unshare-ipc",
+            &"--unshare-uts",
+            &"--unshare-cgroup-try",
+            &"--hostname",
+            &"o16n-worker",
+            // A session of its own makes the sandbox's init the leader of the worker's process
+            // group; the server interrupts that group, never bubblewrap itself.
+            &"--new-session",
+            &"--die-with-parent",
+        ]);
+        if !launch.limits.network {
+            push(&[&"--unshare-net"]);
+        }
+        if let Some(id) = namespace_id {
+            let id = id.to_string();
+            push(&[
+                &"--unshare-user",
+                &"--uid",
+                &id,
+                &"--gid",
+                &id,
+                &"--cap-drop",
+                &"ALL",
+            ]);
+        }
+        push(&[&"--ro-bind", &"/usr", &"/usr"]);
+        for root in SYSTEM_ROOTS {
+            match std::fs::read_link(root) {
+                Ok(target) => push(&[&"--symlink", &target, root]),
+                Err(_) => push(&[&"--ro-bind-try", root, root]),
+            }
+        }
+        // Directories that bubblewrap creates on the way to a mount point are made open (0755,
+        // empty) explicitly: left to itself it may make them readable by root only.
+        push(&[&"--perms", &"0755", &"--dir", &"/etc"]);
+        for entry in ETC_ENTRIES {
+            let path = Path::new("/etc").join(entry);
+            push(&[&"--ro-bind-try", &path, &path]);
+        }
+        push(&[
+            &"--proc", &"/proc", &"--dev", &"/dev", &"--perms", &"1777", &"--tmpfs", &"/tmp",
+        ]);
+        let read_only = outermost(launch.read_only, launch.runtime_dir);
+        // The way to the runtime's own directories often passes a data directory or `/root`,
+        // readable by their owner only on the host: made open here, and empty.
+        let ancestors: std::collections::BTreeSet<&Path> = read_only
+            .iter()
+            .flat_map(|path| path.ancestors().skip(1))
+            .filter(|ancestor| *ancestor != Path::new("/"))
+            .collect();
+        for ancestor in ancestors {
+            push(&[&"--perms", &"0755", &"--dir", &ancestor]);
+        }
+        for path in read_only {
+            push(&[&"--ro-bind", &path, &path]);
+        }
+        push(&[
+            &"--perms",
+            &"0755",
+            &"--dir",
+            &"/opt/o16n",
+            &"--ro-bind",
+            &launch.runtime_dir,
+            &RUNTIME_IN_SANDBOX,
+        ]);
+        push(&[
+            &"--perms",
+            &"0755",
+            &"--dir",
+            &"/home",
+            &"--bind",
+            &workdir,
+            &WORKDIR_IN_SANDBOX,
+            &"--chdir",
+            &WORKDIR_IN_SANDBOX,
+        ]);
+        args
+    }
+}
+
+/// A program or argument of a launch: as it is, or a path inside the runtime's directory,
+/// which is elsewhere in a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    /// Passed as it is.
+    Plain(OsString),
+    /// A path relative to the runtime's directory.
+    InRuntime(PathBuf),
+}
+
+impl Arg {
+    pub(crate) fn plain(text: impl Into<OsString>) -> Arg {
+        Arg::Plain(text.into())
+    }
+}
+
+/// What to start in a sandbox.
+pub(crate) struct Launch<'a> {
+    /// The runtime's directory (its worker script, and its managed environment if any).
+    pub(crate) runtime_dir: &'a Path,
+    /// The program (an interpreter, or a shell that prepares one).
+    pub(crate) program: &'a Arg,
+    /// Its arguments.
+    pub(crate) args: &'a [Arg],
+    /// The runtime's variables; nothing of the server's environment is passed on.
+    pub(crate) env: &'a [(String, String)],
+    /// Directories the program needs beyond the operating system and the runtime's directory,
+    /// made visible read-only at the same paths.
+    pub(crate) read_only: &'a [PathBuf],
+    /// Limits and network access.
+    pub(crate) limits: WorkerLimits,
+}
+
+/// The paths to bind, without those that `/usr` (bound whole), the runtime's directory (bound
+/// elsewhere) or another of them contains.
+fn outermost<'a>(paths: &'a [PathBuf], runtime_dir: &Path) -> Vec<&'a Path> {
+    let mut sorted: Vec<&Path> = paths
+        .iter()
+        .map(PathBuf::as_path)
+        .filter(|path| !path.starts_with("/usr") && !path.starts_with(runtime_dir))
+        .collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut kept: Vec<&Path> = Vec::new();
+    for path in sorted {
+        if !kept.iter().any(|outer| path.starts_with(outer)) {
+            kept.push(path);
+        }
+    }
+    kept
+}
+
+/// The first executable called `name` in the usual system directories.
+fn find_program(name: &str) -> Option<PathBuf> {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
+
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "o16n-sandbox-check-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir(&dir)?;
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(lock_dir: &Path) -> SandboxConfig {
+        SandboxConfig {
+            enabled: true,
+            first_uid: 1_000_000_000,
+            uid_count: 3,
+            lock_dir: lock_dir.to_path_buf(),
+            max_processes: 64,
+            max_file_size_mb: 8,
+            max_open_files: 256,
+        }
+    }
+
+    fn host_users(lock_dir: &Path) -> Sandbox {
+        Sandbox {
+            mode: Mode::HostUsers {
+                bwrap: "/usr/bin/bwrap".into(),
+                setpriv: "/usr/bin/setpriv".into(),
+            },
+            config: config(lock_dir),
+            prlimit: Some("/usr/bin/prlimit".into()),
+        }
+    }
+
+    #[test]
+    fn user_ids_are_never_shared_while_held_and_come_back_when_freed() {
+        let locks = std::env::temp_dir().join(format!("o16n-uid-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&locks).unwrap();
+        // Two sandboxes stand for two servers on one machine: the lock is host-wide.
+        let (first_server, second_server) = (host_users(&locks), host_users(&locks));
+        let a = first_server.identity().unwrap();
+        let b = second_server.identity().unwrap();
+        let c = first_server.identity().unwrap();
+        let mut ids = vec![a.id, b.id, c.id];
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 3);
+        assert!(second_server.identity().is_err(), "the range is exhausted");
+        let freed = b.id;
+        drop(b);
+        assert_eq!(first_server.identity().unwrap().id, freed);
+        std::fs::remove_dir_all(locks).unwrap();
+    }
+
+    #[test]
+    fn a_sandboxed_command_drops_to_the_worker_id_behind_bubblewrap_and_limits() {
+        let locks = std::env::temp_dir().join(format!("o16n-uid-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&locks).unwrap();
+        let sandbox = host_users(&locks);
+        let identity = sandbox.identity().unwrap();
+        let limits = WorkerLimits {
+            memory_mb: 100,
+            network: false,
+        };
+        let command = sandbox.command(
+            &Launch {
+                runtime_dir: Path::new("/data/runtimes/python"),
+                program: &Arg::plain("/opt/py/bin/python"),
+                args: &[Arg::InRuntime("worker.py".into())],
+                env: &[("O16N_X".to_owned(), "1".to_owned())],
+                read_only: &[
+                    PathBuf::from("/opt/py"),
+                    PathBuf::from("/usr/lib/R"),
+                    PathBuf::from("/data/runtimes/python/venv"),
+                ],
+                limits,
+            },
+            Path::new("/data/work/w1"),
+            &identity,
+        );
+        let std_command = command.as_std();
+        assert_eq!(std_command.get_program(), "/usr/bin/bwrap");
+        let args: Vec<String> = std_command
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let text = args.join(" ");
+        for expected in [
+            "--unshare-pid",
+            "--unshare-net",
+            "--new-session",
+            "--perms 0755 --dir /opt --ro-bind /opt/py /opt/py",
+            "--ro-bind /data/runtimes/python /opt/o16n/runtime",
+            "--bind /data/work/w1 /home/o16n",
+            "/usr/bin/prlimit --as=104857600 --nproc=64 --fsize=8388608 --nofile=256 --",
+            &format!(
+                "/usr/bin/setpriv --reuid={0} --regid={0} --clear-groups",
+                identity.id
+            ),
+            "--no-new-privs -- /opt/py/bin/python /opt/o16n/runtime/worker.py",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from {text}");
+        }
+        assert!(
+            !text.contains("/usr/lib/R /usr/lib/R"),
+            "/usr is bound whole"
+        );
+        assert!(!text.contains("venv"), "the runtime's directory holds it");
+        let env: Vec<_> = std_command.get_envs().collect();
+        assert!(env.iter().any(|(key, _)| *key == "O16N_X"));
+        assert!(env.iter().all(|(key, _)| *key != "O16N_ADMIN_PASSWORD"));
+        std::fs::remove_dir_all(locks).unwrap();
+    }
+}
