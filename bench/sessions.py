@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 
-from common import Server, call, login, report, summary_ms
+from common import Server, call, descendants, login, report, summary_ms
 
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 EXECUTES = int(os.environ.get("BENCH_EXECUTES", "2000"))
@@ -31,19 +31,16 @@ def wait_for_idle(connection, token, wanted):
 
 
 def worker_memory(server_pid):
-    """RSS and PSS (kB) of the server's idle Python workers, from /proc."""
+    """RSS and PSS (kB) of the server's idle Python workers, from /proc. Sandboxed workers are
+    not the server's children but further descendants (bubblewrap and its init come between)."""
     figures = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid in descendants(server_pid):
         try:
-            with open("/proc/%s/stat" % pid) as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
             with open("/proc/%s/cmdline" % pid, "rb") as cmdline:
                 is_worker = b"o16n_worker.py" in cmdline.read()
         except OSError:
             continue
-        if parent == server_pid and is_worker:
+        if is_worker:
             values = {}
             with open("/proc/%s/smaps_rollup" % pid) as rollup:
                 for line in rollup:
