@@ -21,11 +21,11 @@ ADMIN_PASSWORD = "Bench-Pass-1"
 class Server:
     """A release `o16n serve` on a free port with its own data directory."""
 
-    def __init__(self, data_dir, env=None):
+    def __init__(self, data_dir, env=None, role="onebox"):
         environment = dict(os.environ, O16N_ADMIN_PASSWORD=ADMIN_PASSWORD, RUST_LOG="warn")
         environment.update(env or {})
         self.process = subprocess.Popen(
-            [str(BINARY), "serve", "--port", "0", "--data-dir", str(data_dir)],
+            [str(BINARY), "serve", "--role", role, "--port", "0", "--data-dir", str(data_dir)],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=environment,

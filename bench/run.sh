@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch,
-# realtime or sandbox).
+# realtime, sandbox or cluster).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
 
 name="${1:-sessions}"
 o16n_require_rust
-o16n_apt_install gcc pkg-config python3 python3-venv wrk bubblewrap r-base-core r-cran-jsonlite r-cran-plumber
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv wrk bubblewrap r-base-core r-cran-jsonlite r-cran-plumber
 o16n_log "building o16n (release)"
 cargo build --release --locked --bin o16n
 o16n_log "preparing the Python runtime"
@@ -32,5 +32,6 @@ case "$name" in
     r) exec python3 bench/r_services.py ;;
     batch) exec python3 bench/batch.py ;;
     sandbox) exec python3 bench/sandbox.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime or sandbox)" >&2; exit 2 ;;
+    cluster) exec python3 bench/cluster.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox or cluster)" >&2; exit 2 ;;
 esac

@@ -49,5 +49,8 @@ if ! cmp -s tests/client/requirements.txt "$client_venv/o16n-requirements.txt"; 
     "$client_venv/bin/pip" install --disable-pip-version-check -q -r tests/client/requirements.txt
     cp tests/client/requirements.txt "$client_venv/o16n-requirements.txt"
 fi
+o16n_log "worker protocol tests (Python and R workers against the golden frames)"
+"$client_venv/bin/python" -m pytest -q -p no:cacheprovider workers/python
+Rscript workers/r/test_protocol.R
 o16n_log "client tests (official azureml-model-management-sdk, generated Swagger client)"
 O16N_BINARY="$CARGO_TARGET_DIR/debug/o16n" "$client_venv/bin/python" -m pytest -q -p no:cacheprovider tests/client

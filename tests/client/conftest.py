@@ -2,9 +2,12 @@
 on a free port with a fresh data directory, and the official client's one compatibility fix.
 """
 
+import json
 import os
 import subprocess
 import tempfile
+import time
+import uuid
 
 import pytest
 import requests
@@ -42,7 +45,7 @@ install_function_beget_shim()
 
 
 class Server:
-    def __init__(self, binary, data_dir):
+    def __init__(self, binary, data_dir, role="onebox", bind="127.0.0.1", env=None):
         self.binary = binary
         self.data_dir = data_dir
         environment = dict(
@@ -53,8 +56,10 @@ class Server:
             O16N_RUNTIME__R__INITIAL_SIZE="0",
             RUST_LOG="warn",
         )
+        environment.update(env or {})
+        self.environment = environment
         self.process = subprocess.Popen(
-            [binary, "serve", "--port", "0", "--data-dir", data_dir],
+            [binary, "serve", "--role", role, "--bind", bind, "--port", "0", "--data-dir", data_dir],
             stdout=subprocess.PIPE,
             env=environment,
             text=True,
@@ -75,6 +80,7 @@ class Server:
             text=True,
             check=True,
             capture_output=True,
+            env=self.environment,
         )
 
     def stop(self):
@@ -91,3 +97,42 @@ def server():
             yield running
         finally:
             running.stop()
+
+
+CLUSTER_SECRET = "client-tests-cluster-secret"
+
+
+@pytest.fixture
+def cluster():
+    """A web node and a compute node (on 127.0.0.2, standing for another machine) sharing a
+    throwaway PostgreSQL database; the fixture yields the web node, which clients talk to."""
+    binary = os.environ["O16N_BINARY"]
+    admin_url = os.environ.get("O16N_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    database = "o16n_client_%s" % uuid.uuid4().hex
+    subprocess.run(["psql", admin_url, "-qc", 'CREATE DATABASE "%s"' % database], check=True)
+    url = admin_url.rsplit("/", 1)[0] + "/" + database
+    nodes = []
+    try:
+        with tempfile.TemporaryDirectory() as compute_dir, tempfile.TemporaryDirectory() as web_dir:
+            compute = Server(binary, compute_dir, role="compute", bind="127.0.0.2",
+                             env={"O16N_CLUSTER__SECRET": CLUSTER_SECRET})
+            nodes.append(compute)
+            web = Server(binary, web_dir, role="web", env={
+                "O16N_CLUSTER__SECRET": CLUSTER_SECRET,
+                "O16N_DATABASE__URL": url,
+                "O16N_CLUSTER__COMPUTE_NODES": json.dumps([compute.url]),
+            })
+            nodes.append(web)
+            token = web.token()
+            deadline = time.monotonic() + 60
+            while True:
+                status = requests.get(web.url + "/status", headers={"Authorization": "Bearer " + token}).json()
+                if status["statusCode"] == "pass":
+                    break
+                assert time.monotonic() < deadline, status
+                time.sleep(0.1)
+            yield web
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        subprocess.run(["psql", admin_url, "-qc", 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % database], check=True)

@@ -62,6 +62,15 @@ def trained_model():
 
 
 def test_the_official_client_publishes_consumes_redeploys_and_deletes(server):
+    publish_consume_redeploy_delete(server)
+
+
+def test_the_official_client_flow_works_against_a_web_node_of_a_cluster(cluster):
+    publish_consume_redeploy_delete(cluster)
+    run_list_read_cancel_batches(cluster)
+
+
+def publish_consume_redeploy_delete(server):
     client = DeployClient(server.url, use=MLServer, auth=("admin", ADMIN_PASSWORD))
     model = trained_model()
 
@@ -127,6 +136,10 @@ def test_the_official_client_publishes_consumes_redeploys_and_deletes(server):
 
 
 def test_the_official_client_runs_lists_reads_and_cancels_batches(server):
+    run_list_read_cancel_batches(server)
+
+
+def run_list_read_cancel_batches(server):
     import time
 
     client = DeployClient(server.url, use=MLServer, auth=("admin", ADMIN_PASSWORD))

@@ -7,11 +7,12 @@ output of the current execution, so nothing user code prints (Python-level, C-le
 subprocess) can reach the protocol channel.
 
 Frames are `[u32 total][u32 header_len][header JSON][blob]`, big-endian; `total` counts
-everything after itself. The first frame is the worker's `hello`. Every request gets exactly
-one `result` frame; during `execute`, `console` frames may come first.
+everything after itself (protocol version 2). The first frame is the worker's `hello`. Every
+request gets exactly one answer of the type that request expects (`executed` for `execute`,
+`object_names` for `list_objects`, ...) or `failed`; during `execute` and `consume`, `console`
+frames may come first. The frames in `workers/protocol/` are the golden examples.
 """
 
-import base64
 import builtins
 import io
 import json
@@ -25,7 +26,7 @@ import time
 import traceback
 import types
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CONSOLE_FLUSH_SECONDS = 0.05
 
 
@@ -271,24 +272,26 @@ class Worker:
                 return
             kind = request.get("type")
             if kind == "shutdown":
-                self.channel.send({"type": "result", "ok": True})
+                self.answer("done")
                 return
             handler = getattr(self, "do_" + str(kind), None)
             if handler is None:
-                self.reply_error("unknown request type %r" % kind)
+                self.fail("unknown request type %r" % kind)
                 continue
             try:
                 handler(request, blob)
             except Exception as error:  # A bug in the worker must not kill it.
-                self.reply_error("worker error: %s" % error)
+                self.fail("worker error: %s" % error)
 
-    def reply(self, payload=None, blob=b""):
-        message = {"type": "result", "ok": True}
+    def answer(self, kind, payload=None, blob=b""):
+        """Sends the answer of type `kind` to the current request."""
+        message = {"type": kind}
         message.update(payload or {})
         self.channel.send(message, blob)
 
-    def reply_error(self, message, kind="bad_request"):
-        self.channel.send({"type": "result", "ok": False, "kind": kind, "error": message})
+    def fail(self, message, kind="bad_request"):
+        """Answers the current request with a failure of the request itself."""
+        self.channel.send({"type": "failed", "kind": kind, "error": message})
 
     def on_interrupt(self, signum, frame):
         if self.executing:
@@ -309,7 +312,7 @@ class Worker:
                     success, error = False, str(problem)
                     break
                 outputs.append({"name": name, "value": value})
-        self.reply({"success": success, "error": error, "outputs": outputs if success else []})
+        self.answer("executed", {"success": success, "error": error, "outputs": outputs if success else []})
 
     def compile(self, code):
         """Compiles code, remembering recent results: a service runs the same code every time."""
@@ -372,18 +375,18 @@ class Worker:
             sys.modules["__main__"] = self.session_module
             os.chdir(previous)
         if not success:
-            return self.reply_error("initCode failed: " + error, "load_failed")
+            return self.fail("initCode failed: " + error, "load_failed")
         self.services[service.key] = service
-        self.reply()
+        self.answer("service_loaded")
 
     def do_unload_service(self, request, blob):
         self.services.pop(request["key"], None)
-        self.reply()
+        self.answer("done")
 
     def do_consume(self, request, blob):
         service = self.services.get(request["key"])
         if service is None:
-            return self.reply_error("service not loaded", "not_loaded")
+            return self.fail("service not loaded", "not_loaded")
         namespace = service.namespace
         saved_bindings = dict(namespace)
         previous = os.getcwd()
@@ -406,13 +409,17 @@ class Worker:
                         break
             files_after = {entry.name: entry.stat().st_mtime_ns for entry in os.scandir(".") if entry.is_file()}
             changed = sorted(name for name, stamp in files_after.items() if files_before.get(name) != stamp)
-            output_files = {}
+            # Declared output files travel as raw bytes, one after the other in the blob.
+            output_files = []
+            contents = []
             for name in request.get("output_files") or []:
                 if name in files_after and "/" not in name:
                     with open(name, "rb") as handle:
-                        output_files[name] = base64.b64encode(handle.read()).decode("ascii")
+                        content = handle.read()
+                    output_files.append({"name": name, "size": len(content)})
+                    contents.append(content)
                 else:
-                    output_files[name] = None
+                    output_files.append({"name": name, "size": None})
             # Files this request created belong to it alone.
             for name in files_after:
                 if name not in files_before:
@@ -422,13 +429,13 @@ class Worker:
             namespace.update(saved_bindings)
             sys.modules["__main__"] = self.session_module
             os.chdir(previous)
-        self.reply({
+        self.answer("consumed", {
             "success": success,
             "error": error,
-            "named_outputs": outputs,
+            "outputs": outputs,
             "output_files": output_files,
             "changed_files": changed,
-        })
+        }, b"".join(contents))
 
     def user_names(self, include_modules):
         return [
@@ -437,34 +444,34 @@ class Worker:
         ]
 
     def do_list_objects(self, request, blob):
-        self.reply({"names": sorted(self.user_names(include_modules=False))})
+        self.answer("object_names", {"names": sorted(self.user_names(include_modules=False))})
 
     def do_get_object(self, request, blob):
         import dill
         name = request["name"]
         if name not in self.namespace or name.startswith("__"):
-            return self.reply_error("object `%s` not found" % name, "not_found")
+            return self.fail("object `%s` not found" % name, "not_found")
         try:
             data = dill.dumps(self.namespace[name])
         except Exception as problem:
-            return self.reply_error("object `%s` cannot be serialized: %s" % (name, problem))
-        self.reply({}, data)
+            return self.fail("object `%s` cannot be serialized: %s" % (name, problem))
+        self.answer("object", {}, data)
 
     def do_put_object(self, request, blob):
         import dill
         try:
             value = dill.loads(blob)
         except BaseException as problem:
-            return self.reply_error("the object cannot be unpickled: %s: %s" % (type(problem).__name__, problem))
+            return self.fail("the object cannot be unpickled: %s: %s" % (type(problem).__name__, problem))
         self.namespace[request["name"]] = value
-        self.reply()
+        self.answer("done")
 
     def do_delete_object(self, request, blob):
         name = request["name"]
         if name not in self.namespace or name.startswith("__"):
-            return self.reply_error("object `%s` not found" % name, "not_found")
+            return self.fail("object `%s` not found" % name, "not_found")
         del self.namespace[name]
-        self.reply()
+        self.answer("done")
 
     def do_save_workspace(self, request, blob):
         import dill
@@ -474,20 +481,20 @@ class Worker:
             try:
                 dill.dumps(value)
             except Exception as problem:
-                return self.reply_error("object `%s` cannot be serialized: %s" % (name, problem))
+                return self.fail("object `%s` cannot be serialized: %s" % (name, problem))
             objects[name] = value
-        self.reply({}, dill.dumps(objects))
+        self.answer("workspace", {}, dill.dumps(objects))
 
     def do_load_workspace(self, request, blob):
         import dill
         try:
             objects = dill.loads(blob)
         except BaseException as problem:
-            return self.reply_error("the workspace cannot be unpickled: %s" % problem)
+            return self.fail("the workspace cannot be unpickled: %s" % problem)
         if not isinstance(objects, dict):
-            return self.reply_error("the workspace is not a mapping of names to objects")
+            return self.fail("the workspace is not a mapping of names to objects")
         self.namespace.update(objects)
-        self.reply({"names": sorted(objects)})
+        self.answer("workspace_loaded", {"names": sorted(objects)})
 
 
 def main():
@@ -521,17 +528,11 @@ def main():
 
     worker = Worker(channel, console)
     signal.signal(signal.SIGINT, worker.on_interrupt)
-    versions = {}
-    for module in ("numpy", "pandas", "sklearn", "dill"):
-        if module in sys.modules:
-            versions[module] = getattr(sys.modules[module], "__version__", "")
     channel.send({
         "type": "hello",
         "protocol": PROTOCOL_VERSION,
         "language": "python",
         "runtime_version": "%d.%d.%d" % sys.version_info[:3],
-        "pid": os.getpid(),
-        "packages": versions,
     })
     worker.serve()
 

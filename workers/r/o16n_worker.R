@@ -7,7 +7,10 @@
 # output, so the server knows the console of that request is complete.
 #
 # Frames are [u32 total][u32 header_len][header JSON][blob], big-endian; `total` counts
-# everything after itself. Every request gets exactly one `result` frame.
+# everything after itself (protocol version 2). Every request gets exactly one answer of the
+# type that request expects (`executed` for `execute`, ...) or `failed`. The frames in
+# workers/protocol/ are the golden examples; with O16N_WORKER_TEST set, sourcing this script
+# only defines the codec (in `o16n_worker_codec`) for the tests, and serves nothing.
 
 suppressPackageStartupMessages(library(jsonlite))
 
@@ -15,13 +18,10 @@ suppressPackageStartupMessages(library(jsonlite))
 # session's workspace and holds only what user code puts there.
 local({
 
-  PROTOCOL_VERSION <- 1L
+  PROTOCOL_VERSION <- 2L
   END_MARKER <- "\036o16n-end"
 
   # --- The protocol channel ---------------------------------------------------------------
-
-  requests <- file("/dev/fd/3", open = "rb", raw = TRUE)
-  answers <- file("/dev/fd/4", open = "wb", raw = TRUE)
 
   u32 <- function(n) {
     n <- as.numeric(n)
@@ -30,20 +30,21 @@ local({
 
   read_u32 <- function(bytes) sum(as.numeric(as.integer(bytes)) * c(16777216, 65536, 256, 1))
 
-  read_exactly <- function(count) {
+  read_exactly <- function(connection, count) {
     data <- raw(0)
     while (length(data) < count) {
-      chunk <- readBin(requests, "raw", count - length(data))
+      chunk <- readBin(connection, "raw", count - length(data))
       if (length(chunk) == 0) return(NULL)
       data <- c(data, chunk)
     }
     data
   }
 
-  receive <- function() {
-    prefix <- read_exactly(4)
+  # One frame from a connection, or NULL at its end.
+  read_frame <- function(connection) {
+    prefix <- read_exactly(connection, 4)
     if (is.null(prefix)) return(NULL)
-    body <- read_exactly(read_u32(prefix))
+    body <- read_exactly(connection, read_u32(prefix))
     if (is.null(body)) return(NULL)
     header_len <- read_u32(body[1:4])
     header <- fromJSON(rawToChar(body[5:(4 + header_len)]), simplifyVector = FALSE)
@@ -51,16 +52,33 @@ local({
     list(header = header, blob = blob)
   }
 
-  send <- function(header, blob = raw(0)) {
+  # A frame's bytes.
+  encode_frame <- function(header, blob = raw(0)) {
     encoded <- charToRaw(enc2utf8(as.character(toJSON(header, auto_unbox = TRUE, null = "null", na = "null", digits = NA))))
-    writeBin(c(u32(4 + length(encoded) + length(blob)), u32(length(encoded)), encoded, blob), answers)
+    c(u32(4 + length(encoded) + length(blob)), u32(length(encoded)), encoded, blob)
+  }
+
+  if (nzchar(Sys.getenv("O16N_WORKER_TEST"))) {
+    assign("o16n_worker_codec", list(read_frame = read_frame, encode_frame = encode_frame), envir = globalenv())
+    return(invisible(NULL))
+  }
+
+  requests <- file("/dev/fd/3", open = "rb", raw = TRUE)
+  answers <- file("/dev/fd/4", open = "wb", raw = TRUE)
+
+  receive <- function() read_frame(requests)
+
+  send <- function(header, blob = raw(0)) {
+    writeBin(encode_frame(header, blob), answers)
     flush(answers)
   }
 
-  reply <- function(payload = list(), blob = raw(0)) send(c(list(type = "result", ok = TRUE), payload), blob)
+  # The answer of type `type` to the current request.
+  answer <- function(type, payload = list(), blob = raw(0)) send(c(list(type = type), payload), blob)
 
-  reply_error <- function(message, kind = "bad_request") {
-    send(list(type = "result", ok = FALSE, kind = kind, error = message))
+  # A failure of the current request itself.
+  fail <- function(message, kind = "bad_request") {
+    send(list(type = "failed", kind = kind, error = message))
   }
 
   end_of_request <- function() {
@@ -199,20 +217,20 @@ local({
         outputs[[length(outputs) + 1]] <- list(name = name, value = converted$value)
       }
     }
-    reply(list(success = outcome$success, error = outcome$error, outputs = outputs))
+    answer("executed", list(success = outcome$success, error = outcome$error, outputs = outputs))
   }
 
-  do_list_objects <- function(request, blob) reply(list(names = I(user_names(session_env))))
+  do_list_objects <- function(request, blob) answer("object_names", list(names = I(user_names(session_env))))
 
   do_get_object <- function(request, blob) {
     name <- request$name
-    if (!exists(name, envir = session_env, inherits = FALSE)) return(reply_error(sprintf("object `%s` not found", name), "not_found"))
+    if (!exists(name, envir = session_env, inherits = FALSE)) return(fail(sprintf("object `%s` not found", name), "not_found"))
     # The reference hands R objects out as an .RData stream: what save() writes and load() reads.
     connection <- rawConnection(raw(0), "wb")
     save(list = name, envir = session_env, file = connection)
     data <- rawConnectionValue(connection)
     close(connection)
-    reply(list(), data)
+    answer("object", list(), data)
   }
 
   # Reads what serialize() or saveRDS() wrote (saveRDS compresses with gzip by default).
@@ -228,28 +246,28 @@ local({
   do_put_object <- function(request, blob) {
     value <- tryCatch(list(value = read_serialized(blob)), error = function(e) e)
     if (inherits(value, "error")) {
-      return(reply_error(paste0("the object cannot be read as R serialize()/saveRDS() bytes: ", conditionMessage(value))))
+      return(fail(paste0("the object cannot be read as R serialize()/saveRDS() bytes: ", conditionMessage(value))))
     }
     assign(request$name, value$value, envir = session_env)
-    reply()
+    answer("done")
   }
 
   do_delete_object <- function(request, blob) {
     name <- request$name
-    if (!exists(name, envir = session_env, inherits = FALSE)) return(reply_error(sprintf("object `%s` not found", name), "not_found"))
+    if (!exists(name, envir = session_env, inherits = FALSE)) return(fail(sprintf("object `%s` not found", name), "not_found"))
     rm(list = name, envir = session_env)
-    reply()
+    answer("done")
   }
 
   do_save_workspace <- function(request, blob) {
-    reply(list(), serialize(mget(user_names(session_env), envir = session_env), NULL))
+    answer("workspace", list(), serialize(mget(user_names(session_env), envir = session_env), NULL))
   }
 
   do_load_workspace <- function(request, blob) {
     objects <- tryCatch(list(value = unserialize(blob)), error = function(e) e)
-    if (inherits(objects, "error") || !is.list(objects$value)) return(reply_error("the workspace cannot be read"))
+    if (inherits(objects, "error") || !is.list(objects$value)) return(fail("the workspace cannot be read"))
     list2env(objects$value, envir = session_env)
-    reply(list(names = I(names(objects$value))))
+    answer("workspace_loaded", list(names = I(names(objects$value))))
   }
 
   # --- Services -----------------------------------------------------------------------------
@@ -268,14 +286,14 @@ local({
       if (is.list(objects)) list2env(objects, envir = service)
     }
     outcome <- if (is.null(request$init_code)) list(success = TRUE) else run_code(request$init_code, service)
-    if (!isTRUE(outcome$success)) return(reply_error(paste0("initCode failed: ", outcome$error), "load_failed"))
+    if (!isTRUE(outcome$success)) return(fail(paste0("initCode failed: ", outcome$error), "load_failed"))
     assign(request$key, list(env = service, directory = directory), envir = services)
-    reply()
+    answer("service_loaded")
   }
 
   do_unload_service <- function(request, blob) {
     if (exists(request$key, envir = services, inherits = FALSE)) rm(list = request$key, envir = services)
-    reply()
+    answer("done")
   }
 
   file_stamps <- function() {
@@ -285,7 +303,7 @@ local({
   }
 
   do_consume <- function(request, blob) {
-    if (!exists(request$key, envir = services, inherits = FALSE)) return(reply_error("service not loaded", "not_loaded"))
+    if (!exists(request$key, envir = services, inherits = FALSE)) return(fail("service not loaded", "not_loaded"))
     service <- get(request$key, envir = services)
     envir <- service$env
     saved <- mget(ls(envir, all.names = TRUE), envir = envir)
@@ -293,6 +311,7 @@ local({
     before <- file_stamps()
     outputs <- list()
     output_files <- list()
+    file_bytes <- raw(0)
     changed <- character(0)
     tryCatch({
       for (parameter in request$inputs) {
@@ -314,8 +333,15 @@ local({
       }
       after <- file_stamps()
       changed <- sort(names(after)[is.na(before[names(after)]) | before[names(after)] != after])
+      # Declared output files travel as raw bytes, one after the other in the blob.
       for (name in unlist(request$output_files)) {
-        output_files[name] <- list(if (name %in% names(after)) base64_enc(readBin(name, "raw", file.size(name))) else NULL)
+        if (name %in% names(after)) {
+          content <- readBin(name, "raw", file.size(name))
+          output_files[[length(output_files) + 1]] <- list(name = name, size = length(content))
+          file_bytes <- c(file_bytes, content)
+        } else {
+          output_files[[length(output_files) + 1]] <- list(name = name, size = NULL)
+        }
       }
       created <- setdiff(names(after), names(before))
       if (length(created) > 0) file.remove(created)
@@ -325,12 +351,12 @@ local({
       rm(list = setdiff(ls(envir, all.names = TRUE), names(saved)), envir = envir)
       list2env(saved, envir = envir)
     })
-    reply(list(
+    answer("consumed", list(
       success = outcome$success, error = outcome$error,
-      named_outputs = if (length(outputs) == 0) structure(list(), names = character(0)) else outputs,
-      output_files = if (length(output_files) == 0) structure(list(), names = character(0)) else output_files,
+      outputs = if (length(outputs) == 0) structure(list(), names = character(0)) else outputs,
+      output_files = I(output_files),
       changed_files = I(changed)
-    ))
+    ), file_bytes)
   }
 
   # --- The loop -----------------------------------------------------------------------------
@@ -344,8 +370,7 @@ local({
 
   send(list(
     type = "hello", protocol = PROTOCOL_VERSION, language = "r",
-    runtime_version = paste(R.version$major, R.version$minor, sep = "."),
-    pid = Sys.getpid()
+    runtime_version = paste(R.version$major, R.version$minor, sep = ".")
   ))
 
   repeat {
@@ -355,22 +380,36 @@ local({
     if (is.null(message)) break
     kind <- message$header$type
     if (identical(kind, "shutdown")) {
-      reply()
+      answer("done")
       break
     }
     handler <- handlers[[kind]]
     outcome <- tryCatch(
       {
-        if (is.null(handler)) reply_error(sprintf("unknown request type %s", kind)) else handler(message$header, message$blob)
+        if (is.null(handler)) fail(sprintf("unknown request type %s", kind)) else handler(message$header, message$blob)
         TRUE
       },
       interrupt = function(i) FALSE,
       error = function(e) {
-        reply_error(paste0("worker error: ", conditionMessage(e)))
+        fail(paste0("worker error: ", conditionMessage(e)))
         TRUE
       }
     )
-    if (!isTRUE(outcome)) reply(list(success = FALSE, error = "the execution was cancelled", outputs = list()))
+    # An interrupt that escaped the handler ends the request as cancelled, in the kind of
+    # answer the request expects.
+    if (!isTRUE(outcome)) {
+      cancelled <- "the execution was cancelled"
+      if (identical(kind, "execute")) {
+        answer("executed", list(success = FALSE, error = cancelled, outputs = list()))
+      } else if (identical(kind, "consume")) {
+        answer("consumed", list(
+          success = FALSE, error = cancelled, outputs = structure(list(), names = character(0)),
+          output_files = I(list()), changed_files = I(character(0))
+        ))
+      } else {
+        fail(cancelled)
+      }
+    }
     end_of_request()
   }
 })

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use o16n_app::{
-    ExecuteOutcome, Health, NamedValue, PoolHealth, SessionInfo, SnapshotInfo, SystemStatus,
-    TokenPair,
+    ExecuteOutcome, Health, NamedValue, NodeReport, PoolHealth, PoolStatus, SessionInfo,
+    SnapshotInfo, SystemStatus, TokenPair, UNISOLATED,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -61,7 +61,7 @@ impl From<TokenPair> for AccessTokenResponse {
 pub(crate) struct StatusResponse {
     status_code: &'static str,
     details: BTreeMap<&'static str, Value>,
-    components: BTreeMap<&'static str, StatusResponse>,
+    components: BTreeMap<String, StatusResponse>,
 }
 
 fn health_name(health: Health) -> &'static str {
@@ -69,6 +69,102 @@ fn health_name(health: Health) -> &'static str {
         Health::Pass => "pass",
         Health::Warn => "warn",
         Health::Fail => "fail",
+    }
+}
+
+impl StatusResponse {
+    fn leaf(status_code: &'static str, details: BTreeMap<&'static str, Value>) -> StatusResponse {
+        StatusResponse {
+            status_code,
+            details,
+            components: BTreeMap::new(),
+        }
+    }
+}
+
+/// One pool of a node, with its occupancy.
+fn pool_component(pool: &PoolStatus, isolated: bool) -> StatusResponse {
+    let (status_code, state, message) = match &pool.health {
+        PoolHealth::Ready if !isolated => ("warn", "Ready", Some(UNISOLATED.to_owned())),
+        PoolHealth::Ready => ("pass", "Ready", None),
+        PoolHealth::Preparing(what) => ("warn", "Preparing", Some(what.clone())),
+        PoolHealth::Unavailable(why) => ("fail", "Unavailable", Some(why.clone())),
+    };
+    let mut details = BTreeMap::from([
+        ("state", json!(state)),
+        ("initialSize", json!(pool.initial_size)),
+        ("maxSize", json!(pool.max_size)),
+        ("currentSize", json!(pool.size)),
+        ("busy", json!(pool.busy)),
+        ("idle", json!(pool.idle)),
+        ("starting", json!(pool.starting)),
+    ]);
+    if let Some(message) = message {
+        details.insert("message", json!(message));
+    }
+    StatusResponse::leaf(status_code, details)
+}
+
+fn runtime_key(runtime: o16n_types::RuntimeType) -> &'static str {
+    match runtime {
+        o16n_types::RuntimeType::Python => "python",
+        o16n_types::RuntimeType::R => "r",
+    }
+}
+
+/// A compute node: its pools as components, and the reference's figures (`rMaxPoolSize`,
+/// `rCurrentPoolSize`, `rActiveShellCount`, `rCanOpenShell` and their Python equivalents).
+fn node_component(node: &NodeReport) -> StatusResponse {
+    let status_code = health_name(node.health);
+    let Some(status) = &node.status else {
+        let mut details = BTreeMap::from([("state", json!("Unavailable"))]);
+        if let Some(problem) = &node.problem {
+            details.insert("message", json!(problem));
+        }
+        return StatusResponse::leaf(status_code, details);
+    };
+    let isolated = status.isolation.is_some();
+    let mut details = BTreeMap::from([
+        ("apiVersion", json!("1.0")),
+        ("sessions", json!(status.sessions)),
+        ("sandboxed", json!(isolated)),
+        (
+            "isolation",
+            json!(status.isolation.as_deref().unwrap_or(UNISOLATED)),
+        ),
+    ]);
+    let mut components = BTreeMap::new();
+    for pool in &status.pools {
+        let (max, current, active, can_open) = match pool.runtime {
+            o16n_types::RuntimeType::Python => (
+                "pythonMaxPoolSize",
+                "pythonCurrentPoolSize",
+                "pythonActiveShellCount",
+                "pythonCanOpenShell",
+            ),
+            o16n_types::RuntimeType::R => (
+                "rMaxPoolSize",
+                "rCurrentPoolSize",
+                "rActiveShellCount",
+                "rCanOpenShell",
+            ),
+        };
+        details.insert(max, json!(pool.max_size));
+        details.insert(current, json!(pool.size));
+        details.insert(active, json!(pool.busy));
+        details.insert(
+            can_open,
+            json!(pool.health == PoolHealth::Ready && pool.busy < pool.max_size),
+        );
+        components.insert(
+            runtime_key(pool.runtime).to_owned(),
+            pool_component(pool, isolated),
+        );
+    }
+    StatusResponse {
+        status_code,
+        details,
+        components,
     }
 }
 
@@ -91,78 +187,58 @@ impl From<SystemStatus> for StatusResponse {
             database_details.insert("error", json!(problem));
         }
         let auth = &status.authentication;
-        let authentication = StatusResponse {
-            status_code: "pass",
-            details: BTreeMap::from([
+        let authentication = StatusResponse::leaf(
+            "pass",
+            BTreeMap::from([
                 ("local", json!(auth.local)),
                 ("ldap", json!(auth.ldap)),
                 ("azureActiveDirectory", json!(auth.azure_active_directory)),
             ]),
-            components: BTreeMap::new(),
-        };
-        let runtimes = StatusResponse {
-            status_code: health_name(status.runtimes_health),
-            details: BTreeMap::from([
-                ("sandboxed", json!(status.sandboxed)),
-                ("isolation", json!(status.isolation)),
-            ]),
-            components: status
-                .runtimes
-                .iter()
-                .map(|pool| {
-                    let (status_code, state, message) = match &pool.health {
-                        PoolHealth::Ready if !status.sandboxed => {
-                            ("warn", "Ready", Some(status.isolation.clone()))
-                        }
-                        PoolHealth::Ready => ("pass", "Ready", None),
-                        PoolHealth::Preparing(what) => ("warn", "Preparing", Some(what.clone())),
-                        PoolHealth::Unavailable(why) => ("fail", "Unavailable", Some(why.clone())),
-                    };
-                    let mut details = BTreeMap::from([
-                        ("state", json!(state)),
-                        ("initialSize", json!(pool.initial_size)),
-                        ("maxSize", json!(pool.max_size)),
-                        ("currentSize", json!(pool.size)),
-                        ("busy", json!(pool.busy)),
-                        ("idle", json!(pool.idle)),
-                        ("starting", json!(pool.starting)),
-                    ]);
-                    if let Some(message) = message {
-                        details.insert("message", json!(message));
-                    }
-                    let name = match pool.runtime {
-                        o16n_types::RuntimeType::Python => "python",
-                        o16n_types::RuntimeType::R => "r",
-                    };
-                    (
-                        name,
-                        StatusResponse {
-                            status_code,
-                            details,
-                            components: BTreeMap::new(),
-                        },
-                    )
-                })
-                .collect(),
-        };
+        );
+        let mut components = BTreeMap::from([
+            (
+                "database".to_owned(),
+                StatusResponse::leaf(health_name(database.health), database_details),
+            ),
+            ("authentication".to_owned(), authentication),
+        ]);
+        if status.remote_nodes {
+            // A web node: one child per registered compute node, under its endpoint.
+            let mut details = BTreeMap::from([("computeNodes", json!(status.nodes.len()))]);
+            if status.nodes.is_empty() {
+                details.insert(
+                    "message",
+                    json!("no compute node is registered: add some with /computenodes or cluster.compute_nodes"),
+                );
+            }
+            components.insert(
+                "backends".to_owned(),
+                StatusResponse {
+                    status_code: health_name(status.compute_health),
+                    details,
+                    components: status
+                        .nodes
+                        .iter()
+                        .map(|node| (node.endpoint.clone(), node_component(node)))
+                        .collect(),
+                },
+            );
+        } else if let Some(node) = status.nodes.first() {
+            // The one-box server: its own node's pools are the runtimes.
+            let mut runtimes = node_component(node);
+            runtimes.status_code = health_name(status.compute_health);
+            runtimes
+                .details
+                .retain(|key, _| matches!(*key, "sandboxed" | "isolation"));
+            components.insert("runtimes".to_owned(), runtimes);
+        }
         StatusResponse {
             status_code: health_name(status.health),
             details: BTreeMap::from([
                 ("version", json!(status.version)),
                 ("apiVersion", json!("9.3.0")),
             ]),
-            components: BTreeMap::from([
-                (
-                    "database",
-                    StatusResponse {
-                        status_code: health_name(database.health),
-                        details: database_details,
-                        components: BTreeMap::new(),
-                    },
-                ),
-                ("authentication", authentication),
-                ("runtimes", runtimes),
-            ]),
+            components,
         }
     }
 }
@@ -501,15 +577,40 @@ pub(crate) struct WebServiceResult {
 
 impl From<o16n_app::ConsumeOutcome> for WebServiceResult {
     fn from(outcome: o16n_app::ConsumeOutcome) -> Self {
+        use base64::Engine;
+        // The reference returns output files base64-encoded, `null` for one not written.
+        let output_files = outcome
+            .output_files
+            .into_iter()
+            .map(|file| {
+                let content = file.content.map_or(Value::Null, |bytes| {
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+                });
+                (file.name, content)
+            })
+            .collect();
         WebServiceResult {
             success: outcome.success,
             error_message: outcome.error_message,
             console_output: outcome.console_output,
             changed_files: outcome.changed_files,
             output_parameters: outcome.outputs,
-            output_files: outcome.output_files,
+            output_files,
         }
     }
+}
+
+/// `GetComputeNodesResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct GetComputeNodesResponse {
+    pub(crate) compute_nodes: Vec<String>,
+}
+
+/// `UpdateComputeNodesRequest`.
+#[derive(Deserialize)]
+pub(crate) struct UpdateComputeNodesRequest {
+    pub(crate) entries: Vec<String>,
 }
 
 /// Unix microseconds as an ISO 8601 UTC timestamp with microseconds.

@@ -183,42 +183,81 @@ where
     }
 }
 
-/// The file part of a `multipart/form-data` upload: its file name and content.
-pub(crate) struct UploadedFile {
-    pub(crate) file_name: String,
-    pub(crate) content: axum::body::Bytes,
-}
+/// A `multipart/form-data` upload whose file part is streamed on as it arrives, never held
+/// whole in memory.
+pub(crate) struct StreamedForm(axum::extract::Multipart);
 
-impl<S> FromRequest<S> for UploadedFile
+impl<S> FromRequest<S> for StreamedForm
 where
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let MultipartForm(parts) = MultipartForm::from_request(req, state).await?;
-        parts
-            .into_iter()
-            .find_map(|part| {
-                Some(UploadedFile {
-                    file_name: part.file_name?,
-                    content: part.content,
-                })
+        axum::extract::Multipart::from_request(req, state)
+            .await
+            .map(StreamedForm)
+            .map_err(|rejection| {
+                multipart_error(rejection.status().as_u16(), rejection.body_text())
             })
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::BadRequest,
-                    "the multipart body has no file part (expected a `file` field with a file name)",
-                )
-            })
+    }
+}
+
+impl StreamedForm {
+    /// Hands the first file part (its file name and its bytes, as they arrive) to `consume`.
+    pub(crate) async fn stream_file<T, F>(
+        mut self,
+        consume: impl FnOnce(String, o16n_app::ByteStream) -> F,
+    ) -> Result<T, ApiError>
+    where
+        F: std::future::Future<Output = Result<T, ApiError>>,
+    {
+        let mut field = loop {
+            match self
+                .0
+                .next_field()
+                .await
+                .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
+            {
+                Some(field) if field.file_name().is_some() => break field,
+                Some(_) => continue,
+                None => {
+                    return Err(ApiError::new(
+                        Code::BadRequest,
+                        "the multipart body has no file part (expected a `file` field with a file name)",
+                    ));
+                }
+            }
+        };
+        let file_name = field.file_name().unwrap_or_default().to_owned();
+        // The field borrows the form, so its chunks are passed on through a channel while the
+        // consumer reads them; both run until the file is through.
+        let (chunks, received) = tokio::sync::mpsc::channel(4);
+        let content: o16n_app::ByteStream = Box::pin(futures_util::stream::unfold(
+            received,
+            |mut received| async move { received.recv().await.map(|chunk| (chunk, received)) },
+        ));
+        let pump = async move {
+            loop {
+                let chunk = match field.chunk().await {
+                    Ok(Some(chunk)) => Ok(chunk),
+                    Ok(None) => return,
+                    Err(err) => Err(std::io::Error::other(err.body_text())),
+                };
+                let failed = chunk.is_err();
+                if chunks.send(chunk).await.is_err() || failed {
+                    return;
+                }
+            }
+        };
+        let ((), consumed) = tokio::join!(pump, consume(file_name, content));
+        consumed
     }
 }
 
 /// One part of a `multipart/form-data` body.
 pub(crate) struct FormPart {
     pub(crate) name: String,
-    /// The file name of a file part.
-    pub(crate) file_name: Option<String>,
     pub(crate) content: axum::body::Bytes,
 }
 
@@ -290,16 +329,11 @@ where
             .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?
         {
             let name = field.name().unwrap_or_default().to_owned();
-            let file_name = field.file_name().map(str::to_owned);
             let content = field
                 .bytes()
                 .await
                 .map_err(|err| multipart_error(err.status().as_u16(), err.body_text()))?;
-            parts.push(FormPart {
-                name,
-                file_name,
-                content,
-            });
+            parts.push(FormPart { name, content });
         }
         Ok(MultipartForm(parts))
     }

@@ -1,6 +1,7 @@
 //! The routes, one module per tag of the reference API.
 
 mod batch;
+mod compute_nodes;
 mod consume;
 mod login;
 mod services;
@@ -51,4 +52,5 @@ pub(crate) fn router(config: &ApiConfig) -> Router<App> {
         .merge(sessions::router(limits))
         .merge(snapshots::router())
         .merge(status::router())
+        .merge(compute_nodes::router())
 }

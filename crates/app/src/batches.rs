@@ -1,26 +1,35 @@
-//! Asynchronous batch consumption: many records through one service in the background.
+//! Asynchronous batch consumption: many records through one service in the background, safe
+//! with several web nodes.
 //!
-//! Starting a batch validates every record against the service's declared inputs, stores the
-//! execution with its inputs (one insert, whatever the size) and starts a runner task. The
-//! runner runs the records that have no result yet, at most the batch's parallelism at once,
-//! through the same path as a single request; a writer task stores their results in groups as
-//! they finish, so results are never held in memory. A restart loses nothing: at start-up,
-//! runners resume every unfinished batch; a result that was not written yet is a record that
-//! runs again, and a record's result is written only once.
+//! Starting a batch validates every record against the service's declared inputs and stores
+//! the execution with its inputs (one insert, whatever the size). Every web node runs a
+//! scheduler ([`App::run_batch_scheduler`]) that claims executions by a lease in the database:
+//! the node that holds the lease runs the batch's records that have no result yet, at most the
+//! batch's parallelism at once, renews the lease while it works and gives it up when it is done
+//! or shuts down. When a node dies its lease expires and another node takes the batch over. A
+//! record's result is written once (the store inserts it with `ON CONFLICT DO NOTHING`), so a
+//! record run twice across a takeover is stored once. A writer task stores results in groups
+//! as they finish, so results are never held in memory.
+//!
+//! Cancelling deletes the execution: the node running it learns of it from the announcement
+//! (or at its next lease renewal) and stops. A record whose compute node fails while it runs
+//! is run again on another node rather than stored as a failure.
 //!
 //! States: `Pending` (stored, not started), `InProgress`, `Complete` (every record has a
 //! result; records whose code failed are results with `success: false`), `Failed` (the batch
 //! itself could not go on, e.g. its service was deleted).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use o16n_runtime::Priority;
-use o16n_store::BatchRecord;
+use o16n_compute::{ComputeError, Priority};
+use o16n_store::{BatchRecord, BatchState};
 use o16n_types::Role;
 use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::services::{check_inputs, parse_name, parse_version};
 use crate::{App, AppError, ConsumeOutcome, Principal, now_unix};
@@ -28,15 +37,19 @@ use crate::{App, AppError, ConsumeOutcome, Principal, now_unix};
 /// The most results the writer stores in one transaction.
 const WRITE_GROUP: usize = 256;
 /// The longest a finished result waits to be written.
-const WRITE_DELAY: std::time::Duration = std::time::Duration::from_millis(25);
+const WRITE_DELAY: Duration = Duration::from_millis(25);
 /// The parallelism of a batch when the request names none (the reference's default).
 pub const DEFAULT_PARALLELISM: i64 = 10;
+/// The most batches one web node runs at once.
+const MAX_RUNNING_BATCHES: usize = 32;
+/// How often a record whose compute node failed is tried again before it fails.
+const RECORD_ATTEMPTS: usize = 3;
 
 /// A batch's state and, if asked for, its results in record order.
 #[derive(Debug, Clone)]
 pub struct BatchStatus {
-    /// `Pending`, `InProgress`, `Complete` or `Failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: BatchState,
     /// Records done.
     pub completed: i64,
     /// Records in all.
@@ -45,35 +58,64 @@ pub struct BatchStatus {
     pub results: Vec<Value>,
 }
 
-/// Batches cancelled in this process, so that their runners stop.
-#[derive(Default)]
-pub(crate) struct Cancellations(Mutex<HashSet<String>>);
+/// This node's part in running batches: the ones it runs, and a wake-up for its scheduler.
+pub(crate) struct BatchRunners {
+    /// This process's name in the leases it holds.
+    node_id: String,
+    /// The batches running here, to stop one when it is cancelled.
+    running: Mutex<HashMap<String, CancellationToken>>,
+    /// Pokes the scheduler when a batch is submitted here or announced by another node.
+    wake: Notify,
+}
 
-impl Cancellations {
-    fn cancel(&self, id: &str) {
-        self.0
-            .lock()
-            .expect("cancellations lock poisoned. This is a bug.")
-            .insert(id.to_owned());
+impl BatchRunners {
+    pub(crate) fn new() -> BatchRunners {
+        BatchRunners {
+            node_id: format!("node-{}", uuid::Uuid::new_v4().simple()),
+            running: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
     }
 
-    fn is_cancelled(&self, id: &str) -> bool {
-        self.0
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.running
             .lock()
-            .expect("cancellations lock poisoned. This is a bug.")
-            .contains(id)
+            .expect("batch runners lock poisoned. This is a bug.")
+    }
+
+    /// Stops the batch if it runs here (it was cancelled through another node).
+    pub(crate) fn stop(&self, id: &str) {
+        if let Some(token) = self.running().get(id) {
+            token.cancel();
+        }
+    }
+
+    /// Makes the scheduler look for batches to claim now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
     }
 }
 
 /// A record's result as the reference's `WebServiceResult`.
 fn result_json(outcome: ConsumeOutcome) -> Value {
+    use base64::Engine;
+    let output_files: Map<String, Value> = outcome
+        .output_files
+        .into_iter()
+        .map(|file| {
+            let content = file.content.map_or(Value::Null, |bytes| {
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            });
+            (file.name, content)
+        })
+        .collect();
     json!({
         "success": outcome.success,
         "errorMessage": outcome.error_message,
         "consoleOutput": outcome.console_output,
         "changedFiles": outcome.changed_files,
         "outputParameters": outcome.outputs,
-        "outputFiles": outcome.output_files,
+        "outputFiles": output_files,
     })
 }
 
@@ -136,25 +178,15 @@ impl App {
             service_version: version.to_string(),
             owner: caller.username.to_string(),
             parallel_count,
-            state: "Pending".to_owned(),
+            state: BatchState::Pending,
             total_count: records.len() as i64,
             completed_count: 0,
             created_at: now_unix(),
         };
         self.store().insert_batch(&batch, &records_json).await?;
         tracing::info!(batch = %batch.id, parallel_count, "batch started");
-        self.spawn_batch_runner(batch.id.clone(), parallel_count);
+        self.inner.batch_runners.wake();
         Ok(batch.id)
-    }
-
-    /// Resumes every batch that was pending or running when the server stopped.
-    pub async fn resume_batches(&self) -> Result<usize, AppError> {
-        let unfinished = self.store().unfinished_batches().await?;
-        for batch in &unfinished {
-            tracing::info!(batch = %batch.id, done = batch.completed_count, total = batch.total_count, "resuming batch");
-            self.spawn_batch_runner(batch.id.clone(), batch.parallel_count);
-        }
-        Ok(unfinished.len())
     }
 
     /// The ids of the caller's batches of a service (all of them for an Owner).
@@ -188,7 +220,7 @@ impl App {
     ) -> Result<BatchStatus, AppError> {
         let batch = self.own_batch(caller, name, version, id).await?;
         let mut results = Vec::new();
-        if with_results || batch.state == "Complete" {
+        if with_results || batch.state == BatchState::Complete {
             // Element i must be record i's result, so only the finished run from 0 is shown.
             for result in self.store().batch_results_prefix(id).await? {
                 results.push(serde_json::from_str(&result).unwrap_or(Value::Null));
@@ -202,7 +234,7 @@ impl App {
         })
     }
 
-    /// Cancels a batch and deletes it with its results.
+    /// Cancels a batch and deletes it with its results; the node running it stops.
     pub async fn cancel_batch(
         &self,
         caller: &Principal,
@@ -211,8 +243,10 @@ impl App {
         id: &str,
     ) -> Result<(), AppError> {
         self.own_batch(caller, name, version, id).await?;
-        self.inner.batch_cancellations.cancel(id);
         self.store().delete_batch(id).await?;
+        self.inner.batch_runners.stop(id);
+        self.announce(&crate::events::Event::BatchCancelled(id.to_owned()))
+            .await;
         tracing::info!(batch = id, "batch cancelled and deleted");
         Ok(())
     }
@@ -272,24 +306,120 @@ impl App {
             .ok_or_else(|| AppError::NotFound(format!("batch execution `{id}` not found")))
     }
 
-    fn spawn_batch_runner(&self, id: String, parallel_count: i64) {
-        let app = self.clone();
-        tokio::spawn(async move {
-            if let Err(err) = app.run_batch(&id, parallel_count).await {
-                tracing::error!(batch = %id, error = %err, "the batch stopped");
-                let _ = app.store().set_batch_state(&id, "Failed").await;
+    /// Claims and runs batches until `stop` is cancelled: at once when a batch is submitted
+    /// here or announced, else every poll interval (which also finds batches whose lease
+    /// expired on a node that died). At shutdown, running batches stop and give up their
+    /// leases, so that another node takes them over at once.
+    pub async fn run_batch_scheduler(&self, stop: CancellationToken) {
+        let mut runners = JoinSet::new();
+        loop {
+            let room = MAX_RUNNING_BATCHES.saturating_sub(self.inner.batch_runners.running().len());
+            if room > 0 {
+                match self.claim_batches(room).await {
+                    Ok(claimed) => {
+                        for batch in claimed {
+                            let token = stop.child_token();
+                            self.inner
+                                .batch_runners
+                                .running()
+                                .insert(batch.id.clone(), token.clone());
+                            let app = self.clone();
+                            runners.spawn(async move { app.run_claimed_batch(batch, token).await });
+                        }
+                    }
+                    Err(err) => tracing::warn!(error = %err, "cannot claim batches"),
+                }
             }
-        });
+            while runners.try_join_next().is_some() {}
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = self.inner.batch_runners.wake.notified() => {}
+                () = tokio::time::sleep(self.inner.config.batch_poll_interval) => {}
+            }
+        }
+        while runners.join_next().await.is_some() {}
     }
 
-    async fn run_batch(&self, id: &str, parallel_count: i64) -> Result<(), AppError> {
-        let (Some(batch), Some(inputs)) = (
-            self.store().find_batch(id).await?,
-            self.store().batch_inputs(id).await?,
-        ) else {
-            return Ok(());
+    async fn claim_batches(&self, limit: usize) -> Result<Vec<BatchRecord>, AppError> {
+        let now = self.inner.config.clock.now_ms();
+        let until = now + self.inner.config.batch_lease.as_millis() as i64;
+        Ok(self
+            .store()
+            .claim_batches(&self.inner.batch_runners.node_id, now, until, limit as i64)
+            .await?)
+    }
+
+    /// Runs a batch this node holds the lease of, renewing the lease while it works.
+    async fn run_claimed_batch(&self, batch: BatchRecord, token: CancellationToken) {
+        let id = batch.id.clone();
+        let node_id = self.inner.batch_runners.node_id.clone();
+        tracing::info!(batch = %id, done = batch.completed_count, total = batch.total_count, "running batch");
+        let renewer = {
+            let (app, id, token) = (self.clone(), id.clone(), token.clone());
+            tokio::spawn(async move { app.renew_lease_task(&id, token).await })
         };
-        self.store().set_batch_state(id, "InProgress").await?;
+        let outcome = self.run_batch(&batch, &token).await;
+        renewer.abort();
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(state)) => {
+                if let Err(err) = self.store().set_batch_state(&id, state).await {
+                    tracing::error!(batch = %id, error = %err, "cannot record the batch's state");
+                }
+                tracing::info!(batch = %id, state = state.as_str(), "batch ended");
+            }
+            Err(err) => {
+                tracing::error!(batch = %id, error = %err, "the batch stopped");
+                let _ = self.store().set_batch_state(&id, BatchState::Failed).await;
+            }
+        }
+        let _ = self.store().release_batch_lease(&id, &node_id).await;
+        self.inner.batch_runners.running().remove(&id);
+    }
+
+    /// Renews the lease a third of its length before it ends; when the node no longer holds
+    /// it (cancelled, finished or taken over), the batch stops here.
+    async fn renew_lease_task(&self, id: &str, token: CancellationToken) {
+        let lease = self.inner.config.batch_lease;
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(lease / 3) => {}
+            }
+            let until = self.inner.config.clock.now_ms() + lease.as_millis() as i64;
+            match self
+                .store()
+                .renew_batch_lease(id, &self.inner.batch_runners.node_id, until)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(
+                        batch = id,
+                        "the batch's lease is gone: cancelled, or taken over"
+                    );
+                    token.cancel();
+                    return;
+                }
+                Err(err) => tracing::warn!(batch = id, error = %err, "cannot renew a batch lease"),
+            }
+        }
+    }
+
+    /// Runs the records without a result. Returns the state the batch ends in, or `None` when
+    /// it stopped before the end (cancelled, lease lost, shutdown).
+    async fn run_batch(
+        &self,
+        batch: &BatchRecord,
+        token: &CancellationToken,
+    ) -> Result<Option<BatchState>, AppError> {
+        let id = batch.id.as_str();
+        let Some(inputs) = self.store().batch_inputs(id).await? else {
+            return Ok(None);
+        };
+        self.store()
+            .set_batch_state(id, BatchState::InProgress)
+            .await?;
         let (name, version) = (
             parse_name(&batch.service_name)?,
             parse_version(&batch.service_version)?,
@@ -305,7 +435,7 @@ impl App {
             .collect();
         let (results, finished) = tokio::sync::mpsc::channel(WRITE_GROUP * 4);
         let writer = tokio::spawn(write_results(self.clone(), id.to_owned(), finished));
-        let permits = Arc::new(Semaphore::new(parallel_count as usize));
+        let permits = Arc::new(Semaphore::new(batch.parallel_count as usize));
         let mut running = JoinSet::new();
         let mut failed = false;
         for (index, input) in inputs.into_iter().enumerate() {
@@ -313,14 +443,10 @@ impl App {
             if done.contains(&index) {
                 continue;
             }
-            if self.inner.batch_cancellations.is_cancelled(id) {
-                break;
-            }
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+            let permit = tokio::select! {
+                () = token.cancelled() => break,
+                permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            };
             while running.try_join_next().is_some() {}
             // The definition is read per record (from the cache), so that an update applies to
             // the records that run after it and a deleted service fails the batch.
@@ -333,13 +459,11 @@ impl App {
                 }
                 Err(err) => return Err(err),
             };
-            let (app, results) = (self.clone(), results.clone());
+            let (app, results, token) = (self.clone(), results.clone(), token.clone());
             running.spawn(async move {
-                let result = match app.run_service(&service, input, Priority::Batch).await {
-                    Ok(outcome) => result_json(outcome),
-                    Err(err) => failed_result(err.to_string()),
-                };
-                let _ = results.send((index, result.to_string())).await;
+                if let Some(result) = app.run_record(&service, input, &token).await {
+                    let _ = results.send((index, result.to_string())).await;
+                }
                 drop(permit);
             });
         }
@@ -348,13 +472,41 @@ impl App {
         writer
             .await
             .map_err(|err| AppError::Internal(format!("the batch writer failed: {err}")))??;
-        if failed {
-            self.store().set_batch_state(id, "Failed").await?;
-        } else if !self.inner.batch_cancellations.is_cancelled(id) {
-            self.store().set_batch_state(id, "Complete").await?;
-            tracing::info!(batch = id, "batch complete");
+        Ok(if token.is_cancelled() {
+            None
+        } else if failed {
+            Some(BatchState::Failed)
+        } else {
+            Some(BatchState::Complete)
+        })
+    }
+
+    /// Runs one record, again on another compute node when the one it ran on failed (at most
+    /// a few times); `None` when the batch stopped meanwhile.
+    async fn run_record(
+        &self,
+        service: &o16n_store::ServiceRecord,
+        input: Map<String, Value>,
+        token: &CancellationToken,
+    ) -> Option<Value> {
+        for attempt in 1..=RECORD_ATTEMPTS {
+            if token.is_cancelled() {
+                return None;
+            }
+            match self
+                .run_service(service, input.clone(), Priority::Batch)
+                .await
+            {
+                Ok(outcome) => return Some(result_json(outcome)),
+                Err(AppError::Compute(
+                    ComputeError::NodeUnavailable(message) | ComputeError::NodeUnreachable(message),
+                )) if attempt < RECORD_ATTEMPTS => {
+                    tracing::warn!(%message, attempt, "a batch record's compute node failed; running it again");
+                }
+                Err(err) => return Some(failed_result(err.to_string())),
+            }
         }
-        Ok(())
+        None
     }
 }
 

@@ -1,8 +1,8 @@
 //! The one error type of the use cases.
 
 use o16n_auth::AuthError;
+use o16n_compute::ComputeError;
 use o16n_realtime::RealtimeError;
-use o16n_runtime::RuntimeError;
 use o16n_store::StoreError;
 use o16n_types::{Code, ErrorCode};
 
@@ -28,6 +28,9 @@ pub enum AppError {
     /// The resource already exists.
     #[error("{0}")]
     Conflict(String),
+    /// The resource existed and is gone for good (a session lost with its compute node).
+    #[error("{0}")]
+    Gone(String),
     /// A value in the request is invalid.
     #[error("{0}")]
     InvalidInput(String),
@@ -37,9 +40,9 @@ pub enum AppError {
     /// From the database.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// From the compute side.
+    /// From a compute node.
     #[error(transparent)]
-    Runtime(#[from] RuntimeError),
+    Compute(#[from] ComputeError),
     /// From native scoring.
     #[error(transparent)]
     Realtime(#[from] RealtimeError),
@@ -57,10 +60,11 @@ impl ErrorCode for AppError {
             AppError::Forbidden(_) => Code::Forbidden,
             AppError::NotFound(_) => Code::NotFound,
             AppError::Conflict(_) => Code::Conflict,
+            AppError::Gone(_) => Code::Gone,
             AppError::InvalidInput(_) => Code::BadRequest,
             AppError::Auth(err) => err.code(),
             AppError::Store(err) => err.code(),
-            AppError::Runtime(err) => err.code(),
+            AppError::Compute(err) => err.code(),
             AppError::Realtime(err) => err.code(),
             AppError::Internal(_) => Code::Internal,
         }

@@ -6,7 +6,10 @@
 //! failures as [`AppError`], which carries its client-visible [`o16n_types::Code`].
 
 mod batches;
+mod compute;
+mod compute_nodes;
 mod error;
+mod events;
 mod login;
 mod login_cache;
 mod realtime;
@@ -21,20 +24,25 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
-use o16n_runtime::ComputeNode;
+use o16n_compute::Nodes;
 use o16n_store::Store;
 
 pub use batches::{BatchStatus, DEFAULT_PARALLELISM};
+pub use compute_nodes::EntriesChange;
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
+pub use o16n_compute::{
+    ByteStream, ConsumeOutcome, Download, ExecuteOutcome, ExecuteRequest, NamedValue, PoolHealth,
+    PoolStatus, SessionInfo,
+};
 pub use o16n_realtime::{ColumnType, InputColumns, Signature};
-pub use o16n_runtime::ConsumeOutcome;
-pub use o16n_runtime::protocol::NamedValue;
-pub use o16n_runtime::{ExecuteOutcome, ExecuteRequest, PoolHealth, PoolStatus, SessionInfo};
+use o16n_types::Clock;
 pub use realtime::{RealtimeDefinition, RealtimePatch};
 pub use services::{SERVICE_CACHE_TTL, ServiceDefinition, ServicePatch, ServiceView};
 pub use snapshots::SnapshotInfo;
-pub use status::{AuthenticationStatus, DatabaseStatus, Health, SystemStatus};
+pub use status::{
+    AuthenticationStatus, DatabaseStatus, Health, NodeReport, SystemStatus, UNISOLATED,
+};
 pub use users::{ADMIN_USERNAME, AdminBootstrap};
 
 use login_cache::LoginSessionCache;
@@ -54,6 +62,15 @@ pub struct AppConfig {
     /// The most records one batch runs at once, whatever its `parallelCount` asks for (the
     /// reference's `MaxNumberOfThreadsPerBatchExecution`).
     pub max_batch_parallelism: i64,
+    /// How long a web node's claim on a batch lasts unless renewed; a batch of a node that
+    /// died is taken over after this.
+    pub batch_lease: Duration,
+    /// How often a web node looks for batches to run besides when one is announced.
+    pub batch_poll_interval: Duration,
+    /// Compute nodes named by the configuration, besides those stored by `/computenodes`.
+    pub configured_compute_nodes: Vec<String>,
+    /// The time leases are measured with.
+    pub clock: Clock,
 }
 
 /// The application: every use case hangs off this handle.
@@ -64,25 +81,25 @@ pub struct App {
 
 struct AppInner {
     store: Store,
-    compute: ComputeNode,
+    nodes: Arc<dyn Nodes>,
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
     verified_tokens: VerifiedTokens,
     service_cache: ServiceCache,
     realtime_models: RealtimeModels,
-    batch_cancellations: batches::Cancellations,
+    batch_runners: batches::BatchRunners,
 }
 
 /// The settings key of the token signing secret.
 const SIGNING_KEY_SETTING: &str = "jwt-signing-key";
 
 impl App {
-    /// Builds the application on an opened store and a compute node, creating the token signing
-    /// key on first use.
+    /// Builds the application on an opened store and the compute nodes it sends work to,
+    /// creating the token signing key on first use.
     pub async fn new(
         store: Store,
-        compute: ComputeNode,
+        nodes: Arc<dyn Nodes>,
         config: AppConfig,
     ) -> Result<App, AppError> {
         let secret = store
@@ -92,14 +109,14 @@ impl App {
         Ok(App {
             inner: Arc::new(AppInner {
                 store,
-                compute,
+                nodes,
                 signer: TokenSigner::new(&secret),
                 config,
                 login_cache,
                 verified_tokens: VerifiedTokens::default(),
                 service_cache: ServiceCache::default(),
                 realtime_models: RealtimeModels::default(),
-                batch_cancellations: batches::Cancellations::default(),
+                batch_runners: batches::BatchRunners::new(),
             }),
         })
     }
@@ -108,8 +125,8 @@ impl App {
         &self.inner.store
     }
 
-    fn compute(&self) -> &ComputeNode {
-        &self.inner.compute
+    fn nodes(&self) -> &dyn Nodes {
+        self.inner.nodes.as_ref()
     }
 
     fn service_cache(&self) -> &ServiceCache {

@@ -4,6 +4,7 @@ use o16n_auth::tokens::RefreshToken;
 use o16n_store::LoginSessionRecord;
 use o16n_types::{Role, Username};
 
+use crate::events::Event;
 use crate::{App, AppError, now_unix, run_blocking};
 
 /// An authenticated caller.
@@ -123,6 +124,8 @@ impl App {
         }
         let generation = session.generation + 1;
         self.inner.login_cache.put(&session.id, Some(generation));
+        self.announce(&Event::LoginSession(session.id.clone()))
+            .await;
         self.token_pair(
             &user.username,
             user.role,
@@ -187,8 +190,16 @@ impl App {
 
     async fn end_login_session(&self, session_id: &str) -> Result<(), AppError> {
         self.store().delete_login_session(session_id).await?;
-        self.inner.login_cache.put(session_id, None);
+        self.login_sessions_ended(&[session_id.to_owned()]).await;
         Ok(())
+    }
+
+    /// Makes ended login sessions fail at once, here and on every other node.
+    pub(crate) async fn login_sessions_ended(&self, session_ids: &[String]) {
+        for id in session_ids {
+            self.inner.login_cache.put(id, None);
+            self.announce(&Event::LoginSession(id.clone())).await;
+        }
     }
 
     fn token_pair(

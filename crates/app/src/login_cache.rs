@@ -46,6 +46,22 @@ impl LoginSessionCache {
             .map(|entry| entry.generation)
     }
 
+    /// Forgets what is cached about a login session (another node changed it).
+    pub(crate) fn forget(&self, session_id: &str) {
+        self.entries
+            .write()
+            .expect("login cache lock poisoned. This is a bug.")
+            .remove(session_id);
+    }
+
+    /// Forgets everything cached.
+    pub(crate) fn clear(&self) {
+        self.entries
+            .write()
+            .expect("login cache lock poisoned. This is a bug.")
+            .clear();
+    }
+
     /// Records what the database (or this node's own change) says about a login session.
     pub(crate) fn put(&self, session_id: &str, generation: Option<i64>) {
         if self.ttl.is_zero() {

@@ -17,10 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use o16n_compute::ConsumeOutcome;
 use o16n_realtime::{RealtimeModel, Signature};
-use o16n_runtime::ConsumeOutcome;
 use o16n_store::ServiceRecord;
-use o16n_types::{ParameterDefinition, ParameterType, ServiceName, ServiceRuntime, ServiceVersion};
+use o16n_types::{ParameterDefinition, ParameterType, ServiceRuntime, ServiceVersion};
 use serde_json::{Map, Value};
 
 use crate::services::{
@@ -96,12 +96,19 @@ impl RealtimeModels {
         );
     }
 
-    pub(crate) fn forget(&self, name: &ServiceName, version: &ServiceVersion) {
-        let mut loaded = self
-            .loaded
+    pub(crate) fn forget(&self, name: &str, version: &str) {
+        self.loaded
             .write()
-            .expect("realtime models lock poisoned. This is a bug.");
-        loaded.remove(&(name.to_string(), version.to_string()));
+            .expect("realtime models lock poisoned. This is a bug.")
+            .remove(&(name.to_owned(), version.to_owned()));
+    }
+
+    /// Forgets every loaded model.
+    pub(crate) fn clear(&self) {
+        self.loaded
+            .write()
+            .expect("realtime models lock poisoned. This is a bug.")
+            .clear();
     }
 }
 
@@ -131,6 +138,7 @@ impl App {
         let (name, version) = parse_new_version(name, version)?;
         self.ensure_may_publish(caller, &name).await?;
         let model = load_model(definition.model.clone()).await?;
+        let content = self.store().put_content_bytes(&definition.model).await?;
         let record = ServiceRecord {
             name: name.clone(),
             version: version.clone(),
@@ -146,9 +154,9 @@ impl App {
             outputs: data_frame(OUTPUT_NAME),
             output_file_names: Vec::new(),
             snapshot_id: None,
+            content: Some(content),
         };
-        self.insert_service(&record, Some(&definition.model))
-            .await?;
+        self.insert_service(&record).await?;
         self.realtime_models().put(&record, model);
         tracing::info!(version = %version, "realtime service published");
         Ok(version)
@@ -178,14 +186,15 @@ impl App {
         record.description = patch.description.or(record.description);
         record.operation_id = patch.operation_id.or(record.operation_id);
         record.revision = uuid::Uuid::new_v4().simple().to_string();
-        let content = patch.model.as_deref().map(Some);
-        if !self.store().update_service(&record, content).await? {
+        if let Some(bytes) = &patch.model {
+            record.content = Some(self.store().put_content_bytes(bytes).await?);
+        }
+        if !self.store().update_service(&record).await? {
             return Err(service_not_found(&name, &version));
         }
-        self.service_cache().forget(&name, &version);
-        match model {
-            Some(model) => self.realtime_models().put(&record, model),
-            None => self.realtime_models().forget(&name, &version),
+        self.service_changed(name.as_str(), version.as_str()).await;
+        if let Some(model) = model {
+            self.realtime_models().put(&record, model);
         }
         tracing::info!("realtime service updated");
         Ok(())
@@ -264,7 +273,7 @@ impl App {
             console_output: String::new(),
             changed_files: Vec::new(),
             outputs,
-            output_files: Map::new(),
+            output_files: Vec::new(),
         })
     }
 
@@ -273,12 +282,11 @@ impl App {
         if let Some(model) = self.realtime_models().get(record) {
             return Ok(model);
         }
-        let bytes = self
-            .store()
-            .service_snapshot(&record.name, &record.version)
-            .await?
-            .flatten()
+        let content = record
+            .content
+            .as_ref()
             .ok_or_else(|| service_not_found(&record.name, &record.version))?;
+        let bytes = self.store().content_bytes(&content.digest).await?;
         let model = load_model(bytes.into()).await.map_err(|err| {
             AppError::Internal(format!(
                 "the stored model of `{}` version `{}` does not load: {err}",

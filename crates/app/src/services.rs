@@ -15,14 +15,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use o16n_runtime::{ConsumeOutcome, Priority, ServiceSpec, TypedValue};
-use o16n_store::{ServiceRecord, StoreError};
+use o16n_compute::{
+    ComputeError, ConsumeOutcome, ConsumeRequest, Priority, ServiceSpec, TypedName, TypedValue,
+};
+use o16n_store::{ContentRecord, ServiceRecord, StoreError};
 use o16n_types::{
     ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
     ServiceVersion,
 };
 use serde_json::{Map, Value};
 
+use crate::compute::content_ref;
 use crate::{App, AppError, Principal};
 
 /// How long a node trusts its cached definition of a service that another node may have
@@ -123,12 +126,19 @@ impl ServiceCache {
         );
     }
 
-    pub(crate) fn forget(&self, name: &ServiceName, version: &ServiceVersion) {
+    pub(crate) fn forget(&self, name: &str, version: &str) {
         let mut entries = self
             .entries
             .write()
             .expect("service cache lock poisoned. This is a bug.");
-        entries.remove(&(name.to_string(), version.to_string()));
+        entries.remove(&(name.to_owned(), version.to_owned()));
+    }
+
+    pub(crate) fn clear(&self) {
+        self.entries
+            .write()
+            .expect("service cache lock poisoned. This is a bug.")
+            .clear();
     }
 }
 
@@ -151,7 +161,8 @@ impl App {
             &definition.output_file_names,
         )?;
         self.ensure_may_publish(caller, &name).await?;
-        let snapshot = match &definition.snapshot_id {
+        // The service refers to the snapshot's content: deleting the snapshot keeps it.
+        let content = match &definition.snapshot_id {
             Some(snapshot_id) => Some(
                 self.snapshot_for_service(caller, snapshot_id, definition.runtime)
                     .await?,
@@ -173,8 +184,9 @@ impl App {
             outputs: definition.outputs,
             output_file_names: definition.output_file_names,
             snapshot_id: definition.snapshot_id,
+            content,
         };
-        self.insert_service(&record, snapshot.as_deref()).await?;
+        self.insert_service(&record).await?;
         tracing::info!(version = %version, "service published");
         Ok(version)
     }
@@ -204,14 +216,10 @@ impl App {
         Ok(())
     }
 
-    /// Stores a new service version with its content; an existing name and version is a
-    /// conflict.
-    pub(crate) async fn insert_service(
-        &self,
-        record: &ServiceRecord,
-        content: Option<&[u8]>,
-    ) -> Result<(), AppError> {
-        match self.store().insert_service(record, content).await {
+    /// Stores a new service version (its content is stored already); an existing name and
+    /// version is a conflict.
+    pub(crate) async fn insert_service(&self, record: &ServiceRecord) -> Result<(), AppError> {
+        match self.store().insert_service(record).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
                 return Err(AppError::Conflict(format!(
@@ -221,8 +229,25 @@ impl App {
             }
             Err(err) => return Err(err.into()),
         }
-        self.service_cache().forget(&record.name, &record.version);
+        self.service_changed(record.name.as_str(), record.version.as_str())
+            .await;
         Ok(())
+    }
+
+    /// Forgets what this node caches of a service version and tells the other nodes.
+    pub(crate) async fn service_changed(&self, name: &str, version: &str) {
+        self.forget_service(name, version);
+        self.announce(&crate::events::Event::Service {
+            name: name.to_owned(),
+            version: version.to_owned(),
+        })
+        .await;
+    }
+
+    /// Forgets what this node caches of a service version: its definition and its model.
+    pub(crate) fn forget_service(&self, name: &str, version: &str) {
+        self.service_cache().forget(name, version);
+        self.realtime_models().forget(name, version);
     }
 
     /// Updates a service version; absent fields stay as they are.
@@ -248,13 +273,12 @@ impl App {
                 "the service runs on {runtime}; its runtime cannot change to {new_runtime}"
             )));
         }
-        let snapshot = match &patch.snapshot_id {
-            Some(snapshot_id) => Some(Some(
+        if let Some(snapshot_id) = &patch.snapshot_id {
+            record.content = Some(
                 self.snapshot_for_service(caller, snapshot_id, runtime)
                     .await?,
-            )),
-            None => None,
-        };
+            );
+        }
         record.code = patch.code.unwrap_or(record.code);
         record.description = patch.description.or(record.description);
         record.operation_id = patch.operation_id.or(record.operation_id);
@@ -270,15 +294,10 @@ impl App {
             &record.output_file_names,
         )?;
         record.revision = uuid::Uuid::new_v4().simple().to_string();
-        let snapshot_update = snapshot.as_ref().map(|content| content.as_deref());
-        if !self
-            .store()
-            .update_service(&record, snapshot_update)
-            .await?
-        {
+        if !self.store().update_service(&record).await? {
             return Err(service_not_found(&name, &version));
         }
-        self.service_cache().forget(&name, &version);
+        self.service_changed(name.as_str(), version.as_str()).await;
         tracing::info!("service updated");
         Ok(())
     }
@@ -294,8 +313,7 @@ impl App {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         self.own_service(caller, &name, &version, "delete").await?;
         self.store().delete_service(&name, &version).await?;
-        self.service_cache().forget(&name, &version);
-        self.realtime_models().forget(&name, &version);
+        self.service_changed(name.as_str(), version.as_str()).await;
         tracing::info!("service deleted");
         Ok(())
     }
@@ -363,32 +381,47 @@ impl App {
             ServiceRuntime::Interpreted(runtime) => runtime,
             ServiceRuntime::Realtime => return self.score_realtime(record, inputs).await,
         };
-        let (name, version) = (record.name.clone(), record.version.clone());
-        let typed_inputs = typed_inputs(&record.inputs, inputs)?;
-        let spec = ServiceSpec {
-            key: record.revision.clone(),
-            owner: record.owner.clone(),
-            runtime,
-            code: record.code.clone(),
-            init_code: record.init_code.clone(),
-            outputs: record.outputs.clone(),
-            output_file_names: record.output_file_names.clone(),
+        let content = record.content.as_ref().map(content_ref);
+        let request = ConsumeRequest {
+            service: ServiceSpec {
+                key: record.revision.clone(),
+                owner: record.owner.clone(),
+                runtime,
+                code: record.code.clone(),
+                init_code: record.init_code.clone(),
+                outputs: record
+                    .outputs
+                    .iter()
+                    .map(|output| TypedName {
+                        name: output.name.clone(),
+                        kind: output.kind,
+                    })
+                    .collect(),
+                output_file_names: record.output_file_names.clone(),
+                content: content.clone(),
+            },
+            inputs: typed_inputs(&record.inputs, inputs)?,
+            priority,
         };
-        let store = self.store().clone();
-        let fetch = move || -> o16n_runtime::SnapshotFetch {
-            Box::pin(async move {
-                match store.service_snapshot(&name, &version).await {
-                    Ok(snapshot) => Ok(snapshot.flatten()),
-                    Err(err) => Err(o16n_runtime::RuntimeError::RuntimeUnavailable(format!(
-                        "the service's snapshot cannot be read: {err}"
-                    ))),
+        // A node that cannot be reached was not sent the request (and is now out of the
+        // healthy set), so the request goes to another; one that fails while running it is
+        // not tried again, since user code may have had side effects.
+        let mut attempts = self.nodes().all().len().max(1);
+        loop {
+            let node = self.nodes().for_service(&record.revision, runtime)?;
+            let outcome = self
+                .with_content(&node, content.as_ref(), || {
+                    node.compute.consume(request.clone())
+                })
+                .await;
+            attempts -= 1;
+            match outcome {
+                Err(AppError::Compute(ComputeError::NodeUnreachable(message))) if attempts > 0 => {
+                    tracing::warn!(%message, "a compute node cannot be reached; trying another");
                 }
-            })
-        };
-        Ok(self
-            .compute()
-            .consume(&spec, typed_inputs, priority, fetch)
-            .await?)
+                outcome => return outcome,
+            }
+        }
     }
 
     /// The current definition of a service version, from this node's cache when fresh.
@@ -438,13 +471,18 @@ impl App {
         caller: &Principal,
         snapshot_id: &str,
         runtime: RuntimeType,
-    ) -> Result<Vec<u8>, AppError> {
-        self.own_snapshot_content(caller, snapshot_id, runtime)
+    ) -> Result<ContentRecord, AppError> {
+        let snapshot = self
+            .own_snapshot_of(caller, snapshot_id, runtime)
             .await
             .map_err(|err| match err {
                 AppError::NotFound(message) => AppError::InvalidInput(message),
                 other => other,
-            })
+            })?;
+        Ok(ContentRecord {
+            digest: snapshot.content_digest,
+            size: snapshot.content_size.max(0) as u64,
+        })
     }
 }
 
@@ -575,7 +613,7 @@ pub(crate) fn typed_inputs(
             }
             Ok(TypedValue {
                 name: parameter.name.clone(),
-                kind: parameter.kind.as_str(),
+                kind: parameter.kind,
                 value,
             })
         })

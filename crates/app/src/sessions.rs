@@ -1,12 +1,32 @@
 //! Remote sessions: every operation is the caller's own; another user's session id is "not
-//! found". The session machinery itself lives on the compute node.
+//! found". A session lives on a compute node, which the database records, so that every web
+//! node serves every call on it and lists the same sessions.
 
-use o16n_types::{FileName, ObjectName, RuntimeType};
+use std::collections::{HashMap, HashSet};
 
-use crate::{App, AppError, ExecuteOutcome, ExecuteRequest, Principal, SessionInfo};
+use o16n_compute::{
+    ByteStream, ComputeError, Download, ExecuteOutcome, ExecuteRequest, NewSession, SessionInfo,
+    SessionRef,
+};
+use o16n_store::SessionRecord;
+use o16n_types::RuntimeType;
+
+use crate::snapshots::snapshot_content;
+use crate::{App, AppError, Principal, now_unix};
+
+/// What a compute node holds, as far as listing sessions is concerned.
+enum Holding {
+    /// The node is not registered (any more): its sessions are lost.
+    NotRegistered,
+    /// The node does not answer: its sessions are lost unless it comes back.
+    NotAnswering,
+    /// The ids of the sessions the node holds.
+    Sessions(HashSet<String>),
+}
 
 impl App {
-    /// Opens a session, loading a snapshot of the caller's into it when one is named.
+    /// Opens a session on the least loaded node, loading a snapshot of the caller's into it
+    /// when one is named.
     #[tracing::instrument(skip_all, fields(user = %caller.username, runtime = %runtime))]
     pub async fn create_session(
         &self,
@@ -16,33 +36,103 @@ impl App {
         snapshot_id: Option<&str>,
     ) -> Result<SessionInfo, AppError> {
         // Check the snapshot before taking a worker, so that a bad id costs nothing.
-        let archive = match snapshot_id {
-            Some(snapshot_id) => Some(
-                self.own_snapshot_content(caller, snapshot_id, runtime)
-                    .await?,
-            ),
+        let snapshot = match snapshot_id {
+            Some(snapshot_id) => Some(self.own_snapshot_of(caller, snapshot_id, runtime).await?),
             None => None,
         };
         let owner = caller.username.as_str();
-        let session = self.compute().create_session(owner, name, runtime).await?;
-        if let Some(archive) = archive
-            && let Err(err) = self
-                .compute()
-                .sessions()
-                .import_snapshot(&session.id, owner, archive)
-                .await
-        {
-            // A session that could not be prepared as asked is not handed out half-made.
-            let _ = self.compute().sessions().force_close(&session.id, owner);
-            return Err(err.into());
+        let node = self.nodes().for_session(runtime)?;
+        let session = node
+            .compute
+            .create_session(NewSession {
+                owner: owner.to_owned(),
+                name: name.clone(),
+                runtime,
+            })
+            .await?;
+        let reference = SessionRef {
+            id: session.id.clone(),
+            owner: owner.to_owned(),
+        };
+        let prepared = async {
+            self.store()
+                .insert_session(&SessionRecord {
+                    id: session.id.clone(),
+                    owner: owner.to_owned(),
+                    name,
+                    runtime,
+                    node: node.endpoint.to_string(),
+                    created_at: now_unix(),
+                })
+                .await?;
+            if let Some(snapshot) = &snapshot {
+                let content = snapshot_content(snapshot);
+                self.with_content(&node, Some(&content), || {
+                    node.compute.import_snapshot(&reference, &content)
+                })
+                .await?;
+            }
+            Ok::<(), AppError>(())
         }
-        tracing::info!(session = %session.id, "session created");
+        .await;
+        if let Err(err) = prepared {
+            // A session that could not be prepared as asked is not handed out half-made.
+            let _ = node.compute.close_session(&reference, true).await;
+            let _ = self.store().delete_session(&session.id).await;
+            return Err(err);
+        }
+        tracing::info!(session = %session.id, node = %node.endpoint, "session created");
         Ok(session)
     }
 
-    /// The caller's sessions.
-    pub fn list_sessions(&self, caller: &Principal) -> Vec<SessionInfo> {
-        self.compute().list_sessions(caller.username.as_str())
+    /// The caller's sessions, from every node. A session is listed when its node answers and
+    /// holds it; one that its node no longer holds (closed as idle, or lost when the node
+    /// restarted or was removed) is forgotten; one whose node does not answer is not listed
+    /// but remembered, in case the node was only cut off for a moment.
+    pub async fn list_sessions(&self, caller: &Principal) -> Result<Vec<SessionInfo>, AppError> {
+        let records = self.store().list_sessions(caller.username.as_str()).await?;
+        let mut nodes: HashMap<String, Holding> = HashMap::new();
+        let mut sessions = Vec::new();
+        for record in records {
+            if !nodes.contains_key(&record.node) {
+                let holding = self.holding(&record.node).await;
+                nodes.insert(record.node.clone(), holding);
+            }
+            match &nodes[&record.node] {
+                Holding::Sessions(held) if held.contains(&record.id) => {
+                    sessions.push(SessionInfo {
+                        id: record.id,
+                        name: record.name,
+                        owner: record.owner,
+                        runtime: record.runtime,
+                    });
+                }
+                Holding::NotAnswering => {}
+                Holding::Sessions(_) | Holding::NotRegistered => {
+                    self.forget_session(&record).await;
+                }
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// What the node known by `endpoint` holds.
+    async fn holding(&self, endpoint: &str) -> Holding {
+        let Some(view) = self.nodes().get(endpoint) else {
+            return Holding::NotRegistered;
+        };
+        if !view.healthy {
+            return Holding::NotAnswering;
+        }
+        match view.node.compute.sessions().await {
+            Ok(sessions) => {
+                Holding::Sessions(sessions.into_iter().map(|session| session.id).collect())
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, node = %endpoint, "cannot list the sessions of a node");
+                Holding::NotAnswering
+            }
+        }
     }
 
     /// Runs code in one of the caller's sessions.
@@ -52,98 +142,113 @@ impl App {
         session_id: &str,
         request: ExecuteRequest,
     ) -> Result<ExecuteOutcome, AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .execute(session_id, caller.username.as_str(), request)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.execute(&session, request).await
+        })
+        .await
     }
 
-    /// Closes a session gracefully.
-    pub fn close_session(&self, caller: &Principal, session_id: &str) -> Result<(), AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .close(session_id, caller.username.as_str())?)
+    /// Closes a session, gracefully or by killing its worker. A session that is lost or
+    /// that its node no longer holds is simply forgotten.
+    pub async fn close_session(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+        force: bool,
+    ) -> Result<(), AppError> {
+        let record = self
+            .store()
+            .find_session(session_id)
+            .await?
+            .filter(|record| record.owner == caller.username.as_str())
+            .ok_or_else(|| ComputeError::SessionNotFound(session_id.to_owned()))?;
+        let closed = self
+            .on_session(caller, session_id, |node, session| async move {
+                node.compute.close_session(&session, force).await
+            })
+            .await;
+        match closed {
+            Ok(()) | Err(AppError::Gone(_) | AppError::NotFound(_)) => {
+                self.forget_session(&record).await;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
     }
 
-    /// Kills a session's worker.
-    pub fn force_close_session(
+    /// Interrupts a session's running execution.
+    pub async fn cancel_execution(
         &self,
         caller: &Principal,
         session_id: &str,
     ) -> Result<(), AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .force_close(session_id, caller.username.as_str())?)
-    }
-
-    /// Interrupts a session's running execution.
-    pub fn cancel_execution(&self, caller: &Principal, session_id: &str) -> Result<(), AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .cancel(session_id, caller.username.as_str())?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.cancel(&session).await
+        })
+        .await
     }
 
     /// The console output of the running or last execution.
-    pub fn console_output(&self, caller: &Principal, session_id: &str) -> Result<String, AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .console_output(session_id, caller.username.as_str())?)
+    pub async fn console_output(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+    ) -> Result<String, AppError> {
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.console_output(&session).await
+        })
+        .await
     }
 
     /// The code executed in a session, in order.
-    pub fn history(&self, caller: &Principal, session_id: &str) -> Result<Vec<String>, AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .history(session_id, caller.username.as_str())?)
-    }
-
-    /// Files in a session's working directory.
-    pub fn list_files(
+    pub async fn history(
         &self,
         caller: &Principal,
         session_id: &str,
     ) -> Result<Vec<String>, AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .list_files(session_id, caller.username.as_str())?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.history(&session).await
+        })
+        .await
     }
 
-    /// Writes a file into a session's working directory.
+    /// Files in a session's working directory.
+    pub async fn list_files(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+    ) -> Result<Vec<String>, AppError> {
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.list_files(&session).await
+        })
+        .await
+    }
+
+    /// Writes a file into a session's working directory as it arrives.
     pub async fn upload_file(
         &self,
         caller: &Principal,
         session_id: &str,
         name: &str,
-        content: Vec<u8>,
+        content: ByteStream,
     ) -> Result<(), AppError> {
-        let name = parse_file_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .upload_file(session_id, caller.username.as_str(), &name, content)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.upload_file(&session, name, content).await
+        })
+        .await
     }
 
-    /// A session's file, opened for streaming it out.
+    /// A session's file, for streaming it out.
     pub async fn session_file(
         &self,
         caller: &Principal,
         session_id: &str,
         name: &str,
-    ) -> Result<std::fs::File, AppError> {
-        let name = parse_file_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .open_file(session_id, caller.username.as_str(), &name)
-            .await?)
+    ) -> Result<Download, AppError> {
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.download_file(&session, name).await
+        })
+        .await
     }
 
     /// Deletes a session's file.
@@ -153,12 +258,10 @@ impl App {
         session_id: &str,
         name: &str,
     ) -> Result<(), AppError> {
-        let name = parse_file_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .delete_file(session_id, caller.username.as_str(), &name)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.delete_file(&session, name).await
+        })
+        .await
     }
 
     /// Names of a session's workspace objects.
@@ -167,11 +270,10 @@ impl App {
         caller: &Principal,
         session_id: &str,
     ) -> Result<Vec<String>, AppError> {
-        Ok(self
-            .compute()
-            .sessions()
-            .list_objects(session_id, caller.username.as_str())
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.list_objects(&session).await
+        })
+        .await
     }
 
     /// A workspace object in the runtime's serialization.
@@ -181,12 +283,10 @@ impl App {
         session_id: &str,
         name: &str,
     ) -> Result<Vec<u8>, AppError> {
-        let name = parse_object_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .get_object(session_id, caller.username.as_str(), &name)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.get_object(&session, name).await
+        })
+        .await
     }
 
     /// Stores a workspace object given in the runtime's serialization.
@@ -197,12 +297,10 @@ impl App {
         name: &str,
         bytes: Vec<u8>,
     ) -> Result<(), AppError> {
-        let name = parse_object_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .put_object(session_id, caller.username.as_str(), &name, bytes)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.put_object(&session, name, bytes).await
+        })
+        .await
     }
 
     /// Removes a workspace object.
@@ -212,19 +310,19 @@ impl App {
         session_id: &str,
         name: &str,
     ) -> Result<(), AppError> {
-        let name = parse_object_name(name)?;
-        Ok(self
-            .compute()
-            .sessions()
-            .delete_object(session_id, caller.username.as_str(), &name)
-            .await?)
+        self.on_session(caller, session_id, |node, session| async move {
+            node.compute.delete_object(&session, name).await
+        })
+        .await
     }
-}
 
-fn parse_file_name(name: &str) -> Result<FileName, AppError> {
-    FileName::parse(name).map_err(|err| AppError::InvalidInput(err.to_string()))
-}
-
-fn parse_object_name(name: &str) -> Result<ObjectName, AppError> {
-    ObjectName::parse(name).map_err(|err| AppError::InvalidInput(err.to_string()))
+    /// Forgets the sessions recorded for this process's own node: it just started, so whatever
+    /// a previous run of it held is gone (a one-box server restarting).
+    pub async fn forget_sessions_of_restarted_node(&self, endpoint: &str) -> Result<(), AppError> {
+        let forgotten = self.store().delete_sessions_on_node(endpoint).await?;
+        if forgotten > 0 {
+            tracing::info!(forgotten, "sessions of the previous run were forgotten");
+        }
+        Ok(())
+    }
 }

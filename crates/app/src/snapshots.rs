@@ -1,6 +1,8 @@
-//! Snapshots: images of a session (workspace and working-directory files) kept in the store,
-//! private to the user who took them.
+//! Snapshots: images of a session (workspace and working-directory files) kept in the store as
+//! content by digest, private to the user who took them.
 
+use futures_util::TryStreamExt;
+use o16n_compute::{ByteStream, ContentRef};
 use o16n_store::SnapshotRecord;
 use o16n_types::RuntimeType;
 
@@ -36,8 +38,17 @@ impl From<SnapshotRecord> for SnapshotInfo {
     }
 }
 
+/// A snapshot's archive, as compute nodes know content.
+pub(crate) fn snapshot_content(snapshot: &SnapshotRecord) -> ContentRef {
+    ContentRef {
+        digest: snapshot.content_digest.clone(),
+        size: snapshot.content_size.max(0) as u64,
+    }
+}
+
 impl App {
-    /// Saves a session's workspace and files as a new snapshot.
+    /// Saves a session's workspace and files as a new snapshot; the archive streams from the
+    /// compute node into the store.
     #[tracing::instrument(skip_all, fields(user = %caller.username, session = session_id))]
     pub async fn create_snapshot(
         &self,
@@ -45,22 +56,23 @@ impl App {
         session_id: &str,
         name: Option<String>,
     ) -> Result<String, AppError> {
-        let owner = caller.username.as_str();
-        let (runtime, archive) = self
-            .compute()
-            .sessions()
-            .export_snapshot(session_id, owner)
+        let (session_record, view, session) = self.session_on_node(caller, session_id).await?;
+        let exported = view.node.compute.export_snapshot(&session).await;
+        let archive = self
+            .session_outcome(&session_record, &view, exported.map_err(AppError::from))
             .await?;
+        let content = self.store().put_content(archive.content).await?;
         let record = SnapshotRecord {
             id: uuid::Uuid::new_v4().to_string(),
             name,
-            owner: owner.to_owned(),
-            runtime,
+            owner: caller.username.to_string(),
+            runtime: session_record.runtime,
             created_at: now_unix(),
-            content_size: archive.len() as i64,
+            content_size: content.size as i64,
+            content_digest: content.digest,
         };
-        self.store().insert_snapshot(&record, &archive).await?;
-        tracing::info!(snapshot = %record.id, bytes = archive.len(), "snapshot created");
+        self.store().insert_snapshot(&record).await?;
+        tracing::info!(snapshot = %record.id, bytes = record.content_size, "snapshot created");
         Ok(record.id)
     }
 
@@ -71,16 +83,18 @@ impl App {
         session_id: &str,
         snapshot_id: &str,
     ) -> Result<(), AppError> {
-        let owner = caller.username.as_str();
-        let session = self.compute().sessions().info(session_id, owner)?;
-        let archive = self
-            .own_snapshot_content(caller, snapshot_id, session.runtime)
+        let (record, view, session) = self.session_on_node(caller, session_id).await?;
+        let snapshot = self
+            .own_snapshot_of(caller, snapshot_id, record.runtime)
             .await?;
-        Ok(self
-            .compute()
-            .sessions()
-            .import_snapshot(session_id, owner, archive)
-            .await?)
+        let content = snapshot_content(&snapshot);
+        let node = &view.node;
+        let imported = self
+            .with_content(node, Some(&content), || {
+                node.compute.import_snapshot(&session, &content)
+            })
+            .await;
+        self.session_outcome(&record, &view, imported).await
     }
 
     /// The caller's snapshots, oldest first.
@@ -92,17 +106,19 @@ impl App {
         Ok(records.into_iter().map(SnapshotInfo::from).collect())
     }
 
-    /// The zip of one of the caller's snapshots.
+    /// The zip of one of the caller's snapshots, streamed from the store, with its size.
     pub async fn snapshot_content(
         &self,
         caller: &Principal,
         snapshot_id: &str,
-    ) -> Result<Vec<u8>, AppError> {
-        self.own_snapshot(caller, snapshot_id).await?;
-        self.store()
-            .snapshot_content(snapshot_id)
-            .await?
-            .ok_or_else(|| snapshot_not_found(snapshot_id))
+    ) -> Result<(u64, ByteStream), AppError> {
+        let snapshot = self.own_snapshot(caller, snapshot_id).await?;
+        let bytes: ByteStream = Box::pin(
+            self.store()
+                .read_content(&snapshot.content_digest)
+                .map_err(std::io::Error::other),
+        );
+        Ok((snapshot.content_size.max(0) as u64, bytes))
     }
 
     /// Deletes one of the caller's snapshots.
@@ -129,24 +145,21 @@ impl App {
             .ok_or_else(|| snapshot_not_found(snapshot_id))
     }
 
-    /// The content of one of the caller's snapshots, checked to be of `runtime`.
-    pub(crate) async fn own_snapshot_content(
+    /// One of the caller's snapshots, checked to be of `runtime`.
+    pub(crate) async fn own_snapshot_of(
         &self,
         caller: &Principal,
         snapshot_id: &str,
         runtime: RuntimeType,
-    ) -> Result<Vec<u8>, AppError> {
+    ) -> Result<SnapshotRecord, AppError> {
         let snapshot = self.own_snapshot(caller, snapshot_id).await?;
         if snapshot.runtime != runtime {
             return Err(AppError::InvalidInput(format!(
-                "snapshot `{snapshot_id}` was taken from an {} session and cannot be loaded into an {runtime} session",
+                "snapshot `{snapshot_id}` was taken from a {} session and cannot be loaded into a {runtime} session",
                 snapshot.runtime
             )));
         }
-        self.store()
-            .snapshot_content(snapshot_id)
-            .await?
-            .ok_or_else(|| snapshot_not_found(snapshot_id))
+        Ok(snapshot)
     }
 }
 

@@ -1,10 +1,14 @@
-//! The health report behind `GET /status`.
+//! The health report behind `GET /status`: the database, the authentication methods, and
+//! every compute node with its pools.
 
-use crate::{App, PoolHealth, PoolStatus};
+use std::time::Duration;
 
-/// What `/status` says when workers run without a sandbox.
-const UNISOLATED: &str = "user code is not isolated: the worker sandbox is off \
-                          (runtime.sandbox.enabled), so R and Python code runs as the server's user";
+use o16n_compute::{NodeStatus, PoolHealth};
+
+use crate::App;
+
+/// How long `/status` waits for a compute node's own report.
+const NODE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Health of the system or of one component, as the reference spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +43,20 @@ pub struct AuthenticationStatus {
     pub azure_active_directory: bool,
 }
 
+/// One compute node as `/status` reports it.
+#[derive(Debug, Clone)]
+pub struct NodeReport {
+    /// Its endpoint (`local` for the one-box server's own).
+    pub endpoint: String,
+    /// Its pools, isolation and sessions, when it answered.
+    pub status: Option<NodeStatus>,
+    /// Why it did not answer.
+    pub problem: Option<String>,
+    /// `Pass` when it answers with every runtime ready and isolated, `Warn` when it answers
+    /// degraded, `Fail` when it does not answer.
+    pub health: Health,
+}
+
 /// The whole health report.
 #[derive(Debug, Clone)]
 pub struct SystemStatus {
@@ -50,15 +68,29 @@ pub struct SystemStatus {
     pub database: DatabaseStatus,
     /// The authentication component.
     pub authentication: AuthenticationStatus,
-    /// The runtimes' pools on this compute node.
-    pub runtimes: Vec<PoolStatus>,
-    /// `Pass` when every runtime this node offers is ready and its user code isolated, else
-    /// `Warn`.
-    pub runtimes_health: Health,
-    /// Whether user code runs sandboxed.
-    pub sandboxed: bool,
-    /// How user code is isolated, or that it is not.
-    pub isolation: String,
+    /// Whether the nodes are remote (a web node) rather than the one-box server's own.
+    pub remote_nodes: bool,
+    /// Every compute node.
+    pub nodes: Vec<NodeReport>,
+    /// The health of the compute side as a whole: `Fail` when no node answers, `Warn` when one
+    /// does not or is degraded (including user code that is not isolated).
+    pub compute_health: Health,
+}
+
+/// What `/status` says when workers run without a sandbox.
+pub const UNISOLATED: &str = "user code is not isolated: the worker sandbox is off \
+                              (runtime.sandbox.enabled), so R and Python code runs as the server's user";
+
+fn node_health(status: &NodeStatus) -> Health {
+    let runtimes_ready = status
+        .pools
+        .iter()
+        .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
+    if runtimes_ready && status.isolation.is_some() {
+        Health::Pass
+    } else {
+        Health::Warn
+    }
 }
 
 impl App {
@@ -79,30 +111,55 @@ impl App {
                 }
             }
         };
-        let runtimes = self.compute().status();
-        let isolation = self.compute().isolation();
-        // A runtime that cannot serve, or runs user code unisolated, degrades the system; only
-        // a dead database fails it.
-        let runtimes_ok = isolation.is_some()
-            && runtimes
-                .iter()
-                .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
-        let runtimes_health = if runtimes_ok {
+        let views = self.nodes().all();
+        let reports = futures_util::future::join_all(views.into_iter().map(|view| async move {
+            let endpoint = view.node.endpoint.to_string();
+            if !view.healthy {
+                return NodeReport {
+                    endpoint,
+                    status: None,
+                    problem: view.problem.or_else(|| Some("not answering".to_owned())),
+                    health: Health::Fail,
+                };
+            }
+            match tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status()).await {
+                Ok(Ok(status)) => NodeReport {
+                    endpoint,
+                    health: node_health(&status),
+                    status: Some(status),
+                    problem: None,
+                },
+                Ok(Err(err)) => NodeReport {
+                    endpoint,
+                    status: None,
+                    problem: Some(err.to_string()),
+                    health: Health::Fail,
+                },
+                Err(_) => NodeReport {
+                    endpoint,
+                    status: None,
+                    problem: Some("its status did not arrive in time".to_owned()),
+                    health: Health::Fail,
+                },
+            }
+        }))
+        .await;
+        let compute_health = if reports.iter().all(|node| node.health == Health::Fail) {
+            Health::Fail
+        } else if reports.iter().all(|node| node.health == Health::Pass) {
             Health::Pass
         } else {
             Health::Warn
         };
-        let health = match (database.health, runtimes_ok) {
-            (Health::Fail, _) => Health::Fail,
-            (_, false) => Health::Warn,
-            (health, true) => health,
+        // A database or a compute side that does not answer at all fails the system (no
+        // compute node registered counts as none answering); a node down or degraded warns.
+        let health = match (database.health, compute_health) {
+            (Health::Fail, _) | (_, Health::Fail) => Health::Fail,
+            (_, Health::Pass) => Health::Pass,
+            _ => Health::Warn,
         };
         SystemStatus {
             health,
-            runtimes,
-            runtimes_health,
-            sandboxed: isolation.is_some(),
-            isolation: isolation.unwrap_or(UNISOLATED).to_owned(),
             version: env!("CARGO_PKG_VERSION"),
             database,
             authentication: AuthenticationStatus {
@@ -110,6 +167,9 @@ impl App {
                 ldap: false,
                 azure_active_directory: false,
             },
+            remote_nodes: self.nodes().remote(),
+            nodes: reports,
+            compute_health,
         }
     }
 }

@@ -91,9 +91,11 @@ impl App {
                 "the admin account cannot be removed".to_owned(),
             ));
         }
+        let ended = self.store().delete_login_sessions_of(&username).await?;
         if !self.store().delete_user(&username).await? {
             return Err(AppError::NotFound(format!("user `{username}` not found")));
         }
+        self.login_sessions_ended(&ended).await;
         Ok(())
     }
 
@@ -107,7 +109,8 @@ impl App {
         if !self.store().update_password_hash(&username, &hash).await? {
             return Err(AppError::NotFound(format!("user `{username}` not found")));
         }
-        self.store().delete_login_sessions_of(&username).await?;
+        let ended = self.store().delete_login_sessions_of(&username).await?;
+        self.login_sessions_ended(&ended).await;
         Ok(())
     }
 

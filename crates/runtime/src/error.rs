@@ -1,5 +1,6 @@
 //! The one error type of the compute side.
 
+use o16n_compute::ComputeError;
 use o16n_types::{Code, ErrorCode};
 
 /// What can go wrong on the compute side.
@@ -48,6 +49,9 @@ pub enum RuntimeError {
     /// The worker broke the protocol; a bug on one side or the other.
     #[error("worker protocol error: {0}")]
     Protocol(String),
+    /// The node does not hold this content (by digest).
+    #[error("the compute node does not hold content {0}")]
+    ContentMissing(String),
     /// File-system failure in a working directory.
     #[error("working directory I/O failed: {0}")]
     Io(#[from] std::io::Error),
@@ -66,7 +70,32 @@ impl ErrorCode for RuntimeError {
             RuntimeError::SessionGone { .. } | RuntimeError::WorkerDied(_) => Code::Gone,
             // Consumption turns this into an unsuccessful result; elsewhere it is bad input.
             RuntimeError::ServiceLoad(_) => Code::BadRequest,
-            RuntimeError::Protocol(_) | RuntimeError::Io(_) => Code::Internal,
+            RuntimeError::Protocol(_) | RuntimeError::Io(_) | RuntimeError::ContentMissing(_) => {
+                Code::Internal
+            }
+        }
+    }
+}
+
+/// How a failure of this node crosses the compute interface. Internal failures keep their
+/// detail for the log of whoever receives them; a web node does not show it to clients.
+impl From<RuntimeError> for ComputeError {
+    fn from(err: RuntimeError) -> Self {
+        let message = err.to_string();
+        match err {
+            RuntimeError::RuntimeUnavailable(_)
+            | RuntimeError::SandboxUnavailable(_)
+            | RuntimeError::WorkerDied(_) => ComputeError::RuntimeUnavailable(message),
+            RuntimeError::RuntimeNotSupported(_) => ComputeError::RuntimeNotSupported(message),
+            RuntimeError::PoolExhausted { .. } => ComputeError::PoolExhausted(message),
+            RuntimeError::SessionNotFound(id) => ComputeError::SessionNotFound(id),
+            RuntimeError::SessionGone { .. } => ComputeError::SessionGone(message),
+            RuntimeError::NotFound(_) => ComputeError::NotFound(message),
+            RuntimeError::InvalidInput(_) | RuntimeError::ServiceLoad(_) => {
+                ComputeError::InvalidInput(message)
+            }
+            RuntimeError::ContentMissing(digest) => ComputeError::ContentMissing(digest),
+            RuntimeError::Protocol(_) | RuntimeError::Io(_) => ComputeError::Internal(message),
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The compute side of o16n: worker processes that run R and Python code, their pools, and the
 //! remote sessions built on them.
 //!
-//! [`ComputeNode`] is the narrow interface the web side uses. Everything it takes and returns is
-//! plain data (ids, names, values, bytes), so that a later version can put a network between
-//! web nodes and compute nodes (the reference's compute nodes listen on 12805) without changing
-//! its callers. In the one-box server it runs in-process.
+//! [`ComputeNode`] implements the compute interface ([`o16n_compute::Compute`]): a one-box
+//! server calls it in-process, and a compute node of a cluster serves it to web nodes over the
+//! cluster's internal API. Content (snapshot archives) arrives by digest and is kept in the
+//! node's cache (`content.rs`).
 //!
 //! **Invariant:** no user code runs in this process. Code runs in worker processes
 //! (`worker.rs`), each in a sandbox of its own (`sandbox.rs`), that speak the framed protocol of
@@ -12,7 +12,10 @@
 //! and never reaches that channel. Start reading at [`ComputeNode`], then `session.rs`,
 //! `pool.rs`, `worker.rs` and `sandbox.rs`.
 
+mod content;
 mod error;
+#[cfg(test)]
+mod fake;
 mod pool;
 pub mod protocol;
 pub mod python_env;
@@ -29,28 +32,39 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use o16n_types::RuntimeType;
+use async_trait::async_trait;
+use o16n_compute::{
+    ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
+    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, PoolStatus, SessionInfo, SessionRef,
+};
+use o16n_types::{Clock, RuntimeType};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use error::RuntimeError;
-pub use pool::{PoolConfig, PoolHealth, PoolStatus};
-pub use protocol::TypedValue;
+pub use pool::PoolConfig;
 pub use python_env::PythonConfig;
 pub use r_env::RConfig;
 pub use sandbox::SandboxConfig;
-pub use services::{ConsumeOutcome, Priority, ServiceSpec, ServiceWorkersConfig, SnapshotFetch};
-pub use session::{ExecuteOutcome, ExecuteRequest, SessionInfo};
+pub use services::ServiceWorkersConfig;
 
+use content::ContentStore;
 use pool::{Launch, Pool};
 use sandbox::Sandbox;
 use services::ServiceWorkers;
 use session::Sessions;
+use worker::Launcher;
 
 /// Settings of a compute node.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
     /// Where workers' working directories are created; emptied at start.
     pub work_root: PathBuf,
+    /// Where content received by digest is kept; emptied at start.
+    pub content_dir: PathBuf,
+    /// The most bytes of content kept; the least recently used goes first.
+    pub content_cache_bytes: u64,
     /// How workers are isolated.
     pub sandbox: SandboxConfig,
     /// The Python runtime.
@@ -69,6 +83,8 @@ pub struct ComputeConfig {
     pub execution_timeout: Duration,
     /// Sessions unused for this long are closed.
     pub session_idle_timeout: Duration,
+    /// The clock that idle sessions are measured by.
+    pub clock: Clock,
 }
 
 /// A compute node: pools of warm workers per runtime and the sessions running on them.
@@ -82,15 +98,21 @@ struct ComputeInner {
     pools: HashMap<RuntimeType, Pool>,
     services: HashMap<RuntimeType, ServiceWorkers>,
     sessions: Sessions,
+    contents: ContentStore,
     /// Whether user code is isolated, and how, in words.
     isolation: Option<&'static str>,
+    /// When the node started, in Unix seconds.
+    started_at: i64,
+    /// The node's background tasks (pool maintenance, runtime preparation, idle sessions),
+    /// stopped at shutdown.
+    tasks: TaskTracker,
+    stop: CancellationToken,
 }
 
 impl ComputeNode {
     /// Starts the node: checks that workers can be sandboxed (refusing to start when they
-    /// cannot, unless the sandbox is off), clears working directories left by an earlier run,
-    /// starts the pools, and prepares the Python environment in the background when it is
-    /// missing.
+    /// cannot, unless the sandbox is off), clears what an earlier run left, starts the pools,
+    /// and prepares the Python environment in the background when it is missing.
     pub async fn start(config: ComputeConfig) -> Result<ComputeNode, RuntimeError> {
         let sandbox = Sandbox::detect(config.sandbox.clone()).await?;
         if sandbox.enabled() {
@@ -102,96 +124,76 @@ impl ComputeNode {
             tokio::fs::remove_dir_all(&config.work_root).await?;
         }
         tokio::fs::create_dir_all(&config.work_root).await?;
+        let contents = ContentStore::open(config.content_dir.clone(), config.content_cache_bytes)?;
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
 
         let (python_launch, launch_receiver) = watch::channel(Launch::Preparing(
             "the Python environment is being checked".to_owned(),
         ));
-        prepare_python(config.python.clone(), python_launch);
+        tasks.spawn(prepare_python(config.python.clone(), python_launch));
         let python_pool = Pool::start(
             RuntimeType::Python,
             config.python_pool.clone(),
             config.work_root.clone(),
             sandbox.clone(),
             launch_receiver,
-        );
-        let python_services = ServiceWorkers::new(
-            RuntimeType::Python,
-            python_pool.clone(),
-            config.python_services.clone(),
-            config.execution_timeout,
+            &tasks,
+            stop.clone(),
         );
         let (r_launch, r_launch_receiver) =
             watch::channel(Launch::Preparing("R is being checked".to_owned()));
-        prepare_r(config.r.clone(), r_launch);
+        tasks.spawn(prepare_r(config.r.clone(), r_launch));
         let r_pool = Pool::start(
             RuntimeType::R,
             config.r_pool.clone(),
             config.work_root.clone(),
             sandbox.clone(),
             r_launch_receiver,
+            &tasks,
+            stop.clone(),
         );
-        let r_services = ServiceWorkers::new(
-            RuntimeType::R,
-            r_pool.clone(),
-            config.r_services.clone(),
+        let services = HashMap::from([
+            (
+                RuntimeType::Python,
+                ServiceWorkers::new(
+                    RuntimeType::Python,
+                    python_pool.clone(),
+                    config.python_services.clone(),
+                    config.execution_timeout,
+                ),
+            ),
+            (
+                RuntimeType::R,
+                ServiceWorkers::new(
+                    RuntimeType::R,
+                    r_pool.clone(),
+                    config.r_services.clone(),
+                    config.execution_timeout,
+                ),
+            ),
+        ]);
+        let sessions = Sessions::new(
             config.execution_timeout,
+            config.session_idle_timeout,
+            config.clock.clone(),
         );
-        let sessions = Sessions::new(config.execution_timeout);
-        sessions.start_idle_reaper(config.session_idle_timeout);
+        sessions.start_idle_reaper(&tasks, stop.clone());
         Ok(ComputeNode {
             inner: Arc::new(ComputeInner {
                 pools: HashMap::from([
                     (RuntimeType::Python, python_pool),
                     (RuntimeType::R, r_pool),
                 ]),
-                services: HashMap::from([
-                    (RuntimeType::Python, python_services),
-                    (RuntimeType::R, r_services),
-                ]),
+                services,
                 sessions,
+                contents,
                 isolation: sandbox.enabled().then(|| sandbox.describe()),
+                started_at: config.clock.now_ms() / 1000,
+                tasks,
+                stop,
             }),
         })
-    }
-
-    /// A node that runs no code: every runtime is reported unavailable. Used by processes that
-    /// only administer the database (the `o16n admin` commands).
-    pub fn without_runtimes() -> ComputeNode {
-        ComputeNode {
-            inner: Arc::new(ComputeInner {
-                pools: HashMap::new(),
-                services: HashMap::new(),
-                sessions: Sessions::new(Duration::ZERO),
-                isolation: None,
-            }),
-        }
-    }
-
-    /// How user code is isolated, or `None` when it is not (the sandbox is off, or this node
-    /// runs no code).
-    pub fn isolation(&self) -> Option<&'static str> {
-        self.inner.isolation
-    }
-
-    /// The state of every runtime's pool, R included (reported as unavailable when absent).
-    pub fn status(&self) -> Vec<PoolStatus> {
-        let mut statuses: Vec<PoolStatus> = self.inner.pools.values().map(Pool::status).collect();
-        for runtime in [RuntimeType::Python, RuntimeType::R] {
-            if !self.inner.pools.contains_key(&runtime) {
-                statuses.push(PoolStatus {
-                    runtime,
-                    health: PoolHealth::Unavailable(missing_runtime_message(runtime)),
-                    initial_size: 0,
-                    max_size: 0,
-                    size: 0,
-                    busy: 0,
-                    idle: 0,
-                    starting: 0,
-                });
-            }
-        }
-        statuses.sort_by_key(|status| status.runtime);
-        statuses
     }
 
     fn pool(&self, runtime: RuntimeType) -> Result<&Pool, RuntimeError> {
@@ -201,46 +203,18 @@ impl ComputeNode {
             .ok_or_else(|| RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime)))
     }
 
-    /// Opens a session for `owner` on a dedicated worker.
-    pub async fn create_session(
-        &self,
-        owner: &str,
-        name: Option<String>,
-        runtime: RuntimeType,
-    ) -> Result<SessionInfo, RuntimeError> {
-        let lease = self.pool(runtime)?.lease().await?;
-        Ok(self.inner.sessions.open(owner, name, runtime, lease))
+    /// The state of every runtime's pool.
+    fn pool_statuses(&self) -> Vec<PoolStatus> {
+        let mut statuses: Vec<PoolStatus> = self.inner.pools.values().map(Pool::status).collect();
+        statuses.sort_by_key(|status| status.runtime);
+        statuses
     }
 
-    /// Runs one request of a web service on a worker that has it loaded, loading it (with the
-    /// snapshot `fetch_snapshot` provides) where needed.
-    pub async fn consume(
-        &self,
-        spec: &ServiceSpec,
-        inputs: Vec<TypedValue>,
-        priority: Priority,
-        fetch_snapshot: impl FnOnce() -> SnapshotFetch,
-    ) -> Result<ConsumeOutcome, RuntimeError> {
-        let workers = self.inner.services.get(&spec.runtime).ok_or_else(|| {
-            RuntimeError::RuntimeNotSupported(missing_runtime_message(spec.runtime))
-        })?;
-        workers
-            .consume(spec, inputs, priority, fetch_snapshot)
-            .await
-    }
-
-    /// The sessions of `owner` that are alive.
-    pub fn list_sessions(&self, owner: &str) -> Vec<SessionInfo> {
-        self.inner.sessions.list(owner)
-    }
-
-    /// The session machinery; every method checks that the session belongs to `owner`.
-    pub fn sessions(&self) -> &Sessions {
-        &self.inner.sessions
-    }
-
-    /// Stops every session and worker, waiting briefly for the processes to exit.
+    /// Stops every session, worker and background task, waiting briefly for the processes to
+    /// exit.
     pub async fn shutdown(&self) {
+        self.inner.stop.cancel();
+        self.inner.tasks.close();
         let mut workers = self.inner.sessions.close_all();
         for service_workers in self.inner.services.values() {
             workers.extend(service_workers.drain());
@@ -254,8 +228,155 @@ impl ComputeNode {
             for exit in exits {
                 exit.await;
             }
+            self.inner.tasks.wait().await;
         };
         let _ = tokio::time::timeout(Duration::from_secs(10), all_exited).await;
+    }
+}
+
+#[async_trait]
+impl Compute for ComputeNode {
+    async fn status(&self) -> Result<NodeStatus, ComputeError> {
+        Ok(NodeStatus {
+            pools: self.pool_statuses(),
+            isolation: self.inner.isolation.map(str::to_owned),
+            sessions: self.inner.sessions.count(),
+            started_at: self.inner.started_at,
+        })
+    }
+
+    async fn create_session(&self, request: NewSession) -> Result<SessionInfo, ComputeError> {
+        let lease = self.pool(request.runtime)?.lease().await?;
+        Ok(self
+            .inner
+            .sessions
+            .open(&request.owner, request.name, request.runtime, lease))
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionInfo>, ComputeError> {
+        Ok(self.inner.sessions.all())
+    }
+
+    async fn close_session(&self, session: &SessionRef, force: bool) -> Result<(), ComputeError> {
+        Ok(self.inner.sessions.close(session, force)?)
+    }
+
+    async fn execute(
+        &self,
+        session: &SessionRef,
+        request: ExecuteRequest,
+    ) -> Result<ExecuteOutcome, ComputeError> {
+        Ok(self.inner.sessions.execute(session, request).await?)
+    }
+
+    async fn cancel(&self, session: &SessionRef) -> Result<(), ComputeError> {
+        Ok(self.inner.sessions.cancel(session)?)
+    }
+
+    async fn console_output(&self, session: &SessionRef) -> Result<String, ComputeError> {
+        Ok(self.inner.sessions.console_output(session)?)
+    }
+
+    async fn history(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
+        Ok(self.inner.sessions.history(session)?)
+    }
+
+    async fn list_files(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
+        Ok(self.inner.sessions.list_files(session)?)
+    }
+
+    async fn upload_file(
+        &self,
+        session: &SessionRef,
+        name: &str,
+        content: ByteStream,
+    ) -> Result<(), ComputeError> {
+        Ok(self
+            .inner
+            .sessions
+            .upload_file(session, name, content)
+            .await?)
+    }
+
+    async fn download_file(
+        &self,
+        session: &SessionRef,
+        name: &str,
+    ) -> Result<Download, ComputeError> {
+        Ok(self.inner.sessions.download_file(session, name).await?)
+    }
+
+    async fn delete_file(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError> {
+        Ok(self.inner.sessions.delete_file(session, name).await?)
+    }
+
+    async fn list_objects(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
+        Ok(self.inner.sessions.list_objects(session).await?)
+    }
+
+    async fn get_object(&self, session: &SessionRef, name: &str) -> Result<Vec<u8>, ComputeError> {
+        Ok(self.inner.sessions.get_object(session, name).await?)
+    }
+
+    async fn put_object(
+        &self,
+        session: &SessionRef,
+        name: &str,
+        content: Vec<u8>,
+    ) -> Result<(), ComputeError> {
+        Ok(self
+            .inner
+            .sessions
+            .put_object(session, name, content)
+            .await?)
+    }
+
+    async fn delete_object(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError> {
+        Ok(self.inner.sessions.delete_object(session, name).await?)
+    }
+
+    async fn export_snapshot(&self, session: &SessionRef) -> Result<Download, ComputeError> {
+        Ok(self.inner.sessions.export_snapshot(session).await?)
+    }
+
+    async fn import_snapshot(
+        &self,
+        session: &SessionRef,
+        content: &ContentRef,
+    ) -> Result<(), ComputeError> {
+        // The session is checked first, so that a bad id is "not found" and not a request for
+        // content.
+        self.inner.sessions.runtime(session)?;
+        let archive = self.inner.contents.get(content)?;
+        Ok(self
+            .inner
+            .sessions
+            .import_snapshot(session, archive)
+            .await?)
+    }
+
+    async fn put_content(
+        &self,
+        content: &ContentRef,
+        bytes: ByteStream,
+    ) -> Result<(), ComputeError> {
+        Ok(self.inner.contents.put(content, bytes).await?)
+    }
+
+    async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {
+        let runtime = request.service.runtime;
+        let workers =
+            self.inner.services.get(&runtime).ok_or_else(|| {
+                RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime))
+            })?;
+        Ok(workers
+            .consume(
+                &request.service,
+                request.inputs,
+                request.priority,
+                &self.inner.contents,
+            )
+            .await?)
     }
 }
 
@@ -263,50 +384,46 @@ fn missing_runtime_message(runtime: RuntimeType) -> String {
     format!("this process runs no {runtime} workers")
 }
 
-/// Makes the R launch spec ready once R and jsonlite are found.
-fn prepare_r(config: RConfig, launch: watch::Sender<Launch>) {
-    tokio::spawn(async move {
-        let _ = launch.send(match r_env::launch_spec(&config).await {
-            Ok(spec) => Launch::Ready(spec),
-            Err(err) => {
-                tracing::warn!(error = %err, "the R runtime is not available");
-                Launch::Unavailable(err.to_string())
-            }
-        });
+/// Makes the R launcher ready once R and jsonlite are found.
+async fn prepare_r(config: RConfig, launch: watch::Sender<Launch>) {
+    let _ = launch.send(match r_env::launch_spec(&config).await {
+        Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+        Err(err) => {
+            tracing::warn!(error = %err, "the R runtime is not available");
+            Launch::Unavailable(err.to_string())
+        }
     });
 }
 
-/// Makes the Python launch spec ready, creating the managed environment first if needed.
-fn prepare_python(config: PythonConfig, launch: watch::Sender<Launch>) {
-    tokio::spawn(async move {
-        if let Some(executable) = &config.executable
-            && !executable.exists()
-        {
-            let _ = launch.send(Launch::Unavailable(format!(
-                "the configured Python interpreter {} does not exist (runtime.python.executable)",
-                executable.display()
-            )));
-            return;
+/// Makes the Python launcher ready, creating the managed environment first if needed.
+async fn prepare_python(config: PythonConfig, launch: watch::Sender<Launch>) {
+    if let Some(executable) = &config.executable
+        && !executable.exists()
+    {
+        let _ = launch.send(Launch::Unavailable(format!(
+            "the configured Python interpreter {} does not exist (runtime.python.executable)",
+            executable.display()
+        )));
+        return;
+    }
+    if config.needs_setup() {
+        let _ = launch.send(Launch::Preparing(
+            "the managed Python environment is being created (first start: pip is installing \
+             numpy, pandas, scikit-learn and dill; this takes a minute or two)"
+                .to_owned(),
+        ));
+    }
+    let prepared = match python_env::setup(&config).await {
+        Ok(interpreter) => python_env::launch_spec(&config, interpreter).await,
+        Err(err) => Err(err),
+    };
+    let _ = launch.send(match prepared {
+        Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+        Err(err) => {
+            tracing::error!(error = %err, "the Python runtime cannot be prepared");
+            Launch::Unavailable(format!(
+                "the Python runtime cannot be prepared: {err}; run `o16n runtime setup python` to see the details"
+            ))
         }
-        if config.needs_setup() {
-            let _ = launch.send(Launch::Preparing(
-                "the managed Python environment is being created (first start: pip is installing \
-                 numpy, pandas, scikit-learn and dill; this takes a minute or two)"
-                    .to_owned(),
-            ));
-        }
-        let prepared = match python_env::setup(&config).await {
-            Ok(interpreter) => python_env::launch_spec(&config, interpreter).await,
-            Err(err) => Err(err),
-        };
-        let _ = launch.send(match prepared {
-            Ok(spec) => Launch::Ready(spec),
-            Err(err) => {
-                tracing::error!(error = %err, "the Python runtime cannot be prepared");
-                Launch::Unavailable(format!(
-                    "the Python runtime cannot be prepared: {err}; run `o16n runtime setup python` to see the details"
-                ))
-            }
-        });
     });
 }

@@ -19,9 +19,13 @@ use std::time::Duration;
 use o16n_types::RuntimeType;
 use tokio::sync::{Notify, watch};
 
+use o16n_compute::{PoolHealth, PoolStatus};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
 use crate::RuntimeError;
 use crate::sandbox::Sandbox;
-use crate::worker::{self, LaunchSpec, WorkerHandle};
+use crate::worker::{Launcher, WorkerHandle};
 
 /// The pool's settings.
 #[derive(Debug, Clone)]
@@ -32,38 +36,6 @@ pub struct PoolConfig {
     pub max_size: usize,
     /// How long a lease waits for a worker when all are busy.
     pub acquire_timeout: Duration,
-}
-
-/// Where the pool stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PoolHealth {
-    /// The runtime is being prepared (e.g. its environment installed).
-    Preparing(String),
-    /// Workers start and serve.
-    Ready,
-    /// The runtime cannot be used; the text says why and what to do.
-    Unavailable(String),
-}
-
-/// A snapshot of the pool for `/status`.
-#[derive(Debug, Clone)]
-pub struct PoolStatus {
-    /// The runtime.
-    pub runtime: RuntimeType,
-    /// Health.
-    pub health: PoolHealth,
-    /// Configured warm size.
-    pub initial_size: usize,
-    /// Configured maximum.
-    pub max_size: usize,
-    /// Workers alive: idle + busy + starting.
-    pub size: usize,
-    /// Workers leased to sessions or requests.
-    pub busy: usize,
-    /// Warm workers waiting.
-    pub idle: usize,
-    /// Workers starting up.
-    pub starting: usize,
 }
 
 /// A pool handle; cheap to clone.
@@ -90,7 +62,7 @@ struct PoolInner {
 #[derive(Debug, Clone)]
 pub(crate) enum Launch {
     Preparing(String),
-    Ready(LaunchSpec),
+    Ready(Launcher),
     Unavailable(String),
 }
 
@@ -144,6 +116,8 @@ impl Pool {
         work_root: PathBuf,
         sandbox: Sandbox,
         launch: watch::Receiver<Launch>,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
     ) -> Pool {
         let pool = Pool {
             inner: Arc::new(PoolInner {
@@ -157,7 +131,7 @@ impl Pool {
                 refill: Arc::new(Notify::new()),
             }),
         };
-        tokio::spawn(maintain_task(Arc::downgrade(&pool.inner)));
+        tasks.spawn(maintain_task(Arc::downgrade(&pool.inner), stop));
         pool
     }
 
@@ -169,10 +143,7 @@ impl Pool {
     }
 
     /// The launch spec, waiting (until `deadline`) while the runtime is being prepared.
-    async fn launch_spec(
-        &self,
-        deadline: tokio::time::Instant,
-    ) -> Result<LaunchSpec, RuntimeError> {
+    async fn launch_spec(&self, deadline: tokio::time::Instant) -> Result<Launcher, RuntimeError> {
         let mut launch = self.inner.launch.clone();
         loop {
             let preparing = match &*launch.borrow_and_update() {
@@ -253,12 +224,14 @@ impl Pool {
     }
 
     /// Starts a worker for a caller who found none idle (its `starting` slot is taken).
-    async fn start_for_lease(&self, spec: &LaunchSpec) -> Result<Lease, RuntimeError> {
+    async fn start_for_lease(&self, launcher: &Launcher) -> Result<Lease, RuntimeError> {
         let mut reservation = StartingGuard {
             pool: self,
             armed: true,
         };
-        let started = worker::spawn(spec, &self.inner.work_root, &self.inner.sandbox).await;
+        let started = launcher
+            .start(&self.inner.work_root, &self.inner.sandbox)
+            .await;
         reservation.armed = false;
         let mut state = self.state();
         state.starting -= 1;
@@ -327,8 +300,9 @@ impl Drop for StartingGuard<'_> {
     }
 }
 
-/// Keeps `initial_size` workers warm. Holds only a weak reference, so it ends with the pool.
-async fn maintain_task(pool: std::sync::Weak<PoolInner>) {
+/// Keeps `initial_size` workers warm. Holds only a weak reference, so it ends with the pool,
+/// or when `stop` is cancelled.
+async fn maintain_task(pool: std::sync::Weak<PoolInner>, stop: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
     let Some(mut launch) = pool.upgrade().map(|inner| inner.launch.clone()) else {
         return;
@@ -357,12 +331,9 @@ async fn maintain_task(pool: std::sync::Weak<PoolInner>) {
                 wanted
             };
             for _ in 0..wanted {
-                let started = worker::spawn(
-                    &spec,
-                    &pool_handle.inner.work_root,
-                    &pool_handle.inner.sandbox,
-                )
-                .await;
+                let started = spec
+                    .start(&pool_handle.inner.work_root, &pool_handle.inner.sandbox)
+                    .await;
                 let mut state = pool_handle.state();
                 state.starting -= 1;
                 match started {
@@ -396,6 +367,7 @@ async fn maintain_task(pool: std::sync::Weak<PoolInner>) {
             Duration::from_secs(2)
         };
         tokio::select! {
+            () = stop.cancelled() => return,
             () = refill.notified() => {}
             changed = launch.changed(), if launch_may_change => launch_may_change = changed.is_ok(),
             () = tokio::time::sleep(wait) => {}

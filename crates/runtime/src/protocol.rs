@@ -1,35 +1,32 @@
-//! The host-to-worker protocol, version 1: typed messages and their framing.
+//! The host-to-worker protocol, version 2: typed messages both ways and their framing.
 //!
 //! A frame is `[u32 total][u32 header_len][header JSON][blob]`, big-endian, where `total` counts
-//! everything after itself. The header is one of the enums below (tagged by `type`); the blob
-//! carries raw bytes (serialized objects, workspaces) without the cost of base64. The worker
-//! speaks first with [`WorkerMessage::Hello`]; after that every [`Request`] gets exactly one
-//! [`WorkerMessage::Result`], possibly preceded by [`WorkerMessage::Console`] frames while code
-//! runs. The same framing is implemented by the workers under `workers/`.
+//! everything after itself. The header is one of the enums below, tagged by `type`; the blob
+//! carries raw bytes (serialized objects, workspaces, output files) without the cost of
+//! base64. The worker speaks first with [`WorkerMessage::Hello`]; after that every [`Request`]
+//! gets exactly one answer of the kind [`Request::answered_by`] names, or `failed`, possibly
+//! preceded by `console` frames while code runs. Any other answer is a protocol error, never a
+//! silent success.
+//!
+//! Both directions serialize and deserialize, so that a fake worker in Rust can stand on the
+//! other side (`fake.rs`). The frames in `workers/protocol/` are golden: this module's tests,
+//! the Python worker's and the R worker's read the same files.
 
 use bytes::BytesMut;
+use o16n_compute::{NamedValue, TypedName, TypedValue};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 
 /// The protocol version this host speaks; a worker announcing another is refused.
-pub const PROTOCOL_VERSION: u32 = 1;
-
-/// A named value crossing the protocol, as in the reference's `WorkspaceObject`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NamedValue {
-    /// The variable name.
-    pub name: String,
-    /// The value as JSON.
-    pub value: Value,
-}
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the host asks of a worker.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// Bind `inputs` as globals, run `code`, read `outputs` back.
+    /// Bind `inputs` as globals, run `code`, read `outputs` back. Answered by `executed`.
     Execute {
         /// The code to run.
         code: String,
@@ -38,45 +35,46 @@ pub enum Request {
         /// Globals read back after the code ran.
         outputs: Vec<String>,
     },
-    /// The names of the workspace's objects.
+    /// The names of the workspace's objects. Answered by `object_names`.
     ListObjects,
-    /// One object, serialized in the runtime's own format (blob of the reply).
+    /// One object, serialized in the runtime's own format. Answered by `object` (blob).
     GetObject {
         /// The object's name.
         name: String,
     },
-    /// Deserialize the request's blob into an object.
+    /// Deserialize the request's blob into an object. Answered by `done`.
     PutObject {
         /// The object's name.
         name: String,
     },
-    /// Remove an object.
+    /// Remove an object. Answered by `done`.
     DeleteObject {
         /// The object's name.
         name: String,
     },
-    /// The whole workspace, serialized (blob of the reply).
+    /// The whole workspace, serialized. Answered by `workspace` (blob).
     SaveWorkspace,
-    /// Merge a serialized workspace (the request's blob) into the workspace.
+    /// Merge a serialized workspace (the request's blob) into the workspace. Answered by
+    /// `workspace_loaded`.
     LoadWorkspace,
-    /// Load a service: unpack nothing (the host wrote its files into `directory`), merge the
-    /// serialized workspace in the request's blob into a fresh namespace, run `init_code`.
-    /// The directory is relative to the worker's working directory, which is where the worker
-    /// stands between requests (in a sandbox the host's paths mean nothing).
+    /// Load a service: the host wrote its files into `directory`; merge the serialized
+    /// workspace in the request's blob into a fresh namespace, run `init_code`. The directory is
+    /// relative to the worker's working directory, which is where the worker stands between
+    /// requests (in a sandbox the host's paths mean nothing). Answered by `service_loaded`.
     LoadService {
         /// The service revision's key.
         key: String,
         /// Runs once, after the workspace is loaded.
         init_code: Option<String>,
-        /// The service's working directory.
+        /// The service's directory, relative to the working directory.
         directory: String,
     },
-    /// Forget a loaded service.
+    /// Forget a loaded service. Answered by `done`.
     UnloadService {
         /// The service revision's key.
         key: String,
     },
-    /// Run a loaded service's code for one request.
+    /// Run a loaded service's code for one request. Answered by `consumed`.
     Consume {
         /// The service revision's key.
         key: String,
@@ -86,37 +84,55 @@ pub enum Request {
         inputs: Vec<TypedValue>,
         /// Typed outputs, read back.
         outputs: Vec<TypedName>,
-        /// Files returned base64-encoded.
+        /// Files returned with the answer, their bytes in its blob.
         output_files: Vec<String>,
     },
-    /// Exit cleanly.
+    /// Exit cleanly. Answered by `done`.
     Shutdown,
 }
 
-/// A value with its declared service parameter type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TypedValue {
-    /// The variable name.
-    pub name: String,
-    /// The reference type name (`numeric`, `data.frame`, ...).
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The value as JSON.
-    pub value: Value,
+/// The kinds of answers, as [`Request::answered_by`] names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    /// [`WorkerMessage::Executed`].
+    Executed,
+    /// [`WorkerMessage::ObjectNames`].
+    ObjectNames,
+    /// [`WorkerMessage::Object`].
+    Object,
+    /// [`WorkerMessage::Done`].
+    Done,
+    /// [`WorkerMessage::Workspace`].
+    Workspace,
+    /// [`WorkerMessage::WorkspaceLoaded`].
+    WorkspaceLoaded,
+    /// [`WorkerMessage::ServiceLoaded`].
+    ServiceLoaded,
+    /// [`WorkerMessage::Consumed`].
+    Consumed,
 }
 
-/// A declared output.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TypedName {
-    /// The variable name.
-    pub name: String,
-    /// The reference type name.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+impl Request {
+    /// The one kind of answer (besides `failed`) this request may get.
+    pub fn answered_by(&self) -> AnswerKind {
+        match self {
+            Request::Execute { .. } => AnswerKind::Executed,
+            Request::ListObjects => AnswerKind::ObjectNames,
+            Request::GetObject { .. } => AnswerKind::Object,
+            Request::PutObject { .. }
+            | Request::DeleteObject { .. }
+            | Request::UnloadService { .. }
+            | Request::Shutdown => AnswerKind::Done,
+            Request::SaveWorkspace => AnswerKind::Workspace,
+            Request::LoadWorkspace => AnswerKind::WorkspaceLoaded,
+            Request::LoadService { .. } => AnswerKind::ServiceLoaded,
+            Request::Consume { .. } => AnswerKind::Consumed,
+        }
+    }
 }
 
 /// Why a request failed at the protocol level (as opposed to user code failing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// The request was not acceptable (e.g. bytes that do not unpickle).
@@ -129,8 +145,18 @@ pub enum FailureKind {
     LoadFailed,
 }
 
+/// A declared output file in a `consumed` answer: its bytes follow in the blob, in the order
+/// of the list, unless the code did not write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFileEntry {
+    /// The file name.
+    pub name: String,
+    /// Its length in the blob, or `None` when the file was not written.
+    pub size: Option<u64>,
+}
+
 /// What a worker sends.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WorkerMessage {
     /// The handshake, sent once the worker is warm.
@@ -147,47 +173,81 @@ pub enum WorkerMessage {
         /// The text.
         text: String,
     },
-    /// The answer to the current request.
-    Result(ResultMessage),
+    /// The answer to `execute`.
+    Executed {
+        /// Whether the user's code succeeded.
+        success: bool,
+        /// Its error when it did not.
+        error: String,
+        /// The requested outputs (empty when the code failed).
+        outputs: Vec<NamedValue>,
+    },
+    /// The answer to `list_objects`.
+    ObjectNames {
+        /// The objects' names.
+        names: Vec<String>,
+    },
+    /// The answer to `get_object`; the object is the blob.
+    Object,
+    /// The answer to requests that return nothing.
+    Done,
+    /// The answer to `save_workspace`; the workspace is the blob.
+    Workspace,
+    /// The answer to `load_workspace`.
+    WorkspaceLoaded {
+        /// The names of the objects loaded.
+        names: Vec<String>,
+    },
+    /// The answer to `load_service`.
+    ServiceLoaded,
+    /// The answer to `consume`.
+    Consumed {
+        /// Whether the service's code succeeded.
+        success: bool,
+        /// Its error when it did not.
+        error: String,
+        /// The declared outputs by name.
+        outputs: Map<String, Value>,
+        /// The declared output files; their bytes are the blob.
+        output_files: Vec<OutputFileEntry>,
+        /// Files the request created or modified.
+        changed_files: Vec<String>,
+    },
+    /// A request failed at the protocol level.
+    Failed {
+        /// Why.
+        kind: FailureKind,
+        /// In words.
+        error: String,
+    },
 }
 
-/// The body of a `result` frame.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ResultMessage {
-    /// `false` when the request itself failed (see `kind` and `error`).
-    pub ok: bool,
-    /// Set when `ok` is false.
-    #[serde(default)]
-    pub kind: Option<FailureKind>,
-    /// For `execute`: whether the user's code succeeded.
-    #[serde(default)]
-    pub success: Option<bool>,
-    /// The protocol failure (when `ok` is false) or the user code's error (when `success` is
-    /// false).
-    #[serde(default)]
-    pub error: Option<String>,
-    /// For `execute`: the output values.
-    #[serde(default)]
-    pub outputs: Vec<NamedValue>,
-    /// For `list_objects` and `load_workspace`: object names.
-    #[serde(default)]
-    pub names: Vec<String>,
-    /// For `consume`: output values by name.
-    #[serde(default)]
-    pub named_outputs: serde_json::Map<String, Value>,
-    /// For `consume`: declared output files, base64 or null.
-    #[serde(default)]
-    pub output_files: serde_json::Map<String, Value>,
-    /// For `consume`: files the request created or modified.
-    #[serde(default)]
-    pub changed_files: Vec<String>,
+impl WorkerMessage {
+    /// Whether this message answers a request of `kind`.
+    pub fn answers(&self, kind: AnswerKind) -> bool {
+        matches!(
+            (self, kind),
+            (WorkerMessage::Executed { .. }, AnswerKind::Executed)
+                | (WorkerMessage::ObjectNames { .. }, AnswerKind::ObjectNames)
+                | (WorkerMessage::Object, AnswerKind::Object)
+                | (WorkerMessage::Done, AnswerKind::Done)
+                | (WorkerMessage::Workspace, AnswerKind::Workspace)
+                | (
+                    WorkerMessage::WorkspaceLoaded { .. },
+                    AnswerKind::WorkspaceLoaded
+                )
+                | (WorkerMessage::ServiceLoaded, AnswerKind::ServiceLoaded)
+                | (WorkerMessage::Consumed { .. }, AnswerKind::Consumed)
+                | (WorkerMessage::Failed { .. }, _)
+        )
+    }
 }
 
 /// Framing errors.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
-    /// The worker closed its end.
-    #[error("the worker closed the channel")]
+    /// The other side closed its end.
+    #[error("the channel was closed")]
     Closed,
     /// Reading or writing failed.
     #[error("channel I/O failed: {0}")]
@@ -203,29 +263,38 @@ pub enum FrameError {
     },
 }
 
-/// Writes one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    header: &Request,
-    blob: &[u8],
-) -> Result<(), FrameError> {
+/// A frame's bytes: `header` serialized, followed by `blob`.
+pub fn encode_frame<T: Serialize>(header: &T, blob: &[u8]) -> Result<Vec<u8>, FrameError> {
     let header =
         serde_json::to_vec(header).map_err(|err| FrameError::Malformed(err.to_string()))?;
-    let total = 4 + header.len() + blob.len();
-    let total =
-        u32::try_from(total).map_err(|_| FrameError::Malformed("frame too large".to_owned()))?;
-    let mut prefix = [0u8; 8];
-    prefix[..4].copy_from_slice(&total.to_be_bytes());
-    prefix[4..].copy_from_slice(&(header.len() as u32).to_be_bytes());
-    writer.write_all(&prefix).await?;
-    writer.write_all(&header).await?;
+    let total = u32::try_from(4 + header.len() + blob.len())
+        .map_err(|_| FrameError::Malformed("frame too large".to_owned()))?;
+    let mut frame = Vec::with_capacity(8 + header.len() + blob.len());
+    frame.extend(total.to_be_bytes());
+    frame.extend((header.len() as u32).to_be_bytes());
+    frame.extend(header);
+    frame.extend(blob);
+    Ok(frame)
+}
+
+/// Writes one frame; the blob is written as it is, not copied.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    header: &T,
+    blob: &[u8],
+) -> Result<(), FrameError> {
+    let head = encode_frame(header, &[])?;
+    let total = u32::try_from(head.len() - 4 + blob.len())
+        .map_err(|_| FrameError::Malformed("frame too large".to_owned()))?;
+    writer.write_all(&total.to_be_bytes()).await?;
+    writer.write_all(&head[4..]).await?;
     writer.write_all(blob).await?;
     writer.flush().await?;
     Ok(())
 }
 
-/// The codec that cuts the worker's stream into frame bodies (`[u32 header_len][header][blob]`),
-/// refusing a frame longer than `max_frame_bytes` before reading any of it.
+/// The codec that cuts a stream into frame bodies (`[u32 header_len][header][blob]`), refusing
+/// a frame longer than `max_frame_bytes` before reading any of it.
 pub fn frame_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .big_endian()
@@ -235,7 +304,9 @@ pub fn frame_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 }
 
 /// Parses a frame body cut by [`frame_codec`].
-pub fn decode_frame(mut body: BytesMut) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
+pub fn decode_frame<T: for<'de> Deserialize<'de>>(
+    mut body: BytesMut,
+) -> Result<(T, Vec<u8>), FrameError> {
     if body.len() < 4 {
         return Err(FrameError::Malformed(format!(
             "frame length {}",
@@ -269,29 +340,19 @@ pub fn read_error(err: std::io::Error, max_frame_bytes: usize) -> FrameError {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use futures_util::StreamExt;
+    use o16n_types::ParameterType;
+    use serde_json::json;
     use tokio_util::codec::FramedRead;
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_request_frame_has_the_documented_layout() {
-        let mut buffer = Vec::new();
-        let request = Request::PutObject {
-            name: "x".to_owned(),
-        };
-        write_frame(&mut buffer, &request, b"\x00\x01")
-            .await
-            .unwrap();
-        let header = br#"{"type":"put_object","name":"x"}"#;
-        let mut expected = ((4 + header.len() + 2) as u32).to_be_bytes().to_vec();
-        expected.extend((header.len() as u32).to_be_bytes());
-        expected.extend(header);
-        expected.extend(b"\x00\x01");
-        assert_eq!(buffer, expected);
-    }
-
-    async fn read_one(bytes: &[u8], limit: usize) -> Result<(WorkerMessage, Vec<u8>), FrameError> {
+    async fn read_one<T: for<'de> Deserialize<'de>>(
+        bytes: &[u8],
+        limit: usize,
+    ) -> Result<(T, Vec<u8>), FrameError> {
         let mut reader = FramedRead::new(bytes, frame_codec(limit));
         match reader.next().await {
             Some(Ok(body)) => decode_frame(body),
@@ -301,34 +362,112 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_worker_frame_parses_with_its_blob() {
-        let header = br#"{"type":"result","ok":true,"names":["a"]}"#;
-        let mut frame = ((4 + header.len() + 3) as u32).to_be_bytes().to_vec();
-        frame.extend((header.len() as u32).to_be_bytes());
-        frame.extend(header);
-        frame.extend(b"xyz");
-        let (message, blob) = read_one(&frame, 1024).await.unwrap();
-        assert!(
-            matches!(message, WorkerMessage::Result(ResultMessage { ok: true, ref names, .. }) if names == &["a"])
-        );
-        assert_eq!(blob, b"xyz");
-    }
-
-    #[tokio::test]
     async fn truncated_malformed_and_oversized_frames_are_refused() {
-        assert!(matches!(read_one(b"", 1024).await, Err(FrameError::Closed)));
+        let refused = |result: Result<(WorkerMessage, Vec<u8>), FrameError>| result.err();
         assert!(matches!(
-            read_one(b"\x00\x00\x00\x10abc", 1024).await,
-            Err(FrameError::Closed)
+            refused(read_one(b"", 1024).await),
+            Some(FrameError::Closed)
         ));
         assert!(matches!(
-            read_one(b"\x00\x00\x00\x01a", 1024).await,
-            Err(FrameError::Malformed(_))
+            refused(read_one(b"\x00\x00\x00\x10abc", 1024).await),
+            Some(FrameError::Closed)
+        ));
+        assert!(matches!(
+            refused(read_one(b"\x00\x00\x00\x01a", 1024).await),
+            Some(FrameError::Malformed(_))
         ));
         // A worker announcing 2 GiB gets nothing allocated: the frame is refused unread.
         assert!(matches!(
-            read_one(b"\x7f\xff\xff\xff", 1024).await,
-            Err(FrameError::TooLarge { limit: 1024 })
+            refused(read_one(b"\x7f\xff\xff\xff", 1024).await),
+            Some(FrameError::TooLarge { limit: 1024 })
         ));
+    }
+
+    #[test]
+    fn every_request_expects_one_kind_of_answer_or_a_failure() {
+        let request = Request::GetObject {
+            name: "x".to_owned(),
+        };
+        assert!(WorkerMessage::Object.answers(request.answered_by()));
+        assert!(!WorkerMessage::Done.answers(request.answered_by()));
+        let failure = WorkerMessage::Failed {
+            kind: FailureKind::NotFound,
+            error: "object `x` not found".to_owned(),
+        };
+        assert!(failure.answers(request.answered_by()));
+    }
+
+    /// The golden frames shared with the workers' own tests: each is a file of frame bytes,
+    /// and `frames.json` says what it holds.
+    fn golden() -> (PathBuf, Vec<Value>) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../workers/protocol");
+        let index = std::fs::read_to_string(dir.join("frames.json")).unwrap();
+        let cases: Value = serde_json::from_str(&index).unwrap();
+        (dir, cases.as_array().unwrap().clone())
+    }
+
+    fn golden_blob(case: &Value) -> Vec<u8> {
+        let hex = case["blob_hex"].as_str().unwrap_or("");
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_golden_frames_decode_to_their_typed_messages_and_encode_back() {
+        let (dir, cases) = golden();
+        assert!(cases.len() >= 20, "{} golden frames", cases.len());
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let bytes = std::fs::read(dir.join(format!("{name}.frame"))).unwrap();
+            let blob = golden_blob(&case);
+            let encoded = match case["from"].as_str().unwrap() {
+                "host" => {
+                    let (request, read_blob): (Request, Vec<u8>) =
+                        read_one(&bytes, 1 << 20).await.unwrap();
+                    assert_eq!(
+                        serde_json::to_value(&request).unwrap(),
+                        case["header"],
+                        "{name}"
+                    );
+                    assert_eq!(read_blob, blob, "{name}");
+                    encode_frame(&request, &blob).unwrap()
+                }
+                _ => {
+                    let (message, read_blob): (WorkerMessage, Vec<u8>) =
+                        read_one(&bytes, 1 << 20).await.unwrap();
+                    assert_eq!(
+                        serde_json::to_value(&message).unwrap(),
+                        case["header"],
+                        "{name}"
+                    );
+                    assert_eq!(read_blob, blob, "{name}");
+                    encode_frame(&message, &blob).unwrap()
+                }
+            };
+            assert_eq!(encoded, bytes, "{name} does not encode to its golden bytes");
+        }
+    }
+
+    #[test]
+    fn typed_values_carry_the_reference_type_names() {
+        let request = Request::Consume {
+            key: "k".to_owned(),
+            code: "y <- x".to_owned(),
+            inputs: vec![TypedValue {
+                name: "x".to_owned(),
+                kind: ParameterType::Vector,
+                value: json!([1, 2]),
+            }],
+            outputs: vec![TypedName {
+                name: "y".to_owned(),
+                kind: ParameterType::Vector,
+            }],
+            output_files: vec![],
+        };
+        let header = serde_json::to_value(&request).unwrap();
+        assert_eq!(header["inputs"][0]["type"], "vector");
+        assert_eq!(serde_json::from_value::<Request>(header).unwrap(), request);
     }
 }

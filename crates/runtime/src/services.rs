@@ -13,71 +13,21 @@
 //! only ever run services; sessions always get fresh workers of their own.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use o16n_types::{ParameterDefinition, RuntimeType};
-use serde_json::{Map, Value};
+use o16n_compute::{ConsumeOutcome, OutputFile, Priority, ServiceSpec, TypedValue};
+use o16n_types::RuntimeType;
+use serde_json::Map;
 use tokio::sync::Notify;
 
+use crate::content::ContentStore;
 use crate::pool::{Lease, Pool};
-use crate::protocol::{FailureKind, Request, TypedName, TypedValue};
+use crate::protocol::{FailureKind, Request, WorkerMessage};
+use crate::session::accepted;
 use crate::worker::{ConsoleSink, WorkerHandle};
 use crate::{RuntimeError, snapshot};
-
-/// What a worker needs to run a service.
-#[derive(Debug, Clone)]
-pub struct ServiceSpec {
-    /// Identifies the service revision; a new one on every update.
-    pub key: String,
-    /// The user who published it; a worker runs the services of one owner only.
-    pub owner: String,
-    /// The runtime that runs it.
-    pub runtime: RuntimeType,
-    /// Run on every request.
-    pub code: String,
-    /// Run once when a worker loads the service.
-    pub init_code: Option<String>,
-    /// Declared outputs.
-    pub outputs: Vec<ParameterDefinition>,
-    /// Files returned with every response.
-    pub output_file_names: Vec<String>,
-}
-
-/// The result of one request, as the reference's `WebServiceResult`.
-#[derive(Debug, Clone)]
-pub struct ConsumeOutcome {
-    /// Whether the code ran without an error.
-    pub success: bool,
-    /// The error when it did not.
-    pub error_message: String,
-    /// What it printed.
-    pub console_output: String,
-    /// Files it created or modified.
-    pub changed_files: Vec<String>,
-    /// Declared outputs by name.
-    pub outputs: Map<String, Value>,
-    /// Declared output files, base64 (or null when not written).
-    pub output_files: Map<String, Value>,
-}
-
-/// Fetches a service's snapshot archive when a worker needs to load it (rarely, so it is not
-/// kept in memory).
-pub type SnapshotFetch =
-    Pin<Box<dyn Future<Output = Result<Option<Vec<u8>>, RuntimeError>> + Send + 'static>>;
-
-/// Who is waiting for a worker: interactive requests go before batch records, so that a
-/// running batch never delays other consumers by more than the record in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Priority {
-    /// A request someone is waiting on.
-    Interactive,
-    /// A record of an asynchronous batch.
-    Batch,
-}
 
 /// Settings of the service workers of one runtime.
 #[derive(Debug, Clone)]
@@ -163,8 +113,12 @@ impl ServiceWorkers {
         spec: &ServiceSpec,
         inputs: Vec<TypedValue>,
         priority: Priority,
-        fetch_snapshot: impl FnOnce() -> SnapshotFetch,
+        contents: &ContentStore,
     ) -> Result<ConsumeOutcome, RuntimeError> {
+        // Content the node lacks is asked for before a worker is taken for nothing.
+        if let Some(content) = &spec.content {
+            contents.get(content)?;
+        }
         let taken = self.take(&spec.key, &spec.owner, priority).await?;
         // The request's future may be dropped at any await (the client went away); the guard
         // gives the worker back however this ends.
@@ -173,7 +127,7 @@ impl ServiceWorkers {
             slot: taken.slot,
             worker_died: false,
         };
-        let outcome = self.run(&taken, spec, inputs, fetch_snapshot).await;
+        let outcome = self.run(&taken, spec, inputs, contents).await;
         slot.worker_died = matches!(outcome, Err(RuntimeError::WorkerDied(_)));
         drop(slot);
         match outcome {
@@ -184,7 +138,7 @@ impl ServiceWorkers {
                 console_output: String::new(),
                 changed_files: Vec::new(),
                 outputs: Map::new(),
-                output_files: Map::new(),
+                output_files: Vec::new(),
             }),
             Err(RuntimeError::WorkerDied(reason)) => Err(RuntimeError::RuntimeUnavailable(
                 format!("the worker running the service stopped before answering: {reason}"),
@@ -325,25 +279,16 @@ impl ServiceWorkers {
         taken: &Taken,
         spec: &ServiceSpec,
         inputs: Vec<TypedValue>,
-        fetch_snapshot: impl FnOnce() -> SnapshotFetch,
+        contents: &ContentStore,
     ) -> Result<ConsumeOutcome, RuntimeError> {
-        let mut fetch_snapshot = Some(fetch_snapshot);
         if !taken.has_service {
-            let fetch = fetch_snapshot.take().expect("fetched at most once");
-            self.load(taken, spec, fetch().await?).await?;
+            self.load(taken, spec, contents).await?;
         }
         let request = Request::Consume {
             key: spec.key.clone(),
             code: spec.code.clone(),
             inputs,
-            outputs: spec
-                .outputs
-                .iter()
-                .map(|output| TypedName {
-                    name: output.name.clone(),
-                    kind: output.kind.as_str(),
-                })
-                .collect(),
+            outputs: spec.outputs.clone(),
             output_files: spec.output_file_names.clone(),
         };
         let console = ConsoleSink::default();
@@ -356,13 +301,13 @@ impl ServiceWorkers {
                 Some(self.execution_timeout),
             )
             .await?;
-        if reply.message.kind == Some(FailureKind::NotLoaded) {
+        if let WorkerMessage::Failed {
+            kind: FailureKind::NotLoaded,
+            ..
+        } = reply.message
+        {
             // The worker lost the service (it should not, but a reload is cheap and correct).
-            let archive = match fetch_snapshot.take() {
-                Some(fetch) => fetch().await?,
-                None => None,
-            };
-            self.load(taken, spec, archive).await?;
+            self.load(taken, spec, contents).await?;
             reply = taken
                 .worker
                 .call(
@@ -373,21 +318,52 @@ impl ServiceWorkers {
                 )
                 .await?;
         }
-        let message = reply.message;
-        if !message.ok {
-            return Err(RuntimeError::Protocol(message.error.unwrap_or_default()));
-        }
+        let (message, blob) = accepted(reply)?;
+        let WorkerMessage::Consumed {
+            success,
+            error,
+            outputs,
+            output_files,
+            changed_files,
+        } = message
+        else {
+            unreachable!("the worker actor checks the kind of every answer");
+        };
         let console_output = console
             .lock()
             .expect("console lock poisoned. This is a bug.")
             .clone();
+        // The files' bytes follow one another in the blob, in the order of the list.
+        let mut rest = blob.as_slice();
+        let mut files = Vec::with_capacity(output_files.len());
+        for entry in output_files {
+            let content = match entry.size {
+                Some(size) => {
+                    let size = usize::try_from(size).unwrap_or(usize::MAX);
+                    if size > rest.len() {
+                        return Err(RuntimeError::Protocol(format!(
+                            "output file `{}` is longer than the answer",
+                            entry.name
+                        )));
+                    }
+                    let (content, after) = rest.split_at(size);
+                    rest = after;
+                    Some(content.to_vec())
+                }
+                None => None,
+            };
+            files.push(OutputFile {
+                name: entry.name,
+                content,
+            });
+        }
         Ok(ConsumeOutcome {
-            success: message.success.unwrap_or(false),
-            error_message: message.error.unwrap_or_default(),
+            success,
+            error_message: error,
             console_output,
-            changed_files: message.changed_files,
-            outputs: message.named_outputs,
-            output_files: message.output_files,
+            changed_files,
+            outputs,
+            output_files: files,
         })
     }
 
@@ -396,23 +372,24 @@ impl ServiceWorkers {
         &self,
         taken: &Taken,
         spec: &ServiceSpec,
-        archive: Option<Vec<u8>>,
+        contents: &ContentStore,
     ) -> Result<(), RuntimeError> {
         let directory = service_directory(&spec.key);
-        let mut files = Vec::new();
-        let mut workspace = Vec::new();
-        if let Some(archive) = archive {
-            let unpacked = snapshot::unpack_off_thread(spec.runtime, archive).await?;
-            files = unpacked.files;
-            workspace = unpacked.workspace;
-        }
+        let archive = match &spec.content {
+            Some(content) => Some(contents.get(content)?),
+            None => None,
+        };
         let worker = taken.worker.clone();
         let target = directory.clone();
-        tokio::task::spawn_blocking(move || {
+        let runtime = spec.runtime;
+        let workspace = tokio::task::spawn_blocking(move || {
             let workdir = worker.workdir();
             workdir.remove_dir_all(&target)?;
             workdir.create_dirs(&target)?;
-            workdir.write_tree(&target, files)
+            match archive {
+                Some(archive) => snapshot::unpack_into(runtime, &archive, workdir, &target),
+                None => Ok(Vec::new()),
+            }
         })
         .await
         .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
@@ -429,11 +406,12 @@ impl ServiceWorkers {
                 Some(self.execution_timeout),
             )
             .await?;
-        if !reply.message.ok {
+        if let Err(err) = accepted(reply) {
             let _ = taken.worker.workdir().remove_dir_all(&directory);
-            return Err(RuntimeError::ServiceLoad(
-                reply.message.error.unwrap_or_default(),
-            ));
+            return Err(match err {
+                RuntimeError::InvalidInput(message) => RuntimeError::ServiceLoad(message),
+                other => other,
+            });
         }
         let evicted = {
             let mut state = self.state();
@@ -451,7 +429,7 @@ impl ServiceWorkers {
             evicted
         };
         for key in evicted {
-            taken
+            let reply = taken
                 .worker
                 .call(
                     Request::UnloadService { key: key.clone() },
@@ -460,6 +438,7 @@ impl ServiceWorkers {
                     None,
                 )
                 .await?;
+            accepted(reply)?;
             let _ = taken
                 .worker
                 .workdir()
@@ -531,4 +510,192 @@ impl Drop for InteractiveWaiting<'_> {
 /// Where a loaded service's files live, relative to the worker's working directory.
 fn service_directory(key: &str) -> PathBuf {
     Path::new("services").join(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
+
+    use super::*;
+    use crate::pool::{Launch, PoolConfig};
+    use crate::sandbox::{Sandbox, SandboxConfig};
+    use crate::worker::Launcher;
+
+    struct Bench {
+        workers: Arc<ServiceWorkers>,
+        contents: Arc<ContentStore>,
+        _root: tempfile::TempDir,
+        _tasks: TaskTracker,
+    }
+
+    /// Service workers of fake Python workers, at most `max_workers` of them.
+    async fn bench(max_workers: usize) -> Bench {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("work")).unwrap();
+        let sandbox = Sandbox::detect(SandboxConfig {
+            enabled: false,
+            first_uid: 0,
+            uid_count: 1,
+            lock_dir: root.path().join("locks"),
+            max_processes: 1,
+            max_file_size_mb: 1,
+            max_open_files: 16,
+        })
+        .await
+        .unwrap();
+        let (_launch, ready) = watch::channel(Launch::Ready(Launcher::Fake(RuntimeType::Python)));
+        let tasks = TaskTracker::new();
+        let pool = Pool::start(
+            RuntimeType::Python,
+            PoolConfig {
+                initial_size: 0,
+                max_size: 8,
+                acquire_timeout: Duration::from_secs(30),
+            },
+            root.path().join("work"),
+            sandbox,
+            ready,
+            &tasks,
+            CancellationToken::new(),
+        );
+        let workers = ServiceWorkers::new(
+            RuntimeType::Python,
+            pool,
+            ServiceWorkersConfig {
+                max_workers,
+                max_loaded_per_worker: 4,
+            },
+            Duration::from_secs(600),
+        );
+        let contents = ContentStore::open(root.path().join("content"), 1 << 20).unwrap();
+        Bench {
+            workers: Arc::new(workers),
+            contents: Arc::new(contents),
+            _root: root,
+            _tasks: tasks,
+        }
+    }
+
+    fn service(owner: &str, code: &str) -> ServiceSpec {
+        ServiceSpec {
+            key: format!("{owner}-{}", code.len()),
+            owner: owner.to_owned(),
+            runtime: RuntimeType::Python,
+            code: code.to_owned(),
+            init_code: None,
+            outputs: Vec::new(),
+            output_file_names: Vec::new(),
+            content: None,
+        }
+    }
+
+    impl Bench {
+        fn consume(
+            &self,
+            spec: ServiceSpec,
+            priority: Priority,
+        ) -> tokio::task::JoinHandle<Result<ConsumeOutcome, RuntimeError>> {
+            let (workers, contents) = (self.workers.clone(), self.contents.clone());
+            tokio::spawn(async move {
+                workers
+                    .consume(&spec, Vec::new(), priority, &contents)
+                    .await
+            })
+        }
+
+        fn worker_owners(&self) -> Vec<String> {
+            self.workers
+                .state()
+                .slots
+                .iter()
+                .map(|slot| slot.owner.clone())
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_interactive_request_goes_before_batch_records_that_waited_longer() {
+        let bench = bench(1).await;
+        let busy = bench.consume(service("alice", "sleep 100"), Priority::Batch);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let batch = bench.consume(service("alice", "sleep 100"), Priority::Batch);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let interactive = bench.consume(service("alice", "sleep 1"), Priority::Interactive);
+
+        busy.await.unwrap().unwrap();
+        let interactive_done = interactive.await.unwrap().unwrap();
+        assert!(interactive_done.success);
+        assert!(
+            !batch.is_finished(),
+            "the batch record ran before the interactive request"
+        );
+        assert!(batch.await.unwrap().unwrap().success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_runs_the_services_of_one_owner_only() {
+        let bench = bench(1).await;
+        bench
+            .consume(service("alice", "x"), Priority::Interactive)
+            .await
+            .unwrap()
+            .unwrap();
+        // Only the worker's end is watched: a handle kept here would keep it alive.
+        let alices_worker_ended = bench.workers.state().slots[0].lease.worker().exited();
+        assert_eq!(bench.worker_owners(), ["alice"]);
+
+        bench
+            .consume(service("bob", "x"), Priority::Interactive)
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(bench.worker_owners(), ["bob"]);
+        tokio::time::timeout(Duration::from_secs(60), alices_worker_ended)
+            .await
+            .expect("alice's worker was not discarded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_dropped_mid_run_gives_its_worker_back() {
+        let bench = bench(1).await;
+        let abandoned = bench.consume(service("alice", "sleep 1000"), Priority::Interactive);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        abandoned.abort();
+        let _ = abandoned.await;
+
+        let next = bench.consume(service("alice", "x"), Priority::Interactive);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the worker was not given back")
+            .unwrap()
+            .unwrap();
+        assert!(outcome.success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_that_answers_with_the_wrong_kind_is_stopped() {
+        let root = tempfile::tempdir().unwrap();
+        let worker = crate::fake::spawn(RuntimeType::Python, root.path())
+            .await
+            .unwrap();
+        let request = Request::Execute {
+            code: "misbehave".to_owned(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+
+        let answer = worker.call(request, Vec::new(), None, None).await;
+
+        assert!(
+            matches!(&answer, Err(RuntimeError::Protocol(message)) if message.contains("done")),
+            "{:?}",
+            answer.err()
+        );
+        worker.exited().await;
+    }
 }

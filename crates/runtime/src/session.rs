@@ -4,23 +4,32 @@
 //! A session owns the lease of its worker; closing the session drops the lease, which discards
 //! the worker. One execution runs at a time per session; console output of the running
 //! execution can be read while it runs. When a session's worker dies, the session turns into a
-//! tombstone that answers every call with the reason (410 Gone) until it is closed.
+//! tombstone that answers every call with the reason (410 Gone) until it is closed. Every
+//! operation names the session's owner; another user's session is "not found". A session
+//! unused for longer than the idle timeout (by the node's clock) is closed: the first call
+//! that finds it so closes it, and a background task closes the ones nobody calls.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use o16n_types::{FileName, ObjectName, RuntimeType};
+use futures_util::StreamExt;
+use o16n_compute::{ByteStream, Download, ExecuteOutcome, ExecuteRequest, SessionInfo, SessionRef};
+use o16n_types::{Clock, FileName, ObjectName, RuntimeType};
+use tokio::io::AsyncWriteExt;
 
 use crate::pool::Lease;
-use crate::protocol::{FailureKind, NamedValue, Request};
+use crate::protocol::{FailureKind, Request, WorkerMessage};
+use crate::workdir::WorkDir;
 use crate::worker::{ConsoleSink, Reply, WorkerHandle};
-use crate::{RuntimeError, snapshot, workdir};
+use crate::{RuntimeError, snapshot};
 
 /// Runs working-directory I/O of a session's worker on a blocking thread (files can be large).
 async fn with_workdir<T: Send + 'static>(
     worker: &WorkerHandle,
-    work: impl FnOnce(&workdir::WorkDir) -> Result<T, RuntimeError> + Send + 'static,
+    work: impl FnOnce(&WorkDir) -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, RuntimeError> {
     let worker = worker.clone();
     tokio::task::spawn_blocking(move || work(worker.workdir()))
@@ -28,43 +37,24 @@ async fn with_workdir<T: Send + 'static>(
         .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))?
 }
 
-/// What describes a session to its owner.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
-    /// The session id (a GUID).
-    pub id: String,
-    /// The optional name given at creation.
-    pub name: Option<String>,
-    /// Who created it.
-    pub owner: String,
-    /// Its runtime.
-    pub runtime: RuntimeType,
+/// A worker's answer that is not `failed`, with its blob; `failed` becomes the matching error.
+pub(crate) fn accepted(reply: Reply) -> Result<(WorkerMessage, Vec<u8>), RuntimeError> {
+    match reply.message {
+        WorkerMessage::Failed { kind, error } => Err(match kind {
+            FailureKind::NotFound => RuntimeError::NotFound(error),
+            FailureKind::LoadFailed => RuntimeError::ServiceLoad(error),
+            FailureKind::BadRequest | FailureKind::NotLoaded => RuntimeError::InvalidInput(error),
+        }),
+        message => Ok((message, reply.blob)),
+    }
 }
 
-/// An execution request.
-#[derive(Debug, Clone)]
-pub struct ExecuteRequest {
-    /// The code.
-    pub code: String,
-    /// Bound as globals before the code runs.
-    pub inputs: Vec<NamedValue>,
-    /// Read back after it ran.
-    pub outputs: Vec<String>,
+fn parse_file_name(name: &str) -> Result<FileName, RuntimeError> {
+    FileName::parse(name).map_err(|err| RuntimeError::InvalidInput(err.to_string()))
 }
 
-/// The outcome of an execution, as the reference's `ExecuteResponse`.
-#[derive(Debug, Clone)]
-pub struct ExecuteOutcome {
-    /// Whether the code ran without an error.
-    pub success: bool,
-    /// The error (a traceback) when it did not.
-    pub error_message: String,
-    /// What it printed.
-    pub console_output: String,
-    /// The requested outputs.
-    pub outputs: Vec<NamedValue>,
-    /// Working-directory files it created or modified.
-    pub changed_files: Vec<String>,
+fn parse_object_name(name: &str) -> Result<ObjectName, RuntimeError> {
+    ObjectName::parse(name).map_err(|err| RuntimeError::InvalidInput(err.to_string()))
 }
 
 struct Session {
@@ -72,7 +62,8 @@ struct Session {
     lease: Lease,
     history: Mutex<Vec<String>>,
     console: ConsoleSink,
-    last_used: Mutex<Instant>,
+    /// When the session was last used, in Unix milliseconds by the node's clock.
+    last_used_ms: AtomicI64,
     /// One execution at a time per session.
     execution: tokio::sync::Mutex<()>,
 }
@@ -82,11 +73,15 @@ impl Session {
         self.lease.worker()
     }
 
-    fn touch(&self) {
-        *self
-            .last_used
-            .lock()
-            .expect("session lock poisoned. This is a bug.") = Instant::now();
+    fn touch(&self, clock: &Clock) {
+        self.last_used_ms.store(clock.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the session has been unused for `idle_timeout`; a running execution is use.
+    fn is_idle(&self, clock: &Clock, idle_timeout: Duration) -> bool {
+        let idle_ms = clock.now_ms() - self.last_used_ms.load(Ordering::Relaxed);
+        let busy = self.execution.try_lock().is_err();
+        !busy && idle_ms >= idle_timeout.as_millis() as i64
     }
 
     fn gone(&self, reason: String) -> RuntimeError {
@@ -98,7 +93,11 @@ impl Session {
 
     /// Sends a request, turning a dead worker into "session gone" and protocol-level failures
     /// into client errors.
-    async fn call(&self, request: Request, blob: Vec<u8>) -> Result<Reply, RuntimeError> {
+    async fn call(
+        &self,
+        request: Request,
+        blob: Vec<u8>,
+    ) -> Result<(WorkerMessage, Vec<u8>), RuntimeError> {
         let reply = self
             .worker()
             .call(request, blob, None, None)
@@ -107,38 +106,53 @@ impl Session {
                 RuntimeError::WorkerDied(reason) => self.gone(reason),
                 other => other,
             })?;
-        if reply.message.ok {
-            return Ok(reply);
-        }
-        let error = reply
-            .message
-            .error
-            .unwrap_or_else(|| "the worker refused the request".to_owned());
-        Err(match reply.message.kind {
-            Some(FailureKind::NotFound) => RuntimeError::NotFound(error),
-            _ => RuntimeError::InvalidInput(error),
-        })
+        accepted(reply)
     }
+}
+
+type SessionTable = HashMap<String, Arc<Session>>;
+
+/// Closes the sessions of `table` that have been idle for `idle_timeout`.
+fn close_idle(table: &mut SessionTable, clock: &Clock, idle_timeout: Duration) {
+    table.retain(|id, session| {
+        let idle = session.is_idle(clock, idle_timeout);
+        if idle {
+            tracing::info!(session = %id, owner = %session.info.owner, "closing idle session");
+        }
+        !idle
+    });
 }
 
 /// The sessions of one compute node.
-pub struct Sessions {
-    by_id: Arc<Mutex<HashMap<String, Arc<Session>>>>,
+pub(crate) struct Sessions {
+    by_id: Arc<Mutex<SessionTable>>,
     execution_timeout: Duration,
+    idle_timeout: Duration,
+    clock: Clock,
 }
 
 impl Sessions {
-    pub(crate) fn new(execution_timeout: Duration) -> Sessions {
+    pub(crate) fn new(
+        execution_timeout: Duration,
+        idle_timeout: Duration,
+        clock: Clock,
+    ) -> Sessions {
         Sessions {
             by_id: Arc::new(Mutex::new(HashMap::new())),
             execution_timeout,
+            idle_timeout,
+            clock,
         }
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
-        self.by_id
+    /// The table, without the sessions that have become idle.
+    fn table(&self) -> std::sync::MutexGuard<'_, SessionTable> {
+        let mut table = self
+            .by_id
             .lock()
-            .expect("session table lock poisoned. This is a bug.")
+            .expect("session table lock poisoned. This is a bug.");
+        close_idle(&mut table, &self.clock, self.idle_timeout);
+        table
     }
 
     pub(crate) fn open(
@@ -159,55 +173,53 @@ impl Sessions {
             lease,
             history: Mutex::new(Vec::new()),
             console: ConsoleSink::default(),
-            last_used: Mutex::new(Instant::now()),
+            last_used_ms: AtomicI64::new(self.clock.now_ms()),
             execution: tokio::sync::Mutex::new(()),
         });
         self.table().insert(info.id.clone(), session);
         info
     }
 
-    pub(crate) fn list(&self, owner: &str) -> Vec<SessionInfo> {
+    /// Every live session, of every owner, ordered by id.
+    pub(crate) fn all(&self) -> Vec<SessionInfo> {
         let mut sessions: Vec<SessionInfo> = self
             .table()
             .values()
-            .filter(|session| {
-                session.info.owner == owner && session.worker().exit_reason().is_none()
-            })
+            .filter(|session| session.worker().exit_reason().is_none())
             .map(|session| session.info.clone())
             .collect();
         sessions.sort_by(|a, b| a.id.cmp(&b.id));
         sessions
     }
 
-    /// The live session `id` of `owner`. Another user's session is reported as not found, so
-    /// that session ids cannot be probed.
-    fn live(&self, id: &str, owner: &str) -> Result<Arc<Session>, RuntimeError> {
-        let session = self
-            .table()
-            .get(id)
-            .filter(|session| session.info.owner == owner)
-            .cloned()
-            .ok_or_else(|| RuntimeError::SessionNotFound(id.to_owned()))?;
-        if let Some(reason) = session.worker().exit_reason() {
-            return Err(session.gone(reason));
-        }
-        session.touch();
-        Ok(session)
+    /// How many sessions are open.
+    pub(crate) fn count(&self) -> usize {
+        self.table().len()
     }
 
-    /// The session's description.
-    pub fn info(&self, id: &str, owner: &str) -> Result<SessionInfo, RuntimeError> {
-        Ok(self.live(id, owner)?.info.clone())
+    /// The live session named by `session`. Another user's session is reported as not found,
+    /// so that session ids cannot be probed.
+    fn live(&self, session: &SessionRef) -> Result<Arc<Session>, RuntimeError> {
+        let found = self
+            .table()
+            .get(&session.id)
+            .filter(|found| found.info.owner == session.owner)
+            .cloned()
+            .ok_or_else(|| RuntimeError::SessionNotFound(session.id.clone()))?;
+        if let Some(reason) = found.worker().exit_reason() {
+            return Err(found.gone(reason));
+        }
+        found.touch(&self.clock);
+        Ok(found)
     }
 
     /// Runs code in the session.
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
-        id: &str,
-        owner: &str,
+        session: &SessionRef,
         request: ExecuteRequest,
     ) -> Result<ExecuteOutcome, RuntimeError> {
-        let session = self.live(id, owner)?;
+        let session = self.live(session)?;
         let _one_at_a_time = session.execution.lock().await;
         session
             .history
@@ -237,13 +249,16 @@ impl Sessions {
                 RuntimeError::WorkerDied(reason) => session.gone(reason),
                 other => other,
             })?;
-        session.touch();
-        let message = reply.message;
-        if !message.ok {
-            return Err(RuntimeError::InvalidInput(
-                message.error.unwrap_or_default(),
-            ));
-        }
+        session.touch(&self.clock);
+        let (message, _) = accepted(reply)?;
+        let WorkerMessage::Executed {
+            success,
+            error,
+            outputs,
+        } = message
+        else {
+            unreachable!("the worker actor checks the kind of every answer");
+        };
         let after = session.worker().workdir().fingerprints()?;
         let console_output = session
             .console
@@ -251,17 +266,17 @@ impl Sessions {
             .expect("console lock poisoned. This is a bug.")
             .clone();
         Ok(ExecuteOutcome {
-            success: message.success.unwrap_or(false),
-            error_message: message.error.unwrap_or_default(),
+            success,
+            error_message: error,
             console_output,
-            outputs: message.outputs,
-            changed_files: workdir::changed_files(&before, &after),
+            outputs,
+            changed_files: crate::workdir::changed_files(&before, &after),
         })
     }
 
     /// The console output of the running or last execution.
-    pub fn console_output(&self, id: &str, owner: &str) -> Result<String, RuntimeError> {
-        let session = self.live(id, owner)?;
+    pub(crate) fn console_output(&self, session: &SessionRef) -> Result<String, RuntimeError> {
+        let session = self.live(session)?;
         let console = session
             .console
             .lock()
@@ -270,8 +285,8 @@ impl Sessions {
     }
 
     /// The code executed so far, in order.
-    pub fn history(&self, id: &str, owner: &str) -> Result<Vec<String>, RuntimeError> {
-        let session = self.live(id, owner)?;
+    pub(crate) fn history(&self, session: &SessionRef) -> Result<Vec<String>, RuntimeError> {
+        let session = self.live(session)?;
         let history = session
             .history
             .lock()
@@ -280,179 +295,185 @@ impl Sessions {
     }
 
     /// Interrupts the running execution; the session stays usable.
-    pub fn cancel(&self, id: &str, owner: &str) -> Result<(), RuntimeError> {
-        self.live(id, owner)?.worker().interrupt();
+    pub(crate) fn cancel(&self, session: &SessionRef) -> Result<(), RuntimeError> {
+        self.live(session)?.worker().interrupt();
         Ok(())
     }
 
-    /// Closes the session: the running execution is interrupted and the worker discarded.
-    /// A session whose worker died can still be closed.
-    pub fn close(&self, id: &str, owner: &str) -> Result<(), RuntimeError> {
-        let session = self.remove(id, owner)?;
-        session.worker().interrupt();
-        Ok(())
-    }
-
-    /// Kills the session's worker at once and forgets the session.
-    pub fn force_close(&self, id: &str, owner: &str) -> Result<(), RuntimeError> {
-        let session = self.remove(id, owner)?;
-        session.worker().kill();
-        Ok(())
-    }
-
-    fn remove(&self, id: &str, owner: &str) -> Result<Arc<Session>, RuntimeError> {
+    /// Closes the session: gracefully (the running execution is interrupted and the worker
+    /// discarded), or by killing its worker at once. A session whose worker died can still be
+    /// closed.
+    pub(crate) fn close(&self, session: &SessionRef, force: bool) -> Result<(), RuntimeError> {
         let mut table = self.table();
-        match table.get(id) {
-            Some(session) if session.info.owner == owner => Ok(table.remove(id).expect("present")),
-            _ => Err(RuntimeError::SessionNotFound(id.to_owned())),
+        let removed = match table.get(&session.id) {
+            Some(found) if found.info.owner == session.owner => {
+                table.remove(&session.id).expect("present")
+            }
+            _ => return Err(RuntimeError::SessionNotFound(session.id.clone())),
+        };
+        drop(table);
+        if force {
+            removed.worker().kill();
+        } else {
+            removed.worker().interrupt();
         }
+        Ok(())
     }
 
     /// Files in the working directory.
-    pub fn list_files(&self, id: &str, owner: &str) -> Result<Vec<String>, RuntimeError> {
-        self.live(id, owner)?.worker().workdir().list()
+    pub(crate) fn list_files(&self, session: &SessionRef) -> Result<Vec<String>, RuntimeError> {
+        self.live(session)?.worker().workdir().list()
     }
 
-    /// Writes a file into the working directory, replacing one of the same name.
-    pub async fn upload_file(
+    /// Writes a file into the working directory as it arrives, replacing one of the same name
+    /// once it is complete (readers never see half a file).
+    pub(crate) async fn upload_file(
         &self,
-        id: &str,
-        owner: &str,
-        name: &FileName,
-        content: Vec<u8>,
+        session: &SessionRef,
+        name: &str,
+        mut content: ByteStream,
     ) -> Result<(), RuntimeError> {
-        let session = self.live(id, owner)?;
-        let name = name.clone();
-        with_workdir(session.worker(), move |workdir| {
-            workdir.write(&name, &content)
+        let name = parse_file_name(name)?;
+        let worker = self.live(session)?.worker().clone();
+        let (temporary, file) = with_workdir(&worker, WorkDir::create_temporary).await?;
+        let mut file = tokio::fs::File::from_std(file);
+        let written = async {
+            while let Some(chunk) = content.next().await {
+                file.write_all(&chunk?).await?;
+            }
+            file.flush().await
+        }
+        .await;
+        drop(file);
+        let temporary_name = temporary.clone();
+        with_workdir(&worker, move |workdir| match written {
+            Ok(()) => workdir.commit(&temporary_name, &name),
+            Err(err) => {
+                workdir.discard(&temporary_name);
+                Err(err.into())
+            }
         })
         .await
     }
 
-    /// A working-directory file opened for reading, for streaming it.
-    pub async fn open_file(
+    /// A working-directory file, for streaming it out.
+    pub(crate) async fn download_file(
         &self,
-        id: &str,
-        owner: &str,
-        name: &FileName,
-    ) -> Result<std::fs::File, RuntimeError> {
-        let session = self.live(id, owner)?;
-        let name = name.clone();
-        with_workdir(session.worker(), move |workdir| workdir.open(&name)).await
+        session: &SessionRef,
+        name: &str,
+    ) -> Result<Download, RuntimeError> {
+        let name = parse_file_name(name)?;
+        let worker = self.live(session)?.worker().clone();
+        let file = with_workdir(&worker, move |workdir| workdir.open(&name)).await?;
+        Ok(file_download(file))
     }
 
     /// Deletes a working-directory file.
-    pub async fn delete_file(
+    pub(crate) async fn delete_file(
         &self,
-        id: &str,
-        owner: &str,
-        name: &FileName,
+        session: &SessionRef,
+        name: &str,
     ) -> Result<(), RuntimeError> {
-        let session = self.live(id, owner)?;
-        let name = name.clone();
-        with_workdir(session.worker(), move |workdir| workdir.delete(&name)).await
+        let name = parse_file_name(name)?;
+        let worker = self.live(session)?.worker().clone();
+        with_workdir(&worker, move |workdir| workdir.delete(&name)).await
     }
 
     /// Names of the workspace's objects.
-    pub async fn list_objects(&self, id: &str, owner: &str) -> Result<Vec<String>, RuntimeError> {
-        let session = self.live(id, owner)?;
-        Ok(session
-            .call(Request::ListObjects, Vec::new())
-            .await?
-            .message
-            .names)
+    pub(crate) async fn list_objects(
+        &self,
+        session: &SessionRef,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let session = self.live(session)?;
+        match session.call(Request::ListObjects, Vec::new()).await? {
+            (WorkerMessage::ObjectNames { names }, _) => Ok(names),
+            _ => unreachable!("the worker actor checks the kind of every answer"),
+        }
     }
 
-    /// One object in the runtime's serialization (dill for Python).
-    pub async fn get_object(
+    /// One object in the runtime's serialization (dill for Python, an .RData stream for R).
+    pub(crate) async fn get_object(
         &self,
-        id: &str,
-        owner: &str,
-        name: &ObjectName,
+        session: &SessionRef,
+        name: &str,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let session = self.live(id, owner)?;
+        let name = parse_object_name(name)?;
+        let session = self.live(session)?;
         let request = Request::GetObject {
             name: name.to_string(),
         };
-        Ok(session.call(request, Vec::new()).await?.blob)
+        Ok(session.call(request, Vec::new()).await?.1)
     }
 
     /// Stores an object given in the runtime's serialization; unreadable bytes are refused and
     /// leave the session as it was.
-    pub async fn put_object(
+    pub(crate) async fn put_object(
         &self,
-        id: &str,
-        owner: &str,
-        name: &ObjectName,
+        session: &SessionRef,
+        name: &str,
         bytes: Vec<u8>,
     ) -> Result<(), RuntimeError> {
-        let session = self.live(id, owner)?;
-        session
-            .call(
-                Request::PutObject {
-                    name: name.to_string(),
-                },
-                bytes,
-            )
-            .await?;
+        let name = parse_object_name(name)?;
+        let session = self.live(session)?;
+        let request = Request::PutObject {
+            name: name.to_string(),
+        };
+        session.call(request, bytes).await?;
         Ok(())
     }
 
     /// Removes an object.
-    pub async fn delete_object(
+    pub(crate) async fn delete_object(
         &self,
-        id: &str,
-        owner: &str,
-        name: &ObjectName,
+        session: &SessionRef,
+        name: &str,
     ) -> Result<(), RuntimeError> {
-        let session = self.live(id, owner)?;
-        session
-            .call(
-                Request::DeleteObject {
-                    name: name.to_string(),
-                },
-                Vec::new(),
-            )
-            .await?;
+        let name = parse_object_name(name)?;
+        let session = self.live(session)?;
+        let request = Request::DeleteObject {
+            name: name.to_string(),
+        };
+        session.call(request, Vec::new()).await?;
         Ok(())
     }
 
     /// The session's workspace and working directory as a snapshot archive.
-    pub async fn export_snapshot(
+    pub(crate) async fn export_snapshot(
         &self,
-        id: &str,
-        owner: &str,
-    ) -> Result<(RuntimeType, Vec<u8>), RuntimeError> {
-        let session = self.live(id, owner)?;
-        let workspace = session.call(Request::SaveWorkspace, Vec::new()).await?.blob;
+        session: &SessionRef,
+    ) -> Result<Download, RuntimeError> {
+        let session = self.live(session)?;
+        let (_, workspace) = session.call(Request::SaveWorkspace, Vec::new()).await?;
         let runtime = session.info.runtime;
         let archive = with_workdir(session.worker(), move |workdir| {
             snapshot::pack(runtime, &workspace, workdir)
         })
         .await?;
-        Ok((runtime, archive))
+        Ok(file_download(archive))
     }
 
     /// Merges a snapshot archive into the session: workspace objects are added or replaced,
     /// files overwritten.
-    pub async fn import_snapshot(
+    pub(crate) async fn import_snapshot(
         &self,
-        id: &str,
-        owner: &str,
-        archive: Vec<u8>,
+        session: &SessionRef,
+        archive: PathBuf,
     ) -> Result<(), RuntimeError> {
-        let session = self.live(id, owner)?;
-        let unpacked = snapshot::unpack_off_thread(session.info.runtime, archive).await?;
-        if !unpacked.workspace.is_empty() {
-            session
-                .call(Request::LoadWorkspace, unpacked.workspace)
-                .await?;
-        }
-        let files = unpacked.files;
-        with_workdir(session.worker(), move |workdir| {
-            workdir.write_tree(std::path::Path::new(""), files)
+        let session = self.live(session)?;
+        let runtime = session.info.runtime;
+        let workspace = with_workdir(session.worker(), move |workdir| {
+            snapshot::unpack_into(runtime, &archive, workdir, Path::new(""))
         })
-        .await
+        .await?;
+        if !workspace.is_empty() {
+            session.call(Request::LoadWorkspace, workspace).await?;
+        }
+        Ok(())
+    }
+
+    /// The runtime of a live session.
+    pub(crate) fn runtime(&self, session: &SessionRef) -> Result<RuntimeType, RuntimeError> {
+        Ok(self.live(session)?.info.runtime)
     }
 
     /// Forgets every session and returns their workers, for shutdown.
@@ -468,27 +489,38 @@ impl Sessions {
             .collect()
     }
 
-    /// Closes sessions unused for longer than `idle_timeout`, checking now and then.
-    pub(crate) fn start_idle_reaper(&self, idle_timeout: Duration) {
+    /// Closes idle sessions that nobody calls, checking now and then, until `stop` is
+    /// cancelled.
+    pub(crate) fn start_idle_reaper(
+        &self,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         let table = Arc::downgrade(&self.by_id);
+        let (clock, idle_timeout) = (self.clock.clone(), self.idle_timeout);
         let period = (idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             loop {
-                tokio::time::sleep(period).await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(period) => {}
+                }
                 let Some(table) = table.upgrade() else { return };
                 let mut table = table
                     .lock()
                     .expect("session table lock poisoned. This is a bug.");
-                table.retain(|id, session| {
-                    let idle_for = session.last_used.lock().expect("session lock poisoned. This is a bug.").elapsed();
-                    let busy = session.execution.try_lock().is_err();
-                    let keep = busy || idle_for < idle_timeout;
-                    if !keep {
-                        tracing::info!(session = %id, owner = %session.info.owner, "closing idle session");
-                    }
-                    keep
-                });
+                close_idle(&mut table, &clock, idle_timeout);
             }
         });
+    }
+}
+
+/// A file streamed out, with its length.
+fn file_download(file: std::fs::File) -> Download {
+    let size = file.metadata().ok().map(|metadata| metadata.len());
+    let file = tokio::fs::File::from_std(file);
+    Download {
+        size,
+        content: Box::pin(tokio_util::io::ReaderStream::new(file)),
     }
 }

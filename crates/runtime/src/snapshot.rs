@@ -5,7 +5,7 @@
 //! under `files/`, keeping subdirectories. Extraction checks every path component, so an
 //! archive cannot write outside the working directory.
 
-use std::io::{Cursor, Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use o16n_types::{FileName, RuntimeType};
@@ -33,14 +33,17 @@ fn workspace_entry(runtime: RuntimeType) -> &'static str {
     }
 }
 
-/// Builds the archive from a serialized workspace and a working directory.
+/// Builds the archive from a serialized workspace and a working directory, in an anonymous
+/// temporary file (gone when closed), positioned at its start.
 pub(crate) fn pack(
     runtime: RuntimeType,
     workspace: &[u8],
     workdir: &WorkDir,
-) -> Result<Vec<u8>, RuntimeError> {
-    let mut archive = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+) -> Result<std::fs::File, RuntimeError> {
+    let mut archive = zip::ZipWriter::new(tempfile::tempfile()?);
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
     let manifest = serde_json::to_vec(&Manifest {
         format: 1,
         runtime: runtime.as_str().to_owned(),
@@ -59,21 +62,23 @@ pub(crate) fn pack(
         std::io::copy(content, &mut archive)?;
         Ok(())
     })?;
-    Ok(archive.finish().map_err(zip_error)?.into_inner())
+    let mut file = archive.finish().map_err(zip_error)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(file)
 }
 
-/// The content of an archive: its runtime, the serialized workspace, and the files.
-pub(crate) struct Unpacked {
-    pub(crate) workspace: Vec<u8>,
-    pub(crate) files: Vec<(PathBuf, Vec<u8>)>,
-}
-
-/// Reads an archive made by [`pack`], refusing one of another runtime.
-pub(crate) fn unpack(expected: RuntimeType, content: &[u8]) -> Result<Unpacked, RuntimeError> {
+/// Unpacks an archive made by [`pack`] (refusing one of another runtime): its files go under
+/// `under` in the working directory, one at a time; the serialized workspace is returned.
+pub(crate) fn unpack_into(
+    expected: RuntimeType,
+    archive: &Path,
+    workdir: &WorkDir,
+    under: &Path,
+) -> Result<Vec<u8>, RuntimeError> {
     let invalid =
         |what: String| RuntimeError::InvalidInput(format!("the snapshot is not usable: {what}"));
-    let mut archive =
-        zip::ZipArchive::new(Cursor::new(content)).map_err(|err| invalid(err.to_string()))?;
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(archive)?)
+        .map_err(|err| invalid(err.to_string()))?;
     let manifest: Manifest = {
         let mut entry = archive
             .by_name(MANIFEST)
@@ -91,10 +96,7 @@ pub(crate) fn unpack(expected: RuntimeType, content: &[u8]) -> Result<Unpacked, 
             "a snapshot of an {runtime} session cannot be loaded into an {expected} session"
         )));
     }
-    let mut unpacked = Unpacked {
-        workspace: Vec::new(),
-        files: Vec::new(),
-    };
+    let mut workspace = Vec::new();
     let mut total = 0u64;
     for index in 0..archive.len() {
         let mut entry = archive
@@ -111,29 +113,15 @@ pub(crate) fn unpack(expected: RuntimeType, content: &[u8]) -> Result<Unpacked, 
         if entry.is_dir() || name == MANIFEST {
             continue;
         }
-        let mut data = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut data)?;
         if name == workspace_entry(runtime) {
-            unpacked.workspace = data;
+            entry.read_to_end(&mut workspace)?;
         } else if let Some(relative) = name.strip_prefix(FILES_PREFIX) {
-            unpacked.files.push((
-                safe_relative_path(relative)
-                    .ok_or_else(|| invalid(format!("bad path `{relative}`")))?,
-                data,
-            ));
+            let relative = safe_relative_path(relative)
+                .ok_or_else(|| invalid(format!("bad path `{relative}`")))?;
+            workdir.write_file(&under.join(relative), &mut entry)?;
         }
     }
-    Ok(unpacked)
-}
-
-/// [`unpack`] on a blocking thread: an archive can be large.
-pub(crate) async fn unpack_off_thread(
-    expected: RuntimeType,
-    archive: Vec<u8>,
-) -> Result<Unpacked, RuntimeError> {
-    tokio::task::spawn_blocking(move || unpack(expected, &archive))
-        .await
-        .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))?
+    Ok(workspace)
 }
 
 /// A relative path whose every component is a valid file name.
@@ -156,32 +144,45 @@ fn safe_relative_path(text: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    fn scratch() -> (PathBuf, WorkDir, WorkDir) {
+        let root = std::env::temp_dir().join(format!(
+            "o16n-snapshot-test-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&root).unwrap();
+        let source = WorkDir::create(&root.join("source"), None).unwrap();
+        let target = WorkDir::create(&root.join("target"), None).unwrap();
+        (root, source, target)
+    }
+
+    fn archive_file(root: &Path, mut packed: std::fs::File) -> PathBuf {
+        let path = root.join("archive.zip");
+        std::io::copy(&mut packed, &mut std::fs::File::create(&path).unwrap()).unwrap();
+        path
+    }
+
     #[test]
     fn an_archive_round_trips_workspace_and_nested_files() {
-        let dir = tempfile_dir();
-        let workdir = WorkDir::create(&dir.join("w"), None).unwrap();
-        std::fs::write(workdir.path().join("a.csv"), "1,2").unwrap();
-        std::fs::create_dir(workdir.path().join("sub")).unwrap();
-        std::fs::write(workdir.path().join("sub").join("b.txt"), "b").unwrap();
+        let (root, source, target) = scratch();
+        std::fs::write(source.path().join("a.csv"), "1,2").unwrap();
+        std::fs::create_dir(source.path().join("sub")).unwrap();
+        std::fs::write(source.path().join("sub").join("b.txt"), "b").unwrap();
 
-        let archive = pack(RuntimeType::Python, b"workspace-bytes", &workdir).unwrap();
-        let unpacked = unpack(RuntimeType::Python, &archive).unwrap();
+        let packed = pack(RuntimeType::Python, b"workspace-bytes", &source).unwrap();
+        let archive = archive_file(&root, packed);
+        let workspace = unpack_into(RuntimeType::Python, &archive, &target, Path::new("")).unwrap();
 
-        assert_eq!(unpacked.workspace, b"workspace-bytes");
-        let mut files = unpacked.files;
-        files.sort();
+        assert_eq!(workspace, b"workspace-bytes");
+        assert_eq!(std::fs::read(target.path().join("a.csv")).unwrap(), b"1,2");
         assert_eq!(
-            files,
-            vec![
-                (PathBuf::from("a.csv"), b"1,2".to_vec()),
-                (PathBuf::from("sub/b.txt"), b"b".to_vec())
-            ]
+            std::fs::read(target.path().join("sub").join("b.txt")).unwrap(),
+            b"b"
         );
         assert!(matches!(
-            unpack(RuntimeType::R, &archive),
+            unpack_into(RuntimeType::R, &archive, &target, Path::new("")),
             Err(RuntimeError::InvalidInput(_))
         ));
-        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
@@ -197,18 +198,13 @@ mod tests {
 
     #[test]
     fn garbage_is_not_a_snapshot() {
+        let (root, _, target) = scratch();
+        let path = root.join("garbage");
+        std::fs::write(&path, "not a zip").unwrap();
         assert!(matches!(
-            unpack(RuntimeType::Python, b"not a zip"),
+            unpack_into(RuntimeType::Python, &path, &target, Path::new("")),
             Err(RuntimeError::InvalidInput(_))
         ));
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "o16n-snapshot-test-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -8,7 +8,7 @@
 //! handed to the worker's user so that its code may change it.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -76,19 +76,6 @@ impl WorkDir {
         Ok(self.fingerprints()?.into_keys().collect())
     }
 
-    /// Writes a file, replacing one of the same name atomically (readers never see half a
-    /// file).
-    pub(crate) fn write(&self, name: &FileName, content: &[u8]) -> Result<(), RuntimeError> {
-        let temporary = format!(".o16n-upload-{}", uuid::Uuid::new_v4().simple());
-        let written = self.create_file(Path::new(&temporary), content);
-        let renamed =
-            written.and_then(|()| Ok(self.dir.rename(&temporary, &self.dir, name.as_str())?));
-        if renamed.is_err() {
-            let _ = self.dir.remove_file(&temporary);
-        }
-        renamed
-    }
-
     /// Opens an existing regular file for reading. A link, a FIFO or anything else that is not
     /// a plain file is "not found": reading it could escape the directory or block forever.
     pub(crate) fn open(&self, name: &FileName) -> Result<std::fs::File, RuntimeError> {
@@ -127,21 +114,42 @@ impl WorkDir {
         Ok(())
     }
 
-    /// Writes files at relative paths under the subdirectory `under` (`""` for the directory
-    /// itself), creating subdirectories and replacing files.
-    pub(crate) fn write_tree(
+    /// Writes a file at a relative path, creating its directories and replacing a file of the
+    /// same name; the file and the directories are the worker's.
+    pub(crate) fn write_file(
         &self,
-        under: &Path,
-        files: Vec<(PathBuf, Vec<u8>)>,
+        relative: &Path,
+        content: &mut dyn Read,
     ) -> Result<(), RuntimeError> {
-        for (relative, content) in files {
-            let path = under.join(relative);
-            if let Some(parent) = path.parent() {
-                self.create_dirs(parent)?;
-            }
-            self.create_file(&path, &content)?;
+        if let Some(parent) = relative.parent() {
+            self.create_dirs(parent)?;
         }
-        Ok(())
+        self.create_file(relative, content)
+    }
+
+    /// Creates a file for the worker that the caller fills (an upload arriving in chunks),
+    /// under a temporary name; [`WorkDir::commit`] gives it its real name.
+    pub(crate) fn create_temporary(&self) -> Result<(String, std::fs::File), RuntimeError> {
+        let temporary = format!(".o16n-upload-{}", uuid::Uuid::new_v4().simple());
+        self.create_file(Path::new(&temporary), &mut std::io::empty())?;
+        let file = self
+            .dir
+            .open_with(&temporary, OpenOptions::new().write(true).append(true))?;
+        Ok((temporary, file.into_std()))
+    }
+
+    /// Renames a file made by [`WorkDir::create_temporary`] to its name, atomically.
+    pub(crate) fn commit(&self, temporary: &str, name: &FileName) -> Result<(), RuntimeError> {
+        let renamed = self.dir.rename(temporary, &self.dir, name.as_str());
+        if renamed.is_err() {
+            let _ = self.dir.remove_file(temporary);
+        }
+        Ok(renamed?)
+    }
+
+    /// Removes a file made by [`WorkDir::create_temporary`] that will not be committed.
+    pub(crate) fn discard(&self, temporary: &str) {
+        let _ = self.dir.remove_file(temporary);
     }
 
     /// Creates a directory and its missing parents beneath the working directory, each given
@@ -216,7 +224,7 @@ impl WorkDir {
     }
 
     /// Creates (or truncates) a file and gives it to the worker.
-    fn create_file(&self, relative: &Path, content: &[u8]) -> Result<(), RuntimeError> {
+    fn create_file(&self, relative: &Path, content: &mut dyn Read) -> Result<(), RuntimeError> {
         use cap_std::fs::OpenOptionsExt;
         // A link at the path is replaced, never written through.
         match self.dir.symlink_metadata(relative) {
@@ -231,7 +239,7 @@ impl WorkDir {
                 .truncate(true)
                 .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits()),
         )?;
-        file.write_all(content)?;
+        std::io::copy(content, &mut file)?;
         if let Some(owner) = self.owner {
             std::os::unix::fs::fchown(&file, Some(owner), Some(owner))?;
         }
@@ -291,13 +299,12 @@ mod tests {
         ));
         assert!(workdir.list().unwrap().is_empty());
         // Writing through a planted directory link must not reach outside.
-        let written = workdir.write_tree(
-            Path::new(""),
-            vec![(PathBuf::from("up/secret"), b"overwritten".to_vec())],
-        );
+        let written = workdir.write_file(Path::new("up/secret"), &mut &b"overwritten"[..]);
         assert!(written.is_err());
         // Writing over a planted file link replaces the link.
-        workdir.write(&name("leak"), b"mine").unwrap();
+        let (temporary, mut file) = workdir.create_temporary().unwrap();
+        std::io::Write::write_all(&mut file, b"mine").unwrap();
+        workdir.commit(&temporary, &name("leak")).unwrap();
         assert_eq!(std::fs::read_to_string(&outside).unwrap(), "server secret");
         let mut content = String::new();
         workdir

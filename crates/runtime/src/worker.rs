@@ -32,7 +32,7 @@ use futures_util::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use o16n_types::RuntimeType;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -40,7 +40,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use crate::RuntimeError;
-use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, ResultMessage, WorkerMessage};
+use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, WorkerMessage};
 use crate::sandbox::{Arg, Identity, Launch, Sandbox, WorkerLimits};
 use crate::workdir::WorkDir;
 
@@ -75,6 +75,31 @@ pub(crate) struct LaunchSpec {
     pub(crate) max_frame_bytes: usize,
 }
 
+/// How a pool starts its workers.
+#[derive(Debug, Clone)]
+pub(crate) enum Launcher {
+    /// Real interpreters, sandboxed.
+    Process(LaunchSpec),
+    /// Fake workers speaking the protocol from inside the process (tests).
+    #[cfg(test)]
+    Fake(RuntimeType),
+}
+
+impl Launcher {
+    /// Starts one worker in a new working directory under `work_root`.
+    pub(crate) async fn start(
+        &self,
+        work_root: &Path,
+        sandbox: &Sandbox,
+    ) -> Result<WorkerHandle, RuntimeError> {
+        match self {
+            Launcher::Process(spec) => spawn(spec, work_root, sandbox).await,
+            #[cfg(test)]
+            Launcher::Fake(runtime) => crate::fake::spawn(*runtime, work_root).await,
+        }
+    }
+}
+
 /// Where a worker's console output comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConsoleKind {
@@ -91,9 +116,9 @@ const END_MARKER: &str = "\u{1e}o16n-end";
 /// `GET /sessions/{id}/console-output`.
 pub(crate) type ConsoleSink = Arc<Mutex<String>>;
 
-/// A request's answer.
+/// A request's answer: a message of the kind the request expects, or `failed`.
 pub(crate) struct Reply {
-    pub(crate) message: ResultMessage,
+    pub(crate) message: WorkerMessage,
     pub(crate) blob: Vec<u8>,
 }
 
@@ -115,7 +140,9 @@ pub(crate) struct WorkerHandle {
 
 struct Shared {
     id: String,
-    processes: Processes,
+    /// The real processes, signalled directly so that an interrupt never waits for the actor
+    /// (which is busy with the request being interrupted); `None` for a fake worker.
+    processes: Option<Processes>,
     runtime: RuntimeType,
     workdir: WorkDir,
     commands: mpsc::Sender<Command>,
@@ -193,12 +220,17 @@ impl WorkerHandle {
     /// Interrupts the running execution (SIGINT to the group running user code). A worker
     /// that is not executing ignores it.
     pub(crate) fn interrupt(&self) {
-        self.shared.processes.interrupt();
+        if let Some(processes) = self.shared.processes {
+            processes.interrupt();
+        }
     }
 
-    /// Kills the worker and everything it started, at once.
+    /// Kills the worker and everything it started, at once. A fake worker is ended by dropping
+    /// its last handle.
     pub(crate) fn kill(&self) {
-        self.shared.processes.kill();
+        if let Some(processes) = self.shared.processes {
+            processes.kill();
+        }
     }
 
     fn death_notice(&self) -> String {
@@ -218,6 +250,41 @@ struct ProcessGuard(Processes);
 impl Drop for ProcessGuard {
     fn drop(&mut self) {
         self.0.kill();
+    }
+}
+
+/// What the actor needs of the thing on the other end of the pipes: a real process tree, or a
+/// fake worker in tests.
+#[async_trait::async_trait]
+pub(crate) trait WorkerProcess: Send + 'static {
+    /// Interrupts the running execution.
+    fn interrupt(&self);
+    /// Ends the worker at once.
+    fn kill(&mut self);
+    /// Waits for the end and says how it ended; gives up after `patience`.
+    async fn wait(&mut self, patience: Duration) -> String;
+}
+
+/// A worker process tree started by the server.
+struct ChildProcess {
+    child: Child,
+    guard: ProcessGuard,
+    /// The worker's user id, freed only once its processes are gone.
+    _identity: Identity,
+}
+
+#[async_trait::async_trait]
+impl WorkerProcess for ChildProcess {
+    fn interrupt(&self) {
+        self.guard.0.interrupt();
+    }
+
+    fn kill(&mut self) {
+        self.guard.0.kill();
+    }
+
+    async fn wait(&mut self, patience: Duration) -> String {
+        describe_exit(&mut self.child, patience).await
     }
 }
 
@@ -335,7 +402,7 @@ async fn spawn_process(
             spec.runtime
         )),
         Ok(Some(Err(_)) | None) => {
-            let status = wait_briefly(&mut child).await;
+            let status = describe_exit(&mut child, Duration::from_secs(1)).await;
             Some(format!(
                 "the {} worker exited during start-up ({status}){}",
                 spec.runtime,
@@ -358,19 +425,21 @@ async fn spawn_process(
     }
     let processes = guard.0;
     Ok(PendingWorker {
-        processes,
+        processes: Some(processes),
         runtime: spec.runtime,
         workdir,
         actor: Actor {
             runtime: spec.runtime,
-            child,
-            writer,
+            process: Box::new(ChildProcess {
+                child,
+                guard,
+                _identity: identity,
+            }),
+            writer: Box::new(writer),
             frames,
             stderr_tail,
             pipe_console,
             requests: 0,
-            guard,
-            _identity: identity,
         },
     })
 }
@@ -437,15 +506,41 @@ impl PipeConsole {
 }
 
 /// A started worker whose actor is not running yet.
-struct PendingWorker {
-    processes: Processes,
+pub(crate) struct PendingWorker {
+    /// The real processes, for signals from outside the actor (none for a fake).
+    processes: Option<Processes>,
     runtime: RuntimeType,
     workdir: WorkDir,
     actor: Actor,
 }
 
 impl PendingWorker {
-    fn start(self, id: String) -> WorkerHandle {
+    /// A worker whose other end is a fake (tests).
+    #[cfg(test)]
+    pub(crate) fn fake(
+        runtime: RuntimeType,
+        workdir: WorkDir,
+        process: Box<dyn WorkerProcess>,
+        writer: Box<dyn AsyncWrite + Send + Unpin>,
+        frames: mpsc::Receiver<Frame>,
+    ) -> PendingWorker {
+        PendingWorker {
+            processes: None,
+            runtime,
+            workdir,
+            actor: Actor {
+                runtime,
+                process,
+                writer,
+                frames,
+                stderr_tail: Arc::default(),
+                pipe_console: None,
+                requests: 0,
+            },
+        }
+    }
+
+    pub(crate) fn start(self, id: String) -> WorkerHandle {
         let (commands, receiver) = mpsc::channel(8);
         let (exit_sender, exit_reason) = watch::channel(None);
         let workdir_path = self.workdir.path().to_path_buf();
@@ -467,26 +562,23 @@ impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerHandle")
             .field("id", &self.shared.id)
-            .field("pid", &self.shared.processes.started)
+            .field("pid", &self.shared.processes.map(|p| p.started))
             .finish()
     }
 }
 
-type Frame = Result<(WorkerMessage, Vec<u8>), FrameError>;
+pub(crate) type Frame = Result<(WorkerMessage, Vec<u8>), FrameError>;
 
 struct Actor {
     runtime: RuntimeType,
-    child: Child,
-    writer: pipe::Sender,
+    process: Box<dyn WorkerProcess>,
+    writer: Box<dyn AsyncWrite + Send + Unpin>,
     frames: mpsc::Receiver<Frame>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     /// Set for workers whose console is their stderr.
     pipe_console: Option<Arc<PipeConsole>>,
     /// Requests answered so far (each is followed by one end marker).
     requests: u64,
-    guard: ProcessGuard,
-    /// The worker's user id, freed only once its processes are gone.
-    _identity: Identity,
 }
 
 impl Actor {
@@ -531,7 +623,7 @@ impl Actor {
                 },
             }
         };
-        tracing::debug!(pid = self.guard.0.started, %reason, "worker ended");
+        tracing::debug!(%reason, "worker ended");
         self.kill_now().await;
         let _ = exit_sender.send(Some(reason));
         let _ = tokio::fs::remove_dir_all(&workdir).await;
@@ -571,6 +663,7 @@ impl Actor {
         console: Option<ConsoleSink>,
         time_limit: Option<Duration>,
     ) -> Result<Reply, RuntimeError> {
+        let expected = request.answered_by();
         if protocol::write_frame(&mut self.writer, &request, &blob)
             .await
             .is_err()
@@ -579,13 +672,14 @@ impl Actor {
         }
         let mut deadline = time_limit.map(|limit| Instant::now() + limit);
         let mut interrupted = false;
+        let limit_seconds = time_limit.unwrap_or_default().as_secs();
         loop {
             let frame = match deadline {
                 Some(at) => match tokio::time::timeout_at(at, self.frames.recv()).await {
                     Ok(frame) => frame,
                     Err(_) if !interrupted => {
                         // Over time: interrupt, and give the code a grace period to stop.
-                        self.guard.0.interrupt();
+                        self.process.interrupt();
                         interrupted = true;
                         deadline = Some(Instant::now() + GRACE_PERIOD);
                         continue;
@@ -593,9 +687,8 @@ impl Actor {
                     Err(_) => {
                         self.kill_now().await;
                         return Err(RuntimeError::WorkerDied(format!(
-                            "the execution exceeded its time limit of {} s and did not stop when \
-                             interrupted, so the {} worker was killed",
-                            time_limit.unwrap_or_default().as_secs(),
+                            "the execution exceeded its time limit of {limit_seconds} s and did \
+                             not stop when interrupted, so the {} worker was killed",
                             self.runtime
                         )));
                     }
@@ -611,21 +704,28 @@ impl Actor {
                             .push_str(&text);
                     }
                 }
-                Some(Ok((WorkerMessage::Result(mut message), blob))) => {
+                Some(Ok((mut message, blob))) if message.answers(expected) => {
                     if interrupted {
-                        message.success = Some(false);
-                        message.error = Some(format!(
-                            "the execution exceeded its time limit of {} s and was interrupted",
-                            time_limit.unwrap_or_default().as_secs()
-                        ));
+                        let over_time = format!(
+                            "the execution exceeded its time limit of {limit_seconds} s and was \
+                             interrupted"
+                        );
+                        if let WorkerMessage::Executed { success, error, .. }
+                        | WorkerMessage::Consumed { success, error, .. } = &mut message
+                        {
+                            *success = false;
+                            *error = over_time;
+                        }
                     }
                     return Ok(Reply { message, blob });
                 }
-                Some(Ok((WorkerMessage::Hello { .. }, _))) => {
+                Some(Ok((message, _))) => {
                     self.kill_now().await;
-                    return Err(RuntimeError::Protocol(
-                        "a second handshake in mid-request".to_owned(),
-                    ));
+                    return Err(RuntimeError::Protocol(format!(
+                        "the {} worker answered {expected:?} with {}; it was stopped",
+                        self.runtime,
+                        describe_message(&message)
+                    )));
                 }
                 Some(Err(FrameError::TooLarge { limit })) => {
                     self.kill_now().await;
@@ -643,23 +743,31 @@ impl Actor {
             .await
             .is_ok();
         if asked {
-            let _ = tokio::time::timeout(GRACE_PERIOD, self.child.wait()).await;
+            self.process.wait(GRACE_PERIOD).await;
         }
     }
 
     async fn kill_now(&mut self) {
-        self.guard.0.kill();
-        let _ = self.child.wait().await;
+        self.process.kill();
+        self.process.wait(GRACE_PERIOD).await;
     }
 
     async fn death_reason(&mut self) -> String {
-        let status = wait_briefly(&mut self.child).await;
+        let status = self.process.wait(Duration::from_secs(1)).await;
         format!(
             "the {} worker died ({status}){}",
             self.runtime,
             tail_text(&self.stderr_tail)
         )
     }
+}
+
+/// A message's kind, for an error that says what was unexpected.
+fn describe_message(message: &WorkerMessage) -> String {
+    serde_json::to_value(message)
+        .ok()
+        .and_then(|value| value["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "an unknown message".to_owned())
 }
 
 fn too_large(runtime: RuntimeType, limit: usize) -> String {
@@ -670,10 +778,10 @@ fn too_large(runtime: RuntimeType, limit: usize) -> String {
     )
 }
 
-/// Waits up to a second for the child to exit and describes how it ended.
-async fn wait_briefly(child: &mut Child) -> String {
+/// Waits (up to `patience`) for the child to exit and describes how it ended.
+async fn describe_exit(child: &mut Child, patience: Duration) -> String {
     use std::os::unix::process::ExitStatusExt;
-    match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+    match tokio::time::timeout(patience, child.wait()).await {
         Ok(Ok(status)) => match (status.code(), status.signal()) {
             (Some(code), _) => format!("exit code {code}"),
             (None, Some(9)) => {

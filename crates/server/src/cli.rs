@@ -7,6 +7,9 @@ use o16n_types::Role;
 
 use crate::config::Overrides;
 
+/// The port of a compute node when none is given (the reference's).
+pub const COMPUTE_NODE_PORT: u16 = 12805;
+
 /// o16n: publish R and Python code and models as versioned REST web services.
 #[derive(Debug, Parser)]
 #[command(name = "o16n", version)]
@@ -36,7 +39,7 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the one-box server (web node and compute node in one process).
+    /// Run a server: the one-box server (default), a web node or a compute node.
     Serve(ServeArgs),
     /// Administer local accounts.
     #[command(subcommand)]
@@ -67,12 +70,28 @@ pub enum SetupRuntime {
 /// Options of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// What this process is: the one-box server (web and compute node in one process), a web
+    /// node (REST API, database, realtime scoring, batches; R and Python work goes to
+    /// registered compute nodes) or a compute node (R and Python workers only).
+    #[arg(long, value_enum, default_value_t = ServerRole::Onebox)]
+    pub role: ServerRole,
     /// Address to listen on [default: 127.0.0.1].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
-    /// Port to listen on; 0 picks a free port [default: 12800].
+    /// Port to listen on; 0 picks a free port [default: 12800, 12805 for a compute node].
     #[arg(long)]
     pub port: Option<u16>,
+}
+
+/// What a server process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServerRole {
+    /// Web node and compute node in one process.
+    Onebox,
+    /// A web node of a cluster.
+    Web,
+    /// A compute node of a cluster.
+    Compute,
 }
 
 /// `admin` subcommands.
@@ -109,7 +128,12 @@ impl Cli {
     /// The command-line overrides of the configuration.
     pub fn overrides(&self) -> Overrides {
         let (bind, port) = match &self.command {
-            Command::Serve(args) => (args.bind.clone(), args.port),
+            Command::Serve(args) => (
+                args.bind.clone(),
+                // A compute node listens on the reference's compute node port unless told.
+                args.port
+                    .or((args.role == ServerRole::Compute).then_some(COMPUTE_NODE_PORT)),
+            ),
             Command::Admin(_) | Command::Runtime(_) => (None, None),
         };
         Overrides {

@@ -31,8 +31,59 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Asynchronous batch consumption.
     pub batch: BatchConfig,
+    /// Web nodes and compute nodes on several machines.
+    pub cluster: ClusterConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The clock that expiries (idle sessions, batch leases) are measured by: the wall clock,
+    /// which tests move forward instead of waiting. Not a setting.
+    #[serde(skip)]
+    pub clock: o16n_types::Clock,
+}
+
+/// Web nodes and compute nodes on several machines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The secret every call between web nodes and compute nodes carries; the same on every
+    /// node. Required by compute nodes and web nodes.
+    pub secret: Option<SecretString>,
+    /// Compute nodes a web node sends work to besides those stored by `/computenodes` (URIs
+    /// or ranges, as there).
+    pub compute_nodes: Vec<String>,
+    /// How often a web node checks every compute node, in milliseconds.
+    pub health_interval_ms: u64,
+    /// How long a check waits for an answer, in milliseconds; a node that does not answer
+    /// gets no new work.
+    pub health_timeout_ms: u64,
+    /// TLS between web nodes and compute nodes (optional).
+    pub tls: ClusterTlsConfig,
+}
+
+/// TLS between web nodes and compute nodes: a compute node serves `https://` with its
+/// certificate and key; a web node trusts the certificate authority for `https://` entries.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// A compute node's certificate chain (PEM).
+    pub certificate: Option<PathBuf>,
+    /// A compute node's private key (PEM).
+    pub key: Option<PathBuf>,
+    /// The certificate authority a web node trusts for compute nodes (PEM), besides the
+    /// system's.
+    pub ca_certificate: Option<PathBuf>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            secret: None,
+            compute_nodes: Vec::new(),
+            health_interval_ms: 500,
+            health_timeout_ms: 1000,
+            tls: ClusterTlsConfig::default(),
+        }
+    }
 }
 
 /// The HTTP listener.
@@ -84,12 +135,20 @@ pub struct BatchConfig {
     /// The most records one batch runs at once, whatever it asks for (the reference's
     /// `MaxNumberOfThreadsPerBatchExecution`).
     pub max_parallelism: i64,
+    /// How long a web node's claim on a batch lasts unless renewed, in seconds: a batch of a
+    /// web node that died is taken over by another after this.
+    pub lease_seconds: u64,
+    /// How often a web node looks for batches to run (besides when one is announced), in
+    /// milliseconds.
+    pub poll_interval_ms: u64,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
         BatchConfig {
             max_parallelism: 100,
+            lease_seconds: 30,
+            poll_interval_ms: 1000,
         }
     }
 }
@@ -107,6 +166,8 @@ pub struct RuntimeConfig {
     /// Largest message a worker may send (a serialized object or workspace), in MiB; a worker
     /// that announces a larger one is stopped.
     pub max_frame_mb: usize,
+    /// The most content (snapshot archives sent by digest) a compute node keeps, in MiB.
+    pub content_cache_mb: u64,
     /// How workers are isolated from the server and from each other.
     pub sandbox: SandboxSection,
     /// The Python runtime.
@@ -231,7 +292,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             batch: BatchConfig::default(),
+            cluster: ClusterConfig::default(),
             log: LogConfig::default(),
+            clock: o16n_types::Clock::default(),
         }
     }
 }
@@ -275,6 +338,7 @@ impl Default for RuntimeConfig {
             session_idle_timeout_seconds: 3600,
             worker_startup_timeout_seconds: 60,
             max_frame_mb: 512,
+            content_cache_mb: 4096,
             sandbox: SandboxSection::default(),
             python: PythonRuntimeConfig::default(),
             r: RRuntimeConfig::default(),
@@ -397,6 +461,10 @@ impl Config {
             },
             revocation_check_interval: Duration::from_secs(auth.revocation_check_interval_seconds),
             max_batch_parallelism: self.batch.max_parallelism.max(1),
+            batch_lease: Duration::from_secs(self.batch.lease_seconds.max(1)),
+            batch_poll_interval: Duration::from_millis(self.batch.poll_interval_ms.max(10)),
+            configured_compute_nodes: self.cluster.compute_nodes.clone(),
+            clock: self.clock.clone(),
         }
     }
 
@@ -437,6 +505,8 @@ impl Config {
         let python = &self.runtime.python;
         o16n_runtime::ComputeConfig {
             work_root: self.data_dir.join("work"),
+            content_dir: self.data_dir.join("content"),
+            content_cache_bytes: self.runtime.content_cache_mb.max(1) * 1024 * 1024,
             sandbox: self.sandbox_config(),
             python: self.python_config(),
             python_pool: o16n_runtime::PoolConfig {
@@ -471,6 +541,7 @@ impl Config {
             },
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
             session_idle_timeout: Duration::from_secs(self.runtime.session_idle_timeout_seconds),
+            clock: self.clock.clone(),
         }
     }
 
@@ -526,6 +597,51 @@ mod tests {
         assert_eq!(config.http.port, 2222);
         assert_eq!(config.http.bind, "flag");
         assert_eq!(config.data_dir, PathBuf::from("/from/env"));
+    }
+
+    /// The chart cannot run here (no Kubernetes); what can drift is its configuration, so every
+    /// key its `o16n.toml` sets and every `O16N_*` variable it passes must be one that exists.
+    #[test]
+    fn every_key_the_helm_chart_sets_exists() {
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/helm/o16n/templates");
+        let configmap = std::fs::read_to_string(chart.join("configmap.yaml")).unwrap();
+        let toml: String = configmap
+            .split_once("o16n.toml: |\n")
+            .unwrap()
+            .1
+            .lines()
+            // Template control lines go; template values become a plausible value.
+            .filter(|line| !line.trim_start().starts_with("{{-"))
+            .map(|line| {
+                let mut rendered = line.strip_prefix("    ").unwrap_or(line).to_owned();
+                while let (Some(start), Some(end)) = (rendered.find("{{"), rendered.find("}}")) {
+                    rendered.replace_range(start..end + 2, "1");
+                }
+                rendered + "\n"
+            })
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("o16n.toml");
+        std::fs::write(&file, &toml).unwrap();
+        let config = Config::load(Some(&file), [], Overrides::default())
+            .unwrap_or_else(|err| panic!("the chart's o16n.toml does not load: {err:#}\n{toml}"));
+        assert_eq!(config.cluster.compute_nodes.len(), 1);
+
+        let mut variables = Vec::new();
+        for template in std::fs::read_dir(&chart).unwrap() {
+            let text = std::fs::read_to_string(template.unwrap().path()).unwrap();
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("O16N_") && !variables.contains(&word.to_owned()) {
+                    variables.push(word.to_owned());
+                }
+            }
+        }
+        assert!(variables.contains(&"O16N_CLUSTER__SECRET".to_owned()));
+        let environment = variables
+            .iter()
+            .map(|name| (name.clone(), "postgres://value".to_owned()));
+        Config::load(None, environment, Overrides::default())
+            .unwrap_or_else(|err| panic!("a variable the chart sets is no key: {err:#}"));
     }
 
     #[test]

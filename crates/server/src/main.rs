@@ -5,8 +5,9 @@ use std::io::{IsTerminal, Read};
 
 use anyhow::Context;
 use clap::Parser;
-use o16n_runtime::ComputeNode;
-use o16n_server::cli::{AdminCommand, Cli, Command, RuntimeCommand, SetupRuntime, UserCommand};
+use o16n_server::cli::{
+    AdminCommand, Cli, Command, RuntimeCommand, ServerRole, SetupRuntime, UserCommand,
+};
 use o16n_server::config::Config;
 use o16n_server::startup::{Application, Bootstrap, open_app};
 use o16n_server::telemetry;
@@ -34,7 +35,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.overrides(),
     )?;
     match cli.command {
-        Command::Serve(_) => serve(config).await,
+        Command::Serve(args) => serve(config, args.role).await,
         Command::Admin(command) => {
             // Administrative commands print their results; only warnings belong on stderr.
             telemetry::init("warn");
@@ -51,22 +52,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, role: ServerRole) -> anyhow::Result<()> {
     telemetry::init(&config.log.level);
-    tracing::info!(?config, "starting");
+    tracing::info!(?role, ?config, "starting");
     let bootstrap = Bootstrap {
         admin_password: std::env::var("O16N_ADMIN_PASSWORD")
             .ok()
             .map(SecretString::from),
     };
-    let application = Application::build(&config, bootstrap).await?;
+    let application = Application::build_as(role, &config, bootstrap).await?;
     // Scripts and tests wait for exactly this line on stdout.
-    println!("listening on http://{}", application.local_addr());
+    println!(
+        "listening on {}://{}",
+        application.scheme(),
+        application.local_addr()
+    );
     application.run_until_stopped(shutdown_signal()).await
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
-    let (app, store) = open_app(&config, ComputeNode::without_runtimes()).await?;
+    let (app, store) = open_app(&config, std::sync::Arc::new(o16n_compute::NoNodes)).await?;
     let outcome = match command {
         AdminCommand::Password => {
             let password = read_password("New admin password: ")?;

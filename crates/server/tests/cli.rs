@@ -93,6 +93,8 @@ impl Server {
 }
 
 async fn login(address: &str, user: &str, password: &str) -> reqwest::StatusCode {
+    // The TLS library that o16n's HTTP client shares needs its cryptography chosen first.
+    o16n_cluster::install_crypto_provider();
     reqwest::Client::new()
         .post(format!("{address}/login"))
         .json(&serde_json::json!({"username": user, "password": password}))

@@ -9,6 +9,41 @@ use crate::{Store, StoreError};
 /// Rows per multi-row insert: well below the placeholder limits of SQLite and PostgreSQL.
 const INSERT_CHUNK: usize = 500;
 
+/// Where a batch execution stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchState {
+    /// Stored, not started.
+    Pending,
+    /// Running.
+    InProgress,
+    /// Every record has a result.
+    Complete,
+    /// The batch itself could not go on (its service was deleted).
+    Failed,
+}
+
+impl BatchState {
+    /// The reference's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Pending => "Pending",
+            BatchState::InProgress => "InProgress",
+            BatchState::Complete => "Complete",
+            BatchState::Failed => "Failed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<BatchState, StoreError> {
+        match text {
+            "Pending" => Ok(BatchState::Pending),
+            "InProgress" => Ok(BatchState::InProgress),
+            "Complete" => Ok(BatchState::Complete),
+            "Failed" => Ok(BatchState::Failed),
+            other => Err(StoreError::Corrupt(format!("batch state `{other}`"))),
+        }
+    }
+}
+
 /// A batch execution as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRecord {
@@ -22,8 +57,8 @@ pub struct BatchRecord {
     pub owner: String,
     /// Records run at once.
     pub parallel_count: i64,
-    /// `Pending`, `InProgress`, `Complete` or `Failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: BatchState,
     /// Number of records.
     pub total_count: i64,
     /// Records done.
@@ -39,7 +74,7 @@ fn batch_from_row(row: &AnyRow) -> Result<BatchRecord, StoreError> {
         service_version: row.try_get("service_version")?,
         owner: row.try_get("owner")?,
         parallel_count: row.try_get("parallel_count")?,
-        state: row.try_get("state")?,
+        state: BatchState::parse(&row.try_get::<String, _>("state")?)?,
         total_count: row.try_get("total_count")?,
         completed_count: row.try_get("completed_count")?,
         created_at: row.try_get("created_at")?,
@@ -62,7 +97,7 @@ impl Store {
         .bind(&batch.service_version)
         .bind(&batch.owner)
         .bind(batch.parallel_count)
-        .bind(&batch.state)
+        .bind(batch.state.as_str())
         .bind(batch.total_count)
         .bind(batch.completed_count)
         .bind(batch.created_at)
@@ -111,16 +146,69 @@ impl Store {
         rows.iter().map(batch_from_row).collect()
     }
 
-    /// Executions that were pending or running, to resume after a restart.
-    pub async fn unfinished_batches(&self) -> Result<Vec<BatchRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, service_name, service_version, owner, parallel_count, state, total_count, \
-             completed_count, created_at FROM batch_executions WHERE state IN ('Pending', 'InProgress') \
-             ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+    /// Claims up to `limit` unfinished executions that no web node holds a lease on (or whose
+    /// lease expired before `now_ms`) for `node` until `until_ms`, oldest first. Two web nodes
+    /// never claim the same execution: on PostgreSQL rows another transaction is claiming are
+    /// skipped (`FOR UPDATE SKIP LOCKED`).
+    pub async fn claim_batches(
+        &self,
+        node: &str,
+        now_ms: i64,
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let locking = match self.backend {
+            crate::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+            crate::Backend::Sqlite => "",
+        };
+        let statement = format!(
+            "UPDATE batch_executions SET lease_owner = $1, lease_until = $2 WHERE id IN \
+             (SELECT id FROM batch_executions WHERE state IN ('Pending', 'InProgress') \
+              AND (lease_until IS NULL OR lease_until < $3) ORDER BY created_at, id LIMIT $4 {locking}) \
+             RETURNING id, service_name, service_version, owner, parallel_count, state, total_count, \
+             completed_count, created_at"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
+            .bind(node)
+            .bind(until_ms)
+            .bind(now_ms)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(batch_from_row).collect()
+    }
+
+    /// Extends `node`'s lease on an execution. Returns `false` when the node holds it no
+    /// longer: it was cancelled (deleted), finished, or taken over after the lease expired.
+    pub async fn renew_batch_lease(
+        &self,
+        id: &str,
+        node: &str,
+        until_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE batch_executions SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 \
+             AND state IN ('Pending', 'InProgress')",
+        )
+        .bind(until_ms)
+        .bind(id)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Gives up `node`'s lease on an execution, so that another web node may take it at once.
+    pub async fn release_batch_lease(&self, id: &str, node: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE batch_executions SET lease_owner = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The indexes of the records that have a result, in order.
@@ -218,9 +306,9 @@ impl Store {
     }
 
     /// Sets an execution's state.
-    pub async fn set_batch_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+    pub async fn set_batch_state(&self, id: &str, state: BatchState) -> Result<(), StoreError> {
         sqlx::query("UPDATE batch_executions SET state = $1 WHERE id = $2")
-            .bind(state)
+            .bind(state.as_str())
             .bind(id)
             .execute(&self.pool)
             .await?;

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// A stored value no longer parses; someone edited the database by hand or a bug wrote it.
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
+    /// Content being stored could not be read from where it came from (a client went away).
+    #[error("the content could not be read: {0}")]
+    Read(#[source] std::io::Error),
     /// Any other database failure.
     #[error("database query failed")]
     Query(#[from] sqlx::Error),
@@ -29,6 +32,7 @@ impl ErrorCode for StoreError {
     fn code(&self) -> Code {
         match self {
             StoreError::Conflict(_) => Code::Conflict,
+            StoreError::Read(_) => Code::BadRequest,
             StoreError::Connect(_) | StoreError::Query(sqlx::Error::PoolTimedOut) => {
                 Code::Unavailable
             }

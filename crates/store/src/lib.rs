@@ -11,9 +11,13 @@
 //! a row that no longer parses is reported as [`StoreError::Corrupt`].
 
 mod batches;
+mod compute_nodes;
+mod contents;
 mod error;
+mod events;
 mod login_sessions;
 mod services;
+mod sessions;
 mod settings;
 mod snapshots;
 mod users;
@@ -25,10 +29,13 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
-pub use batches::BatchRecord;
+pub use batches::{BatchRecord, BatchState};
+pub use contents::ContentRecord;
 pub use error::StoreError;
+pub use events::{Heard, Listener};
 pub use login_sessions::LoginSessionRecord;
 pub use services::ServiceRecord;
+pub use sessions::SessionRecord;
 pub use snapshots::SnapshotRecord;
 pub use users::UserRecord;
 
@@ -81,6 +88,8 @@ pub struct StoreConfig {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL, for the PostgreSQL listener's own connection. May hold a password: never log it.
+    url: String,
 }
 
 impl Store {
@@ -118,7 +127,14 @@ impl Store {
         };
         migrations.run(&pool).await?;
         tracing::debug!(backend = backend.as_str(), "database schema is up to date");
-        Ok(Store { pool, backend })
+        let store = Store {
+            pool,
+            backend,
+            url: config.url.clone(),
+        };
+        store.move_inline_content().await?;
+        store.remove_abandoned_chunks().await?;
+        Ok(store)
     }
 
     /// Which database this is.

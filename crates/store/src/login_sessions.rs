@@ -116,13 +116,16 @@ impl Store {
         Ok(result.rows_affected() > 0)
     }
 
-    /// Ends every login session of a user, e.g. after a password change.
-    pub async fn delete_login_sessions_of(&self, username: &Username) -> Result<u64, StoreError> {
-        let result = sqlx::query("DELETE FROM login_sessions WHERE username = $1")
+    /// Ends every login session of a user, e.g. after a password change. Returns their ids.
+    pub async fn delete_login_sessions_of(
+        &self,
+        username: &Username,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("DELETE FROM login_sessions WHERE username = $1 RETURNING id")
             .bind(username.as_str())
-            .execute(&self.pool)
+            .fetch_all(&self.pool)
             .await?;
-        Ok(result.rows_affected())
+        rows.iter().map(|row| Ok(row.try_get("id")?)).collect()
     }
 
     /// Deletes login sessions idle since before `idle_before` or started before

@@ -1,6 +1,7 @@
 //! Published web services. Definitions are read on every consumption (through the app's
 //! cache); the service's content (the snapshot copy of an R or Python service, the model of a
-//! realtime service, both in the `snapshot` column) is read only when the service is loaded.
+//! realtime service) is content by digest (`contents.rs`), read only when the service is
+//! loaded.
 
 use o16n_types::{ParameterDefinition, ServiceName, ServiceRuntime, ServiceVersion};
 use serde_json::{Value, json};
@@ -8,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::on_unique_violation;
-use crate::{Store, StoreError};
+use crate::{ContentRecord, Store, StoreError};
 
 /// A service definition as stored (without its snapshot copy).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +42,17 @@ pub struct ServiceRecord {
     pub output_file_names: Vec<String>,
     /// The snapshot the publisher named (its content is copied into the service).
     pub snapshot_id: Option<String>,
+    /// The service's content: the snapshot copy of an R or Python service, the model of a
+    /// realtime service.
+    pub content: Option<ContentRecord>,
 }
 
-const COLUMNS: &str = "name, version, owner, runtime, created_at_micros, revision, description, operation_id, \
-                       code, init_code, inputs, outputs, output_file_names, snapshot_id";
+const COLUMNS: &str = "s.name, s.version, s.owner, s.runtime, s.created_at_micros, s.revision, s.description, \
+                       s.operation_id, s.code, s.init_code, s.inputs, s.outputs, s.output_file_names, \
+                       s.snapshot_id, s.content_digest, c.size AS content_size";
+
+/// The services with the size of their content.
+const FROM: &str = "services s LEFT JOIN contents c ON c.digest = s.content_digest";
 
 fn encode_parameters(parameters: &[ParameterDefinition]) -> String {
     Value::Array(
@@ -99,19 +107,26 @@ fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
         outputs: decode_parameters(&outputs)?,
         output_file_names: serde_json::from_str(&files).map_err(|err| corrupt(err.to_string()))?,
         snapshot_id: row.try_get("snapshot_id")?,
+        content: match row.try_get::<Option<String>, _>("content_digest")? {
+            Some(digest) => Some(ContentRecord {
+                digest,
+                size: row
+                    .try_get::<Option<i64>, _>("content_size")?
+                    .ok_or_else(|| corrupt("content without a size".to_owned()))?
+                    as u64,
+            }),
+            None => None,
+        },
     })
 }
 
 impl Store {
-    /// Publishes a service version; [`StoreError::Conflict`] when the name and version exist.
-    pub async fn insert_service(
-        &self,
-        service: &ServiceRecord,
-        snapshot: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    /// Publishes a service version whose content is stored already; [`StoreError::Conflict`]
+    /// when the name and version exist.
+    pub async fn insert_service(&self, service: &ServiceRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO services (name, version, owner, runtime, created_at_micros, revision, description, \
-             operation_id, code, init_code, inputs, outputs, output_file_names, snapshot_id, snapshot) \
+             operation_id, code, init_code, inputs, outputs, output_file_names, snapshot_id, content_digest) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(service.name.as_str())
@@ -128,24 +143,24 @@ impl Store {
         .bind(encode_parameters(&service.outputs))
         .bind(Value::from(service.output_file_names.clone()).to_string())
         .bind(service.snapshot_id.as_deref())
-        .bind(snapshot)
+        .bind(service.content.as_ref().map(|content| content.digest.as_str()))
         .execute(&self.pool)
         .await
         .map_err(on_unique_violation("service version"))?;
         Ok(())
     }
 
-    /// Replaces a service version's definition; with `Some(snapshot)` also its snapshot copy.
-    /// Returns whether it exists.
-    pub async fn update_service(
-        &self,
-        service: &ServiceRecord,
-        snapshot: Option<Option<&[u8]>>,
-    ) -> Result<bool, StoreError> {
+    /// Replaces a service version's definition and content, forgetting content nothing refers
+    /// to any longer. Returns whether it exists.
+    pub async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let previous = self
+            .find_service(&service.name, &service.version)
+            .await?
+            .and_then(|previous| previous.content);
         let result = sqlx::query(
             "UPDATE services SET revision = $1, description = $2, operation_id = $3, code = $4, init_code = $5, \
-             inputs = $6, outputs = $7, output_file_names = $8, snapshot_id = $9, runtime = $10 \
-             WHERE name = $11 AND version = $12",
+             inputs = $6, outputs = $7, output_file_names = $8, snapshot_id = $9, runtime = $10, \
+             content_digest = $11 WHERE name = $12 AND version = $13",
         )
         .bind(&service.revision)
         .bind(service.description.as_deref())
@@ -157,17 +172,13 @@ impl Store {
         .bind(Value::from(service.output_file_names.clone()).to_string())
         .bind(service.snapshot_id.as_deref())
         .bind(service.runtime.as_str())
+        .bind(service.content.as_ref().map(|content| content.digest.as_str()))
         .bind(service.name.as_str())
         .bind(service.version.as_str())
         .execute(&self.pool)
         .await?;
-        if let Some(snapshot) = snapshot {
-            sqlx::query("UPDATE services SET snapshot = $1 WHERE name = $2 AND version = $3")
-                .bind(snapshot)
-                .bind(service.name.as_str())
-                .bind(service.version.as_str())
-                .execute(&self.pool)
-                .await?;
+        if previous.is_some() && previous.as_ref() != service.content.as_ref() {
+            self.collect_unreferenced_content().await?;
         }
         Ok(result.rows_affected() > 0)
     }
@@ -179,7 +190,7 @@ impl Store {
         version: &ServiceVersion,
     ) -> Result<Option<ServiceRecord>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM services WHERE name = $1 AND version = $2"
+            "SELECT {COLUMNS} FROM {FROM} WHERE s.name = $1 AND s.version = $2"
         )))
         .bind(name.as_str())
         .bind(version.as_str())
@@ -191,7 +202,7 @@ impl Store {
     /// Every service version, by name, oldest version first.
     pub async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM services ORDER BY name, created_at_micros, version"
+            "SELECT {COLUMNS} FROM {FROM} ORDER BY s.name, s.created_at_micros, s.version"
         )))
         .fetch_all(&self.pool)
         .await?;
@@ -204,27 +215,12 @@ impl Store {
         name: &ServiceName,
     ) -> Result<Vec<ServiceRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM services WHERE name = $1 ORDER BY created_at_micros, version"
+            "SELECT {COLUMNS} FROM {FROM} WHERE s.name = $1 ORDER BY s.created_at_micros, s.version"
         )))
         .bind(name.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(service_from_row).collect()
-    }
-
-    /// The content of a service version: the snapshot copy of an R or Python service, the
-    /// model of a realtime service (outer `None`: no such service).
-    pub async fn service_snapshot(
-        &self,
-        name: &ServiceName,
-        version: &ServiceVersion,
-    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
-        let row = sqlx::query("SELECT snapshot FROM services WHERE name = $1 AND version = $2")
-            .bind(name.as_str())
-            .bind(version.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get("snapshot")).transpose()?)
     }
 
     /// Deletes a service version. Returns whether it existed.
@@ -233,11 +229,18 @@ impl Store {
         name: &ServiceName,
         version: &ServiceVersion,
     ) -> Result<bool, StoreError> {
+        let content = self
+            .find_service(name, version)
+            .await?
+            .and_then(|service| service.content);
         let result = sqlx::query("DELETE FROM services WHERE name = $1 AND version = $2")
             .bind(name.as_str())
             .bind(version.as_str())
             .execute(&self.pool)
             .await?;
+        if content.is_some() {
+            self.collect_unreferenced_content().await?;
+        }
         Ok(result.rows_affected() > 0)
     }
 }

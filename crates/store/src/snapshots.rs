@@ -22,6 +22,8 @@ pub struct SnapshotRecord {
     pub created_at: i64,
     /// Size of the zip content in bytes.
     pub content_size: i64,
+    /// The digest of the zip content.
+    pub content_digest: String,
 }
 
 fn snapshot_from_row(row: &AnyRow) -> Result<SnapshotRecord, StoreError> {
@@ -35,19 +37,18 @@ fn snapshot_from_row(row: &AnyRow) -> Result<SnapshotRecord, StoreError> {
             .map_err(|err| StoreError::Corrupt(format!("snapshot runtime: {err}")))?,
         created_at: row.try_get("created_at")?,
         content_size: row.try_get("content_size")?,
+        content_digest: row
+            .try_get::<Option<String>, _>("content_digest")?
+            .ok_or_else(|| StoreError::Corrupt("a snapshot without content".to_owned()))?,
     })
 }
 
 impl Store {
-    /// Stores a snapshot and its zip content.
-    pub async fn insert_snapshot(
-        &self,
-        snapshot: &SnapshotRecord,
-        content: &[u8],
-    ) -> Result<(), StoreError> {
+    /// Stores a snapshot whose zip content is stored already (see [`Store::put_content`]).
+    pub async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO snapshots (id, name, owner, runtime, created_at, content_size, content) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO snapshots (id, name, owner, runtime, created_at, content_size, content, \
+             content_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&snapshot.id)
         .bind(snapshot.name.as_deref())
@@ -55,7 +56,8 @@ impl Store {
         .bind(snapshot.runtime.as_str())
         .bind(snapshot.created_at)
         .bind(snapshot.content_size)
-        .bind(content)
+        .bind(&[][..])
+        .bind(&snapshot.content_digest)
         .execute(&self.pool)
         .await
         .map_err(on_unique_violation("snapshot"))?;
@@ -65,7 +67,7 @@ impl Store {
     /// The snapshots of `owner`, oldest first.
     pub async fn list_snapshots(&self, owner: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, owner, runtime, created_at, content_size FROM snapshots \
+            "SELECT id, name, owner, runtime, created_at, content_size, content_digest FROM snapshots \
              WHERE owner = $1 ORDER BY created_at, id",
         )
         .bind(owner)
@@ -77,7 +79,8 @@ impl Store {
     /// A snapshot's description, if it exists.
     pub async fn find_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, owner, runtime, created_at, content_size FROM snapshots WHERE id = $1",
+            "SELECT id, name, owner, runtime, created_at, content_size, content_digest FROM snapshots \
+             WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -85,21 +88,17 @@ impl Store {
         row.as_ref().map(snapshot_from_row).transpose()
     }
 
-    /// A snapshot's zip content, if it exists.
-    pub async fn snapshot_content(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT content FROM snapshots WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.map(|row| row.try_get("content")).transpose()?)
-    }
-
-    /// Deletes a snapshot. Returns whether it existed.
+    /// Deletes a snapshot, and its content unless a service keeps a copy. Returns whether it
+    /// existed.
     pub async fn delete_snapshot(&self, id: &str) -> Result<bool, StoreError> {
         let result = sqlx::query("DELETE FROM snapshots WHERE id = $1")
             .bind(id)
             .execute(&self.pool)
             .await?;
-        Ok(result.rows_affected() > 0)
+        if result.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.collect_unreferenced_content().await?;
+        Ok(true)
     }
 }

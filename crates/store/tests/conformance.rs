@@ -8,9 +8,10 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use o16n_store::{
-    Backend, BatchRecord, LoginSessionRecord, ServiceRecord, SnapshotRecord, Store, StoreConfig,
-    StoreError, UserRecord,
+    Backend, BatchRecord, BatchState, ContentRecord, Heard, LoginSessionRecord, ServiceRecord,
+    SessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
 };
 use o16n_types::{
     ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
@@ -101,6 +102,11 @@ conformance!(
     snapshots_are_stored_listed_per_owner_and_deleted,
     services_are_published_listed_in_order_updated_and_deleted,
     batches_keep_their_records_and_count_each_result_once,
+    content_is_stored_once_in_chunks_and_collected_when_unreferenced,
+    sessions_are_recorded_with_their_node,
+    compute_node_entries_keep_their_order,
+    a_batch_is_leased_to_one_node_until_its_lease_expires,
+    announcements_reach_listeners,
 );
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -269,7 +275,7 @@ async fn deleting_a_user_ends_its_login_sessions(store: Store, _: StoreConfig) {
         .unwrap();
 
     let bob = Username::parse("bob").unwrap();
-    assert_eq!(store.delete_login_sessions_of(&bob).await.unwrap(), 1);
+    assert_eq!(store.delete_login_sessions_of(&bob).await.unwrap().len(), 1);
     store
         .delete_user(&Username::parse("jane").unwrap())
         .await
@@ -341,6 +347,7 @@ async fn the_schema_survives_reopening(store: Store, config: StoreConfig) {
 }
 
 async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: StoreConfig) {
+    let content = store.put_content_bytes(&[0x50, 0x4b, 0x00]).await.unwrap();
     let snapshot = |id: &str, owner: &str, created_at| SnapshotRecord {
         id: id.to_owned(),
         name: (id == "s1").then(|| "first".to_owned()),
@@ -348,23 +355,21 @@ async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: Stor
         runtime: RuntimeType::Python,
         created_at,
         content_size: 3,
+        content_digest: content.digest.clone(),
     };
-    let content: Vec<u8> = vec![0x50, 0x4b, 0x00];
     store
-        .insert_snapshot(&snapshot("s2", "jane", 20), &content)
+        .insert_snapshot(&snapshot("s2", "jane", 20))
         .await
         .unwrap();
     store
-        .insert_snapshot(&snapshot("s1", "jane", 10), &content)
+        .insert_snapshot(&snapshot("s1", "jane", 10))
         .await
         .unwrap();
     store
-        .insert_snapshot(&snapshot("s3", "bob", 5), &content)
+        .insert_snapshot(&snapshot("s3", "bob", 5))
         .await
         .unwrap();
-    let duplicate = store
-        .insert_snapshot(&snapshot("s1", "jane", 1), &content)
-        .await;
+    let duplicate = store.insert_snapshot(&snapshot("s1", "jane", 1)).await;
     assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
 
     let janes: Vec<SnapshotRecord> = store.list_snapshots("jane").await.unwrap();
@@ -376,8 +381,10 @@ async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: Stor
         store.find_snapshot("s3").await.unwrap(),
         Some(snapshot("s3", "bob", 5))
     );
-    assert_eq!(store.snapshot_content("s1").await.unwrap(), Some(content));
-    assert_eq!(store.snapshot_content("nope").await.unwrap(), None);
+    assert_eq!(
+        store.content_bytes(&content.digest).await.unwrap(),
+        [0x50, 0x4b, 0x00]
+    );
 
     assert!(store.delete_snapshot("s1").await.unwrap());
     assert!(!store.delete_snapshot("s1").await.unwrap());
@@ -406,24 +413,27 @@ fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
         }],
         output_file_names: vec!["plot.png".to_owned()],
         snapshot_id: Some("snap".to_owned()),
+        content: None,
     }
 }
 
 async fn services_are_published_listed_in_order_updated_and_deleted(store: Store, _: StoreConfig) {
-    let archive: Vec<u8> = vec![0x50, 0x4b, 0, 255];
+    let archive = store
+        .put_content_bytes(&[0x50, 0x4b, 0, 255])
+        .await
+        .unwrap();
+    let mut with_archive = service("add", "v2", 20);
+    with_archive.content = Some(archive.clone());
+    store.insert_service(&with_archive).await.unwrap();
     store
-        .insert_service(&service("add", "v2", 20), Some(&archive))
+        .insert_service(&service("add", "v1", 10))
         .await
         .unwrap();
     store
-        .insert_service(&service("add", "v1", 10), None)
+        .insert_service(&service("other", "1.0", 5))
         .await
         .unwrap();
-    store
-        .insert_service(&service("other", "1.0", 5), None)
-        .await
-        .unwrap();
-    let duplicate = store.insert_service(&service("add", "v1", 30), None).await;
+    let duplicate = store.insert_service(&service("add", "v1", 30)).await;
     assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
 
     let name = ServiceName::parse("add").unwrap();
@@ -446,45 +456,38 @@ async fn services_are_published_listed_in_order_updated_and_deleted(store: Store
     let v2 = ServiceVersion::parse("v2").unwrap();
     assert_eq!(
         store.find_service(&name, &v2).await.unwrap(),
-        Some(service("add", "v2", 20))
-    );
-    assert_eq!(
-        store.service_snapshot(&name, &v2).await.unwrap(),
-        Some(Some(archive))
+        Some(with_archive.clone())
     );
 
-    let mut updated = service("add", "v2", 20);
+    let mut updated = with_archive;
     updated.code = "answer = x + 2".to_owned();
     updated.revision = "rev-new".to_owned();
-    assert!(store.update_service(&updated, Some(None)).await.unwrap());
+    updated.content = None;
+    assert!(store.update_service(&updated).await.unwrap());
     assert_eq!(store.find_service(&name, &v2).await.unwrap(), Some(updated));
-    assert_eq!(
-        store.service_snapshot(&name, &v2).await.unwrap(),
-        Some(None)
-    );
 
-    // A realtime service keeps its model where other services keep their snapshot copy.
+    // A realtime service keeps its model as content, as other services keep their snapshot.
     let mut realtime = service("model", "v1", 40);
     realtime.runtime = ServiceRuntime::Realtime;
-    let onnx: Vec<u8> = vec![8, 8, 18, 0, 255];
-    store.insert_service(&realtime, Some(&onnx)).await.unwrap();
+    realtime.content = Some(store.put_content_bytes(&[8, 8, 18, 0, 255]).await.unwrap());
+    store.insert_service(&realtime).await.unwrap();
     let (model_name, v1) = (
         ServiceName::parse("model").unwrap(),
         ServiceVersion::parse("v1").unwrap(),
     );
+    let found = store.find_service(&model_name, &v1).await.unwrap().unwrap();
+    assert_eq!(found, realtime);
     assert_eq!(
-        store.find_service(&model_name, &v1).await.unwrap(),
-        Some(realtime)
-    );
-    assert_eq!(
-        store.service_snapshot(&model_name, &v1).await.unwrap(),
-        Some(Some(onnx))
+        store
+            .content_bytes(&found.content.unwrap().digest)
+            .await
+            .unwrap(),
+        [8, 8, 18, 0, 255]
     );
 
     assert!(store.delete_service(&name, &v2).await.unwrap());
     assert!(!store.delete_service(&name, &v2).await.unwrap());
     assert_eq!(store.find_service(&name, &v2).await.unwrap(), None);
-    assert_eq!(store.service_snapshot(&name, &v2).await.unwrap(), None);
 }
 
 async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: StoreConfig) {
@@ -494,7 +497,7 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
         service_version: "v1".to_owned(),
         owner: "jane".to_owned(),
         parallel_count: 4,
-        state: "Pending".to_owned(),
+        state: BatchState::Pending,
         total_count: 1203,
         completed_count: 0,
         created_at: 10,
@@ -509,7 +512,6 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
     store.insert_batch(&batch, &inputs).await.unwrap();
     assert_eq!(store.find_batch("b1").await.unwrap(), Some(batch.clone()));
     assert_eq!(store.batch_inputs("b1").await.unwrap(), Some(inputs));
-    assert_eq!(store.unfinished_batches().await.unwrap().len(), 1);
 
     let results: Vec<(i64, String)> = (0..700).map(|i| (i, format!("{{\"y\": {i}}}"))).collect();
     assert_eq!(
@@ -556,8 +558,14 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
         "only the run from 0 counts"
     );
 
-    store.set_batch_state("b1", "Complete").await.unwrap();
-    assert!(store.unfinished_batches().await.unwrap().is_empty());
+    store
+        .set_batch_state("b1", BatchState::Complete)
+        .await
+        .unwrap();
+    assert!(
+        store.claim_batches("n", 0, 1, 10).await.unwrap().is_empty(),
+        "a complete batch is not claimed"
+    );
     assert_eq!(store.list_batches("svc", "v1").await.unwrap().len(), 1);
     assert!(store.delete_batch("b1").await.unwrap());
     assert_eq!(store.find_batch("b1").await.unwrap(), None);
@@ -570,4 +578,173 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
         "a deleted batch takes no results"
     );
     assert!(store.done_batch_records("b1").await.unwrap().is_empty());
+}
+
+async fn content_is_stored_once_in_chunks_and_collected_when_unreferenced(
+    store: Store,
+    _: StoreConfig,
+) {
+    // More than two chunks of 4 MiB, arriving in pieces of another size.
+    let bytes: Vec<u8> = (0..9 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let pieces = bytes
+        .chunks(1_000_003)
+        .map(|piece| Ok(bytes::Bytes::copy_from_slice(piece)))
+        .collect::<Vec<std::io::Result<bytes::Bytes>>>();
+    let stored: ContentRecord = store
+        .put_content(futures_util::stream::iter(pieces))
+        .await
+        .unwrap();
+    assert_eq!(stored.size, bytes.len() as u64);
+    assert_eq!(stored.digest.len(), 64);
+    let again = store.put_content_bytes(&bytes).await.unwrap();
+    assert_eq!(again, stored, "the same bytes are the same content");
+
+    let mut read = Vec::new();
+    let mut chunks = std::pin::pin!(store.read_content(&stored.digest));
+    while let Some(chunk) = chunks.next().await {
+        read.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(read, bytes);
+    assert_eq!(
+        store.content_size(&stored.digest).await.unwrap(),
+        Some(bytes.len() as u64)
+    );
+
+    // Content just stored is spared, so that the snapshot about to refer to it finds it.
+    store.collect_unreferenced_content().await.unwrap();
+    assert!(store.content_size(&stored.digest).await.unwrap().is_some());
+}
+
+async fn sessions_are_recorded_with_their_node(store: Store, _: StoreConfig) {
+    let session = |id: &str, owner: &str, node: &str| SessionRecord {
+        id: id.to_owned(),
+        owner: owner.to_owned(),
+        name: None,
+        runtime: RuntimeType::R,
+        node: node.to_owned(),
+        created_at: 1,
+    };
+    store
+        .insert_session(&session("a", "jane", "http://n1:12805"))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("b", "jane", "http://n2:12805"))
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("c", "bob", "http://n1:12805"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_session("b").await.unwrap(),
+        Some(session("b", "jane", "http://n2:12805"))
+    );
+    assert_eq!(store.list_sessions("jane").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .sessions_on_node("http://n1:12805")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store
+            .delete_sessions_on_node("http://n1:12805")
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(store.delete_session("b").await.unwrap());
+    assert!(store.list_sessions("jane").await.unwrap().is_empty());
+}
+
+async fn compute_node_entries_keep_their_order(store: Store, _: StoreConfig) {
+    let entries = |list: &[&str]| list.iter().map(|e| e.to_string()).collect::<Vec<_>>();
+    store
+        .set_compute_node_entries(&entries(&["http://b:1", "http://a:1"]))
+        .await
+        .unwrap();
+    store
+        .add_compute_node_entries(&entries(&["http://c:1", "http://a:1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.compute_node_entries().await.unwrap(),
+        ["http://b:1", "http://a:1", "http://c:1"]
+    );
+    store
+        .remove_compute_node_entries(&entries(&["http://a:1", "http://zzz:1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.compute_node_entries().await.unwrap(),
+        ["http://b:1", "http://c:1"]
+    );
+    store.set_compute_node_entries(&[]).await.unwrap();
+    assert!(store.compute_node_entries().await.unwrap().is_empty());
+}
+
+async fn a_batch_is_leased_to_one_node_until_its_lease_expires(store: Store, _: StoreConfig) {
+    let batch = |id: &str, created_at| BatchRecord {
+        id: id.to_owned(),
+        service_name: "svc".to_owned(),
+        service_version: "v1".to_owned(),
+        owner: "jane".to_owned(),
+        parallel_count: 1,
+        state: BatchState::Pending,
+        total_count: 1,
+        completed_count: 0,
+        created_at,
+    };
+    store.insert_batch(&batch("old", 1), "[{}]").await.unwrap();
+    store.insert_batch(&batch("new", 2), "[{}]").await.unwrap();
+
+    let first = store.claim_batches("a", 1000, 2000, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, "old", "the oldest batch goes first");
+    let second = store.claim_batches("b", 1000, 2000, 10).await.unwrap();
+    assert_eq!(second.len(), 1, "a leased batch is not claimed again");
+    assert_eq!(second[0].id, "new");
+    assert!(
+        store
+            .claim_batches("c", 1500, 2500, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(store.renew_batch_lease("old", "a", 4000).await.unwrap());
+    assert!(!store.renew_batch_lease("old", "b", 4000).await.unwrap());
+    // Node b died: its lease runs out and another node takes the batch over.
+    let taken_over = store.claim_batches("c", 2500, 3500, 10).await.unwrap();
+    assert_eq!(taken_over.len(), 1);
+    assert_eq!(taken_over[0].id, "new");
+    assert!(!store.renew_batch_lease("new", "b", 5000).await.unwrap());
+
+    store.release_batch_lease("old", "a").await.unwrap();
+    assert_eq!(
+        store.claim_batches("d", 2600, 3600, 10).await.unwrap()[0].id,
+        "old"
+    );
+    assert!(store.delete_batch("old").await.unwrap());
+    assert!(
+        !store.renew_batch_lease("old", "d", 9000).await.unwrap(),
+        "a cancelled batch's lease cannot be renewed"
+    );
+}
+
+async fn announcements_reach_listeners(store: Store, _: StoreConfig) {
+    let Some(mut listener) = store.listen().await.unwrap() else {
+        assert_eq!(store.backend(), Backend::Sqlite, "SQLite has no listeners");
+        store.announce("anything").await.unwrap();
+        return;
+    };
+    store.announce("service iris v1").await.unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard, Heard::Event("service iris v1".to_owned()));
 }

@@ -1,10 +1,11 @@
-//! The domain vocabulary shared by every o16n crate: validated names, roles and the table of
-//! client-visible error codes.
+//! The domain vocabulary shared by every o16n crate: validated names, roles, the table of
+//! client-visible error codes, and the clock that expiries are measured by.
 //!
 //! Nothing here does I/O and nothing here knows about HTTP, SQL or processes. Types are "parse,
 //! don't validate": a [`Username`] or [`Role`] that exists has already been checked, so the
 //! crates above never re-validate them.
 
+mod clock;
 mod code;
 mod names;
 mod role;
@@ -12,6 +13,7 @@ mod runtime_type;
 mod service;
 mod username;
 
+pub use clock::Clock;
 pub use code::{Code, ErrorCode, error_chain};
 pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};

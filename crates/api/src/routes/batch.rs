@@ -88,7 +88,7 @@ async fn batch_status(
         .batch_status(&caller, &name, &version, &id, with_results)
         .await?;
     Ok(Json(json!({
-        "state": status.state,
+        "state": status.state.as_str(),
         "completedItemCount": status.completed,
         "totalItemCount": status.total,
         "batchExecutionResults": status.results,

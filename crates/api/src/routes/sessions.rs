@@ -16,7 +16,7 @@ use crate::dto::{
     ConsoleOutputResponse, CreateSessionRequest, CreateSessionResponse, ExecuteRequest,
     ExecuteResponse, Session,
 };
-use crate::extract::{AuthUser, JsonBody, OptionalJsonBody, PathParams, RawBody, UploadedFile};
+use crate::extract::{AuthUser, JsonBody, OptionalJsonBody, PathParams, RawBody, StreamedForm};
 
 pub(super) fn router(limits: BodyLimits) -> Router<App> {
     Router::new()
@@ -77,13 +77,17 @@ async fn create_session(
     ))
 }
 
-async fn list_sessions(State(app): State<App>, AuthUser(caller): AuthUser) -> Json<Vec<Session>> {
-    Json(
+async fn list_sessions(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+) -> Result<Json<Vec<Session>>, ApiError> {
+    Ok(Json(
         app.list_sessions(&caller)
+            .await?
             .into_iter()
             .map(Session::from)
             .collect(),
-    )
+    ))
 }
 
 async fn close_session(
@@ -91,7 +95,7 @@ async fn close_session(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<&'static str>, ApiError> {
-    app.close_session(&caller, &id)?;
+    app.close_session(&caller, &id, false).await?;
     Ok(SUCCESS)
 }
 
@@ -100,7 +104,7 @@ async fn force_close_session(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<&'static str>, ApiError> {
-    app.force_close_session(&caller, &id)?;
+    app.close_session(&caller, &id, true).await?;
     Ok(SUCCESS)
 }
 
@@ -122,7 +126,7 @@ async fn cancel(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<&'static str>, ApiError> {
-    app.cancel_execution(&caller, &id)?;
+    app.cancel_execution(&caller, &id).await?;
     Ok(SUCCESS)
 }
 
@@ -131,7 +135,7 @@ async fn console_output(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<ConsoleOutputResponse>, ApiError> {
-    let console_output = app.console_output(&caller, &id)?;
+    let console_output = app.console_output(&caller, &id).await?;
     Ok(Json(ConsoleOutputResponse { console_output }))
 }
 
@@ -140,17 +144,20 @@ async fn history(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    Ok(Json(app.history(&caller, &id)?))
+    Ok(Json(app.history(&caller, &id).await?))
 }
 
 async fn upload_file(
     State(app): State<App>,
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
-    file: UploadedFile,
+    form: StreamedForm,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
-    app.upload_file(&caller, &id, &file.file_name, file.content.to_vec())
-        .await?;
+    let (app, caller, id) = (&app, &caller, &id);
+    form.stream_file(|file_name, content| async move {
+        Ok(app.upload_file(caller, id, &file_name, content).await?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json("Created")))
 }
 
@@ -159,7 +166,7 @@ async fn list_files(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    Ok(Json(app.list_files(&caller, &id)?))
+    Ok(Json(app.list_files(&caller, &id).await?))
 }
 
 async fn download_file(
@@ -167,23 +174,12 @@ async fn download_file(
     AuthUser(caller): AuthUser,
     PathParams((id, file_name)): PathParams<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let file = tokio::fs::File::from_std(app.session_file(&caller, &id, &file_name).await?);
-    let length = file.metadata().await.map(|metadata| metadata.len()).ok();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    let mut response = (
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
-            (header::CONTENT_DISPOSITION, attachment(&file_name)),
-        ],
-        body,
-    )
-        .into_response();
-    if let Some(length) = length {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, length.into());
-    }
-    Ok(response)
+    let download = app.session_file(&caller, &id, &file_name).await?;
+    Ok(attachment_response(
+        &file_name,
+        download.size,
+        download.content,
+    ))
 }
 
 async fn delete_file(
@@ -238,6 +234,28 @@ async fn delete_object(
 ) -> Result<Json<&'static str>, ApiError> {
     app.delete_object(&caller, &id, &object_name).await?;
     Ok(SUCCESS)
+}
+
+/// A streamed attachment, with its length when known.
+pub(super) fn attachment_response(
+    file_name: &str,
+    size: Option<u64>,
+    content: o16n_app::ByteStream,
+) -> Response {
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_DISPOSITION, attachment(file_name)),
+        ],
+        Body::from_stream(content),
+    )
+        .into_response();
+    if let Some(size) = size {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, size.into());
+    }
+    response
 }
 
 /// A `Content-Disposition` value; the name was validated, but quotes are still replaced so the

@@ -3,12 +3,12 @@
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use o16n_app::App;
 
-use super::sessions::{SUCCESS, attachment};
+use super::sessions::{SUCCESS, attachment_response};
 use crate::ApiError;
 use crate::dto::{CreateSnapshotRequest, CreateSnapshotResponse, Snapshot};
 use crate::extract::{AuthUser, OptionalJsonBody, PathParams};
@@ -62,18 +62,13 @@ async fn download_snapshot(
     AuthUser(caller): AuthUser,
     PathParams(id): PathParams<String>,
 ) -> Result<Response, ApiError> {
-    let content = app.snapshot_content(&caller, &id).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/zip".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                attachment(&format!("{id}.zip")),
-            ),
-        ],
-        content,
-    )
-        .into_response())
+    let (size, content) = app.snapshot_content(&caller, &id).await?;
+    let mut response = attachment_response(&format!("{id}.zip"), Some(size), content);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/zip"),
+    );
+    Ok(response)
 }
 
 async fn delete_snapshot(

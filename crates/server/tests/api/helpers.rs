@@ -18,6 +18,8 @@ pub(crate) struct TestApp {
     pub(crate) address: String,
     pub(crate) client: reqwest::Client,
     pub(crate) data_dir: tempfile::TempDir,
+    /// The server's clock, to move forward instead of waiting for an expiry.
+    pub(crate) clock: o16n_types::Clock,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -73,7 +75,9 @@ async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config))
         admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
     };
     let application = Application::build(&config, bootstrap).await.unwrap();
-    let app = application.app();
+    let app = application
+        .app()
+        .expect("a one-box server has the use cases");
     let address = format!("http://{}", application.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
@@ -84,6 +88,7 @@ async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config))
         address,
         client: reqwest::Client::new(),
         data_dir,
+        clock: config.clock.clone(),
         stop: Some(stop),
         server: Some(server),
     }

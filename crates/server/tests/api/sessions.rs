@@ -896,23 +896,53 @@ async fn the_memory_limit_is_enforced_and_the_session_survives_it() {
 async fn idle_sessions_are_closed() {
     let app = spawn_app_with(|config| {
         config.runtime.python.initial_size = 1;
-        config.runtime.session_idle_timeout_seconds = 1;
+        config.runtime.session_idle_timeout_seconds = 60;
     })
     .await;
     let token = app.admin_token().await;
-    let session = create_session(&app, &token).await;
+    let used = create_session(&app, &token).await;
+    let unused = create_session(&app, &token).await;
 
-    tokio::time::sleep(Duration::from_millis(3500)).await;
-
+    // Fifty seconds on, one session is used; another fifty, the other has been idle too long.
+    app.clock.advance(Duration::from_secs(50));
     let (status, _) = app
         .call(
             Method::GET,
-            &format!("/sessions/{session}/history"),
+            &format!("/sessions/{used}/history"),
             Some(&token),
             None,
         )
         .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(status, StatusCode::OK);
+    app.clock.advance(Duration::from_secs(50));
+
+    let (status, sessions) = app.call(Method::GET, "/sessions", Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|session| session["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [used.as_str()], "{sessions}");
+    let (status, body) = app
+        .call(
+            Method::GET,
+            &format!("/sessions/{unused}/history"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = app
+        .call(
+            Method::GET,
+            &format!("/sessions/{used}/history"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -1,0 +1,380 @@
+//! The compute node's side of the internal API: every operation of the compute interface as a
+//! route, behind the cluster secret.
+//!
+//! Control messages are JSON; files, objects and archives are bodies streamed as they come.
+//! A call without the secret (or with another) gets 401 before anything else happens. Session
+//! calls carry the session's owner in a header, which the node checks as its own callers would.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use futures_util::TryStreamExt;
+use o16n_compute::{
+    ByteStream, Compute, ComputeError, ConsumeRequest, ContentRef, Download, ExecuteRequest,
+    NewSession, SessionRef,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+use crate::tls::ServerTls;
+use crate::wire::{OWNER_HEADER, status_of};
+
+/// A compute node's failure, as a response.
+struct Failure(ComputeError);
+
+impl From<ComputeError> for Failure {
+    fn from(error: ComputeError) -> Self {
+        Failure(error)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        if let ComputeError::Internal(detail) = &self.0 {
+            tracing::error!(error = %detail, "an internal call failed");
+        }
+        (status_of(&self.0), Json(self.0)).into_response()
+    }
+}
+
+type Answer<T> = Result<T, Failure>;
+type Node = State<Arc<dyn Compute>>;
+
+/// The session a call addresses: its id from the path and its owner from the header.
+fn session(id: String, headers: &HeaderMap) -> Result<SessionRef, Failure> {
+    let owner = headers
+        .get(OWNER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|owner| !owner.is_empty())
+        .ok_or_else(|| {
+            ComputeError::InvalidInput(format!("the {OWNER_HEADER} header is missing"))
+        })?;
+    Ok(SessionRef {
+        id,
+        owner: owner.to_owned(),
+    })
+}
+
+fn body_stream(body: Body) -> ByteStream {
+    Box::pin(body.into_data_stream().map_err(std::io::Error::other))
+}
+
+fn stream_response(download: Download) -> Response {
+    let mut response = Body::from_stream(download.content).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    if let Some(size) = download.size {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, size.into());
+    }
+    response
+}
+
+/// The internal API over `compute`, admitting only calls that carry `secret`.
+pub fn router(compute: Arc<dyn Compute>, secret: SecretString) -> Router {
+    let secret = Arc::new(secret);
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/sessions", post(create_session).get(sessions))
+        .route("/v1/sessions/{id}/close", post(close_session))
+        .route("/v1/sessions/{id}/execute", post(execute))
+        .route("/v1/sessions/{id}/cancel", post(cancel))
+        .route("/v1/sessions/{id}/console-output", get(console_output))
+        .route("/v1/sessions/{id}/history", get(history))
+        .route("/v1/sessions/{id}/files", get(list_files))
+        .route(
+            "/v1/sessions/{id}/files/{name}",
+            put(upload_file).get(download_file).delete(delete_file),
+        )
+        .route("/v1/sessions/{id}/workspace", get(list_objects))
+        .route(
+            "/v1/sessions/{id}/workspace/{name}",
+            put(put_object).get(get_object).delete(delete_object),
+        )
+        .route("/v1/sessions/{id}/snapshot", post(export_snapshot))
+        .route("/v1/sessions/{id}/load-snapshot", post(import_snapshot))
+        .route("/v1/contents/{digest}", put(put_content))
+        .route("/v1/consume", post(consume))
+        // Web nodes are trusted once they prove the secret; their bodies are as large as the
+        // REST API let in, and files and archives stream.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(secret, require_secret))
+        .with_state(compute)
+}
+
+/// Refuses a call that does not carry the cluster secret, comparing in constant time.
+async fn require_secret(
+    State(secret): State<Arc<SecretString>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = secret.expose_secret().as_bytes();
+    if bool::from(presented.as_bytes().ct_eq(expected)) && !expected.is_empty() {
+        next.run(request).await
+    } else {
+        tracing::warn!("refused an internal call without the cluster secret");
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(ComputeError::InvalidInput(
+                "this call needs the cluster secret".to_owned(),
+            )),
+        )
+            .into_response()
+    }
+}
+
+async fn status(State(node): Node) -> Answer<Response> {
+    Ok(Json(node.status().await?).into_response())
+}
+
+async fn create_session(State(node): Node, Json(request): Json<NewSession>) -> Answer<Response> {
+    Ok(Json(node.create_session(request).await?).into_response())
+}
+
+async fn sessions(State(node): Node) -> Answer<Response> {
+    Ok(Json(node.sessions().await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct CloseQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn close_session(
+    State(node): Node,
+    Path(id): Path<String>,
+    Query(query): Query<CloseQuery>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    node.close_session(&session(id, &headers)?, query.force)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn execute(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(request): Json<ExecuteRequest>,
+) -> Answer<Response> {
+    let outcome = node.execute(&session(id, &headers)?, request).await?;
+    Ok(Json(outcome).into_response())
+}
+
+async fn cancel(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    node.cancel(&session(id, &headers)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn console_output(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    Ok(Json(node.console_output(&session(id, &headers)?).await?).into_response())
+}
+
+async fn history(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    Ok(Json(node.history(&session(id, &headers)?).await?).into_response())
+}
+
+async fn list_files(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    Ok(Json(node.list_files(&session(id, &headers)?).await?).into_response())
+}
+
+async fn upload_file(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer<StatusCode> {
+    node.upload_file(&session(id, &headers)?, &name, body_stream(body))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn download_file(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    let download = node.download_file(&session(id, &headers)?, &name).await?;
+    Ok(stream_response(download))
+}
+
+async fn delete_file(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    node.delete_file(&session(id, &headers)?, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_objects(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    Ok(Json(node.list_objects(&session(id, &headers)?).await?).into_response())
+}
+
+async fn get_object(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    let bytes = node.get_object(&session(id, &headers)?, &name).await?;
+    Ok(bytes.into_response())
+}
+
+async fn put_object(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Answer<StatusCode> {
+    node.put_object(&session(id, &headers)?, &name, body.to_vec())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_object(
+    State(node): Node,
+    Path((id, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer<StatusCode> {
+    node.delete_object(&session(id, &headers)?, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn export_snapshot(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer<Response> {
+    let archive = node.export_snapshot(&session(id, &headers)?).await?;
+    Ok(stream_response(archive))
+}
+
+async fn import_snapshot(
+    State(node): Node,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(content): Json<ContentRef>,
+) -> Answer<StatusCode> {
+    node.import_snapshot(&session(id, &headers)?, &content)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct ContentQuery {
+    size: u64,
+}
+
+async fn put_content(
+    State(node): Node,
+    Path(digest): Path<String>,
+    Query(query): Query<ContentQuery>,
+    body: Body,
+) -> Answer<StatusCode> {
+    let content = ContentRef {
+        digest,
+        size: query.size,
+    };
+    node.put_content(&content, body_stream(body)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn consume(State(node): Node, Json(request): Json<ConsumeRequest>) -> Answer<Response> {
+    Ok(Json(node.consume(request).await?).into_response())
+}
+
+/// Serves the internal API on `listener` until `shutdown` completes: HTTP/1.1 and HTTP/2
+/// (cleartext, with prior knowledge), or both over TLS when `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let acceptor = tls.acceptor();
+    let connections = TaskTracker::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted?,
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        connections
+            .spawn(async move { serve_tls_connection(acceptor, router, stream, peer).await });
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+async fn serve_tls_connection(
+    acceptor: tokio_rustls::TlsAcceptor,
+    router: Router,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+) {
+    let _ = stream.set_nodelay(true);
+    let stream = match acceptor.accept(stream).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(%peer, error = %err, "a TLS handshake on the internal API failed");
+            return;
+        }
+    };
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let builder =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Err(err) = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(%peer, error = %err, "an internal API connection ended");
+    }
+}

@@ -1,0 +1,239 @@
+//! The plain data of the compute interface.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use o16n_types::{ParameterType, RuntimeType};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::wire;
+
+/// A stream of bytes (a file, an archive), read chunk by chunk.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + 'static>>;
+
+/// A stream of bytes with its length when known.
+pub struct Download {
+    /// The length in bytes, when the sender knows it.
+    pub size: Option<u64>,
+    /// The bytes.
+    pub content: ByteStream,
+}
+
+/// A session and the user it belongs to; every session operation names both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRef {
+    /// The session id (a GUID).
+    pub id: String,
+    /// Its owner.
+    pub owner: String,
+}
+
+/// What opens a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// Who opens it.
+    pub owner: String,
+    /// The optional name given by the client.
+    pub name: Option<String>,
+    /// Its runtime.
+    #[serde(with = "wire::runtime")]
+    pub runtime: RuntimeType,
+}
+
+/// A session as its owner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session id (a GUID).
+    pub id: String,
+    /// The optional name given at creation.
+    pub name: Option<String>,
+    /// Who created it.
+    pub owner: String,
+    /// Its runtime.
+    #[serde(with = "wire::runtime")]
+    pub runtime: RuntimeType,
+}
+
+/// A named value, as the reference's `WorkspaceObject`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedValue {
+    /// The variable name.
+    pub name: String,
+    /// The value as JSON.
+    pub value: Value,
+}
+
+/// An execution request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    /// The code.
+    pub code: String,
+    /// Bound as globals before the code runs.
+    pub inputs: Vec<NamedValue>,
+    /// Read back after it ran.
+    pub outputs: Vec<String>,
+}
+
+/// The outcome of an execution, as the reference's `ExecuteResponse`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteOutcome {
+    /// Whether the code ran without an error.
+    pub success: bool,
+    /// The error (a traceback) when it did not.
+    pub error_message: String,
+    /// What it printed.
+    pub console_output: String,
+    /// The requested outputs.
+    pub outputs: Vec<NamedValue>,
+    /// Working-directory files it created or modified.
+    pub changed_files: Vec<String>,
+}
+
+/// Content the database holds, named by the SHA-256 of its bytes (lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ContentRef {
+    /// The SHA-256 digest, hex.
+    pub digest: String,
+    /// The length in bytes.
+    pub size: u64,
+}
+
+/// A value with its declared service parameter type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypedValue {
+    /// The variable name.
+    pub name: String,
+    /// The declared type.
+    #[serde(rename = "type", with = "wire::parameter_type")]
+    pub kind: ParameterType,
+    /// The value as JSON.
+    pub value: Value,
+}
+
+/// A declared output of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypedName {
+    /// The variable name.
+    pub name: String,
+    /// The declared type.
+    #[serde(rename = "type", with = "wire::parameter_type")]
+    pub kind: ParameterType,
+}
+
+/// What a worker needs to run a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    /// Identifies the service revision; a new one on every update.
+    pub key: String,
+    /// The user who published it; a worker runs the services of one owner only.
+    pub owner: String,
+    /// The runtime that runs it.
+    #[serde(with = "wire::runtime")]
+    pub runtime: RuntimeType,
+    /// Run on every request.
+    pub code: String,
+    /// Run once when a worker loads the service.
+    pub init_code: Option<String>,
+    /// Declared outputs.
+    pub outputs: Vec<TypedName>,
+    /// Files returned with every response.
+    pub output_file_names: Vec<String>,
+    /// The snapshot copy the service was published with.
+    pub content: Option<ContentRef>,
+}
+
+/// Who is waiting for a worker: interactive requests go before batch records, so that a
+/// running batch never delays other consumers by more than the record in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Priority {
+    /// A request someone is waiting on.
+    Interactive,
+    /// A record of an asynchronous batch.
+    Batch,
+}
+
+/// One request of a web service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumeRequest {
+    /// The service.
+    pub service: ServiceSpec,
+    /// Its inputs, checked against the declared types.
+    pub inputs: Vec<TypedValue>,
+    /// Whose turn comes first.
+    pub priority: Priority,
+}
+
+/// A declared output file of one request: its bytes, or `None` when the code did not write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// The file name.
+    pub name: String,
+    /// Its content.
+    #[serde(with = "wire::optional_bytes")]
+    pub content: Option<Vec<u8>>,
+}
+
+/// The result of one request, as the reference's `WebServiceResult`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumeOutcome {
+    /// Whether the code ran without an error.
+    pub success: bool,
+    /// The error when it did not.
+    pub error_message: String,
+    /// What it printed.
+    pub console_output: String,
+    /// Files it created or modified.
+    pub changed_files: Vec<String>,
+    /// Declared outputs by name.
+    pub outputs: Map<String, Value>,
+    /// Declared output files, in declaration order.
+    pub output_files: Vec<OutputFile>,
+}
+
+/// How a pool of one runtime stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PoolHealth {
+    /// The runtime is being prepared (e.g. its environment installed).
+    Preparing(String),
+    /// Workers start and serve.
+    Ready,
+    /// The runtime cannot be used; the text says why and what to do.
+    Unavailable(String),
+}
+
+/// A pool's state, for `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// The runtime.
+    #[serde(with = "wire::runtime")]
+    pub runtime: RuntimeType,
+    /// Health.
+    pub health: PoolHealth,
+    /// Configured warm size.
+    pub initial_size: usize,
+    /// Configured maximum.
+    pub max_size: usize,
+    /// Workers alive: idle + busy + starting.
+    pub size: usize,
+    /// Workers leased to sessions or requests.
+    pub busy: usize,
+    /// Warm workers waiting.
+    pub idle: usize,
+    /// Workers starting up.
+    pub starting: usize,
+}
+
+/// A compute node's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// One pool per runtime.
+    pub pools: Vec<PoolStatus>,
+    /// How user code is isolated, or `None` when it is not.
+    pub isolation: Option<String>,
+    /// Sessions open.
+    pub sessions: usize,
+    /// When the node started, in Unix seconds: sessions opened on it before then are gone.
+    pub started_at: i64,
+}

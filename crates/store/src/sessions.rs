@@ -1,0 +1,114 @@
+//! Open sessions and the compute node that holds each, so that every web node serves every
+//! session (no stickiness needed at a load balancer) and lists the same sessions.
+
+use o16n_types::RuntimeType;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::on_unique_violation;
+use crate::{Store, StoreError};
+
+/// An open session as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// The session id (a GUID).
+    pub id: String,
+    /// Its owner.
+    pub owner: String,
+    /// The optional name given at creation.
+    pub name: Option<String>,
+    /// Its runtime.
+    pub runtime: RuntimeType,
+    /// The compute node that holds it.
+    pub node: String,
+    /// When it was created, Unix seconds.
+    pub created_at: i64,
+}
+
+fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
+    let runtime: String = row.try_get("runtime")?;
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        owner: row.try_get("owner")?,
+        name: row.try_get("name")?,
+        runtime: runtime
+            .parse()
+            .map_err(|err| StoreError::Corrupt(format!("session runtime: {err}")))?,
+        node: row.try_get("node")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+const COLUMNS: &str = "id, owner, name, runtime, node, created_at";
+
+impl Store {
+    /// Records a new session.
+    pub async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, owner, name, runtime, node, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&session.id)
+        .bind(&session.owner)
+        .bind(session.name.as_deref())
+        .bind(session.runtime.as_str())
+        .bind(&session.node)
+        .bind(session.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(on_unique_violation("session"))?;
+        Ok(())
+    }
+
+    /// One session.
+    pub async fn find_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sessions WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The sessions of `owner`, oldest first.
+    pub async fn list_sessions(&self, owner: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sessions WHERE owner = $1 ORDER BY created_at, id"
+        )))
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// The sessions a compute node holds.
+    pub async fn sessions_on_node(&self, node: &str) -> Result<Vec<SessionRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM sessions WHERE node = $1 ORDER BY created_at, id"
+        )))
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(session_from_row).collect()
+    }
+
+    /// Forgets a session. Returns whether it was recorded.
+    pub async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Forgets every session of a compute node (one that lost them by restarting). Returns how
+    /// many went.
+    pub async fn delete_sessions_on_node(&self, node: &str) -> Result<u64, StoreError> {
+        let result = sqlx::query("DELETE FROM sessions WHERE node = $1")
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

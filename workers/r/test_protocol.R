@@ -1,0 +1,54 @@
+# The R worker against the golden frames of workers/protocol/, which the Rust host's and the
+# Python worker's tests read too: the worker's codec reads every frame as frames.json describes
+# it, and what it writes reads back the same. Run with `Rscript workers/r/test_protocol.R`; it
+# prints one line per case and exits non-zero when one fails.
+
+suppressPackageStartupMessages(library(jsonlite))
+
+args <- commandArgs(trailingOnly = FALSE)
+here <- dirname(normalizePath(sub("^--file=", "", args[grep("^--file=", args)])))
+golden <- file.path(here, "..", "protocol")
+
+Sys.setenv(O16N_WORKER_TEST = "1")
+source(file.path(here, "o16n_worker.R"))
+codec <- get("o16n_worker_codec", envir = globalenv())
+
+hex_to_raw <- function(hex) {
+  if (!nzchar(hex)) return(raw(0))
+  as.raw(strtoi(substring(hex, seq(1, nchar(hex), 2), seq(2, nchar(hex), 2)), 16L))
+}
+
+# JSON values compared as JSON: R's lists and the parsed expectation normalised the same way.
+same_json <- function(a, b) {
+  normalise <- function(x) toJSON(x, auto_unbox = TRUE, null = "null", digits = NA)
+  identical(
+    normalise(fromJSON(normalise(a), simplifyVector = FALSE)),
+    normalise(fromJSON(normalise(b), simplifyVector = FALSE))
+  )
+}
+
+cases <- fromJSON(file.path(golden, "frames.json"), simplifyVector = FALSE)
+failures <- 0
+for (case in cases) {
+  bytes <- readBin(file.path(golden, paste0(case$name, ".frame")), "raw", 1e6)
+  blob <- hex_to_raw(case$blob_hex)
+  connection <- rawConnection(bytes, "rb")
+  frame <- codec$read_frame(connection)
+  close(connection)
+  read_ok <- !is.null(frame) && same_json(frame$header, case$header) && identical(frame$blob, blob)
+
+  written <- codec$encode_frame(case$header, blob)
+  connection <- rawConnection(written, "rb")
+  again <- codec$read_frame(connection)
+  close(connection)
+  write_ok <- !is.null(again) && same_json(again$header, case$header) && identical(again$blob, blob)
+
+  if (read_ok && write_ok) {
+    cat("ok    ", case$name, "\n")
+  } else {
+    failures <- failures + 1
+    cat("FAILED", case$name, if (!read_ok) "(reading)" else "(writing)", "\n")
+  }
+}
+cat(sprintf("%d of %d golden frames pass\n", length(cases) - failures, length(cases)))
+quit(status = if (failures == 0) 0 else 1)
