@@ -201,15 +201,10 @@ impl Fleet {
         futures_util::future::join_all(checks).await;
     }
 
-    fn least_loaded(members: &[Arc<Member>]) -> Option<&Arc<Member>> {
-        // Among equally loaded nodes the choice is random, so that idle nodes share new work.
-        let lowest = members.iter().map(|member| member.load()).min()?;
-        let candidates: Vec<&Arc<Member>> = members
-            .iter()
-            .filter(|member| member.load() == lowest)
-            .collect();
-        let index = rand::random_range(0..candidates.len());
-        Some(candidates[index])
+    /// The loads of `members`, read once: they change under concurrent requests, so every
+    /// decision about one placement must look at the same figures.
+    fn loads(members: &[Arc<Member>]) -> Vec<usize> {
+        members.iter().map(|member| member.load()).collect()
     }
 
     fn none_answers(&self) -> ComputeError {
@@ -226,30 +221,29 @@ impl Fleet {
 impl Nodes for Fleet {
     fn for_session(&self, _runtime: RuntimeType) -> Result<Node, ComputeError> {
         let healthy = self.healthy();
-        Self::least_loaded(&healthy)
-            .map(|member| member.view())
+        let loads = Self::loads(&healthy);
+        least_loaded(&loads, random_tie_break)
+            .map(|index| healthy[index].view())
             .ok_or_else(|| self.none_answers())
     }
 
     fn for_service(&self, key: &str, _runtime: RuntimeType) -> Result<Node, ComputeError> {
         let healthy = self.healthy();
-        let least = Self::least_loaded(&healthy).ok_or_else(|| self.none_answers())?;
+        let loads = Self::loads(&healthy);
         let mut homes = self
             .inner
             .homes
             .lock()
             .expect("fleet lock poisoned. This is a bug.");
         let known = homes.entry(key.to_owned()).or_default();
-        let home = healthy
+        let is_home: Vec<bool> = healthy
             .iter()
-            .filter(|member| known.contains(&member.endpoint))
-            .min_by_key(|member| member.load());
-        let chosen = match home {
-            Some(home) if home.load() <= least.load() + SPILL_MARGIN => home,
-            _ => least,
-        };
-        known.insert(chosen.endpoint.clone());
-        Ok(chosen.view())
+            .map(|member| known.contains(&member.endpoint))
+            .collect();
+        let chosen = service_placement(&loads, &is_home, random_tie_break)
+            .ok_or_else(|| self.none_answers())?;
+        known.insert(healthy[chosen].endpoint.clone());
+        Ok(healthy[chosen].view())
     }
 
     fn get(&self, endpoint: &str) -> Option<NodeView> {
@@ -301,5 +295,72 @@ impl Nodes for Fleet {
         *members = kept;
         drop(members);
         self.inner.recheck.notify_one();
+    }
+}
+
+/// Picks one of `count` equally good nodes at random, so that idle nodes share new work.
+fn random_tie_break(count: usize) -> usize {
+    rand::random_range(0..count)
+}
+
+/// The index of a least-loaded node; `tie_break` picks among the equally loaded ones (it is
+/// given their number). `None` when there is no node.
+fn least_loaded(loads: &[usize], tie_break: impl FnOnce(usize) -> usize) -> Option<usize> {
+    let lowest = *loads.iter().min()?;
+    let candidates: Vec<usize> = (0..loads.len())
+        .filter(|&index| loads[index] == lowest)
+        .collect();
+    Some(candidates[tie_break(candidates.len())])
+}
+
+/// Where a service request goes: to the least-loaded node that has already loaded the service
+/// (`is_home`), unless it is more than [`SPILL_MARGIN`] busier than the least-loaded node of
+/// all, which then loads it too.
+fn service_placement(
+    loads: &[usize],
+    is_home: &[bool],
+    tie_break: impl FnOnce(usize) -> usize,
+) -> Option<usize> {
+    let least = least_loaded(loads, tie_break)?;
+    let home = (0..loads.len())
+        .filter(|&index| is_home[index])
+        .min_by_key(|&index| loads[index]);
+    Some(match home {
+        Some(home) if loads[home] <= loads[least] + SPILL_MARGIN => home,
+        _ => least,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_least_loaded_node_is_chosen_and_ties_are_left_to_the_tie_break() {
+        assert_eq!(least_loaded(&[], |_| 0), None);
+        assert_eq!(least_loaded(&[3, 1, 2], |_| 0), Some(1));
+        let mut offered = 0;
+        let chosen = least_loaded(&[2, 0, 5, 0], |count| {
+            offered = count;
+            1
+        });
+        assert_eq!((offered, chosen), (2, Some(3)));
+    }
+
+    #[test]
+    fn a_service_stays_on_its_home_until_the_home_is_clearly_busier() {
+        let first = |_| 0;
+        // No home yet: the least-loaded node.
+        assert_eq!(service_placement(&[4, 1], &[false, false], first), Some(1));
+        // A home within the margin keeps the service there.
+        assert_eq!(service_placement(&[3, 1], &[true, false], first), Some(0));
+        // A home more than the margin busier sends it elsewhere.
+        assert_eq!(service_placement(&[4, 1], &[true, false], first), Some(1));
+        // Of two homes, the less loaded.
+        assert_eq!(
+            service_placement(&[2, 9, 1], &[true, false, true], first),
+            Some(2)
+        );
+        assert_eq!(service_placement(&[], &[], first), None);
     }
 }
