@@ -37,7 +37,11 @@ def worker_memory(server_pid):
     for pid in descendants(server_pid):
         try:
             with open("/proc/%s/cmdline" % pid, "rb") as cmdline:
-                is_worker = b"o16n_worker.py" in cmdline.read()
+                argv = cmdline.read().split(b"\0")
+            # bubblewrap's own command line names the worker script too; only the interpreter
+            # is a worker.
+            is_worker = b"python" in os.path.basename(argv[0]) and any(
+                arg.endswith(b"o16n_worker.py") for arg in argv)
         except OSError:
             continue
         if is_worker:
