@@ -3,6 +3,7 @@
 
 mod authentication;
 mod batch;
+mod compute_nodes;
 mod docs;
 mod errors;
 mod helpers;
