@@ -19,12 +19,7 @@ impl App {
         caller: &Principal,
         session_id: &str,
     ) -> Result<(SessionRecord, NodeView, SessionRef), AppError> {
-        let record = self
-            .store()
-            .find_session(session_id)
-            .await?
-            .filter(|record| record.owner == caller.username.as_str())
-            .ok_or_else(|| ComputeError::SessionNotFound(session_id.to_owned()))?;
+        let record = self.own_session_record(caller, session_id).await?;
         let Some(view) = self.nodes().get(&record.node) else {
             self.forget_session(&record).await;
             return Err(session_lost(&record, "which is no longer registered"));
@@ -37,6 +32,21 @@ impl App {
             owner: record.owner.clone(),
         };
         Ok((record, view, session))
+    }
+
+    /// The record of one of the caller's sessions; another user's is "not found", so that
+    /// ids cannot be probed.
+    pub(crate) async fn own_session_record(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+    ) -> Result<SessionRecord, AppError> {
+        Ok(self
+            .store()
+            .find_session(session_id)
+            .await?
+            .filter(|record| record.owner == caller.username.as_str())
+            .ok_or_else(|| ComputeError::SessionNotFound(session_id.to_owned()))?)
     }
 
     /// Runs an operation on one of the caller's sessions. When the node answers that it does

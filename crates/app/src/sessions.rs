@@ -5,8 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use o16n_compute::{
-    ByteStream, ComputeError, Download, ExecuteOutcome, ExecuteRequest, NewSession, SessionInfo,
-    SessionRef,
+    ByteStream, Download, ExecuteOutcome, ExecuteRequest, NewSession, SessionInfo, SessionRef,
 };
 use o16n_store::SessionRecord;
 use o16n_types::RuntimeType;
@@ -156,12 +155,7 @@ impl App {
         session_id: &str,
         force: bool,
     ) -> Result<(), AppError> {
-        let record = self
-            .store()
-            .find_session(session_id)
-            .await?
-            .filter(|record| record.owner == caller.username.as_str())
-            .ok_or_else(|| ComputeError::SessionNotFound(session_id.to_owned()))?;
+        let record = self.own_session_record(caller, session_id).await?;
         let closed = self
             .on_session(caller, session_id, |node, session| async move {
                 node.compute.close_session(&session, force).await
