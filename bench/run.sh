@@ -32,6 +32,6 @@ case "$name" in
     r) exec python3 bench/r_services.py ;;
     batch) exec python3 bench/batch.py ;;
     sandbox) exec python3 bench/sandbox.py ;;
-    cluster) exec python3 bench/cluster.py ;;
+    cluster) o16n_start_postgres; exec python3 bench/cluster.py ;;
     *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox or cluster)" >&2; exit 2 ;;
 esac

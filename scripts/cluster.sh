@@ -15,12 +15,7 @@ cd "$(dirname "$0")/.."
 
 o16n_require_rust
 o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    o16n_log "starting PostgreSQL"
-    cluster_version="$(ls /etc/postgresql | sort -V | tail -1)"
-    pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-fi
+o16n_start_postgres
 admin_url="${O16N_CLUSTER_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'o16n_cluster'" | grep -q 1; then
     psql "$admin_url" -qc 'CREATE DATABASE o16n_cluster'

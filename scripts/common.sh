@@ -1,4 +1,4 @@
-# Shared by scripts/serve.sh and scripts/test.sh: installs what a fresh Debian 12 machine lacks
+# Shared by the scripts under scripts/ and bench/: installs what a fresh Debian 12 machine lacks
 # and sets up the build environment. Sourced, not run.
 
 set -euo pipefail
@@ -30,4 +30,17 @@ o16n_require_rust() {
         echo "cargo is missing: install the Rust toolchain (rustup) first" >&2
         exit 1
     fi
+}
+
+# Starts the local PostgreSQL cluster on 127.0.0.1:5432 when it is not answering (Debian's
+# packaging; no systemd needed).
+o16n_start_postgres() {
+    pg_isready -q -h 127.0.0.1 -p 5432 && return 0
+    o16n_log "starting PostgreSQL"
+    local cluster_version
+    cluster_version="$(ls /etc/postgresql | sort -V | tail -1)"
+    pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && return 0; sleep 1; done
+    echo "PostgreSQL did not start on 127.0.0.1:5432" >&2
+    return 1
 }

@@ -8,12 +8,7 @@ o16n_require_rust
 o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
 
 # The store suite needs PostgreSQL on 127.0.0.1:5432 with trust authentication for `postgres`.
-if ! pg_isready -q -h 127.0.0.1 -p 5432; then
-    o16n_log "starting PostgreSQL"
-    cluster_version="$(ls /etc/postgresql | sort -V | tail -1)"
-    pg_ctlcluster --skip-systemctl-redirect "$cluster_version" main start
-    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
-fi
+o16n_start_postgres
 export O16N_TEST_POSTGRES_URL="${O16N_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! psql "$O16N_TEST_POSTGRES_URL" -Atqc 'SELECT 1' >/dev/null 2>&1; then
     echo "cannot connect to $O16N_TEST_POSTGRES_URL: the store suite needs a PostgreSQL user" \
