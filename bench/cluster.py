@@ -13,10 +13,9 @@ import pathlib
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
-from common import Server, call, login, report, summary_ms
+from common import Server, login, report, session_creates
 from sandbox import TRAIN, publish_service
 from services import FEATURES, wrk
 
@@ -25,41 +24,9 @@ SECRET = "bench-cluster-secret"
 POSTGRES = os.environ.get("O16N_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
-def python_pool(server, token):
-    """The Python pool's figures, wherever the server reports them."""
-    _, status = call(server.connection(), "GET", "/status", token)
-    components = status["components"]
-    if "runtimes" in components:
-        return components["runtimes"]["components"]["python"]["details"]
-    (node,) = components["backends"]["components"].values()
-    return node["components"]["python"]["details"]
-
-
-def wait_for_idle(server, token, wanted):
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if python_pool(server, token).get("idle", 0) >= wanted:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the pool did not warm up")
-
-
-def session_creates(server, token):
-    connection = server.connection()
-    creates = []
-    for _ in range(CREATES):
-        wait_for_idle(server, token, 2)
-        started = time.perf_counter()
-        status, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
-        creates.append(time.perf_counter() - started)
-        assert status == 201, body
-        call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
-    return summary_ms(creates)
-
-
 def measure(server, workdir, model):
     token = login(server)
-    figures = {"create": session_creates(server, token)}
+    figures = {"create": session_creates(server, token, CREATES)}
     publish_service(server, token, model.read_bytes())
     url = "http://%s:%d/api/iris/v1" % (server.host, server.port)
     headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}

@@ -62,6 +62,41 @@ def login(server):
     return body["access_token"]
 
 
+def pool(server, token, runtime="python"):
+    """A runtime pool's figures from `/status`, on a one-box server or on a web node with one
+    compute node."""
+    _, status = call(server.connection(), "GET", "/status", token)
+    components = status["components"]
+    if "runtimes" in components:
+        return components["runtimes"]["components"][runtime]["details"]
+    (node,) = components["backends"]["components"].values()
+    return node["components"][runtime]["details"]
+
+
+def wait_for_idle(server, token, wanted, runtime="python"):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if pool(server, token, runtime).get("idle", 0) >= wanted:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the %s pool did not warm up" % runtime)
+
+
+def session_creates(server, token, count, runtime="Python"):
+    """Times `count` session creates from a warm pool: before each, the pool is given time to
+    replace the worker the last one took, as in steady use. Returns the summary."""
+    connection = server.connection()
+    creates = []
+    for _ in range(count):
+        wait_for_idle(server, token, 2, runtime.lower())
+        started = time.perf_counter()
+        status, body = call(connection, "POST", "/sessions", token, {"runtimeType": runtime})
+        creates.append(time.perf_counter() - started)
+        assert status == 201, body
+        call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
+    return summary_ms(creates)
+
+
 def descendants(root_pid):
     """The pids of every process below `root_pid`, from /proc."""
     children = {}

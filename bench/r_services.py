@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from common import Server, call, login, report, summary_ms
+from common import Server, call, login, report, session_creates
 from services import free_port, wrk
 
 CONCURRENCY = [1, 4, 16]
@@ -35,16 +35,6 @@ function(sl, sw, pl, pw) {
   list(p = %s)
 }
 """ % PREDICT
-
-
-def wait_for_idle_r(connection, token, wanted):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        _, status = call(connection, "GET", "/status", token)
-        if status["components"]["runtimes"]["components"]["r"]["details"]["idle"] >= wanted:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the R pool did not warm up")
 
 
 def start_plumber(workdir, port):
@@ -82,15 +72,7 @@ def main():
         try:
             token = login(server)
             connection = server.connection()
-            wait_for_idle_r(connection, token, 2)
-            creates = []
-            for _ in range(100):
-                wait_for_idle_r(connection, token, 2)
-                started = time.perf_counter()
-                status, body = call(connection, "POST", "/sessions", token, {"runtimeType": "R"})
-                creates.append(time.perf_counter() - started)
-                assert status == 201, body
-                call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
+            create = session_creates(server, token, 100, "R")
             definition = {
                 "runtimeType": "R",
                 "initCode": MODEL,
@@ -121,7 +103,6 @@ def main():
             plumber.terminate()
             plumber.wait(timeout=30)
 
-    create = summary_ms(creates)
     rows = [
         ("R session create from a warm pool, p50 / p99 (target p50 5 ms)", "%.2f / %.2f ms" % (create["p50_ms"], create["p99_ms"])),
         ("prediction for the test row (both servers)", "%.4f" % o16n_p),

@@ -50,7 +50,6 @@ def columns(rows):
 
 def main():
     mlflow_python = os.environ["O16N_BENCH_MLFLOW_PYTHON"]
-    duration_rows = []
     with tempfile.TemporaryDirectory() as workdir:
         work = pathlib.Path(workdir)
         trained = json.loads(subprocess.run(

@@ -18,9 +18,8 @@ import sys
 import tempfile
 import time
 
-from common import Server, call, login, report, summary_ms
+from common import Server, call, login, report, session_creates, summary_ms
 from services import FEATURES, wrk
-from sessions import wait_for_idle
 
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "8"))
@@ -41,20 +40,6 @@ def server_for(data_dir, python, sandboxed, initial_size):
         "O16N_RUNTIME__PYTHON__INITIAL_SIZE": str(initial_size),
         "O16N_RUNTIME__SANDBOX__ENABLED": "true" if sandboxed else "false",
     })
-
-
-def session_creates(server, token):
-    connection = server.connection()
-    wait_for_idle(connection, token, 2)
-    creates = []
-    for _ in range(CREATES):
-        wait_for_idle(connection, token, 2)
-        started = time.perf_counter()
-        status, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
-        creates.append(time.perf_counter() - started)
-        assert status == 201, body
-        call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
-    return summary_ms(creates)
 
 
 def cold_starts(server, token):
@@ -129,7 +114,7 @@ def main():
             server = server_for(pathlib.Path(workdir) / ("data-" + name), python, sandboxed, 2)
             try:
                 token = login(server)
-                figures["create"] = session_creates(server, token)
+                figures["create"] = session_creates(server, token, CREATES)
                 publish_service(server, token, model.read_bytes())
                 url = "http://%s:%d/api/iris/v1" % (server.host, server.port)
                 headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}

@@ -10,24 +10,10 @@ import sys
 import tempfile
 import time
 
-from common import Server, call, descendants, login, report, summary_ms
+from common import Server, call, descendants, login, report, session_creates, summary_ms, wait_for_idle
 
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 EXECUTES = int(os.environ.get("BENCH_EXECUTES", "2000"))
-
-
-def pool_details(connection, token):
-    _, status = call(connection, "GET", "/status", token)
-    return status["components"]["runtimes"]["components"]["python"]["details"]
-
-
-def wait_for_idle(connection, token, wanted):
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if pool_details(connection, token)["idle"] >= wanted:
-            return
-        time.sleep(0.05)
-    raise RuntimeError("the pool did not warm up")
 
 
 def worker_memory(server_pid):
@@ -65,22 +51,13 @@ def main():
         try:
             token = login(server)
             connection = server.connection()
-            wait_for_idle(connection, token, 2)
+            wait_for_idle(server, token, 2)
 
             memory = worker_memory(server.process.pid)
 
-            # Session creation from a warm pool: each create finds a warm worker waiting (the
-            # pool is given time to replace the one taken), as in steady use.
-            creates = []
-            for _ in range(CREATES):
-                wait_for_idle(connection, token, 2)
-                started = time.perf_counter()
-                status, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
-                creates.append(time.perf_counter() - started)
-                assert status == 201, body
-                call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
+            create = session_creates(server, token, CREATES)
 
-            wait_for_idle(connection, token, 2)
+            wait_for_idle(server, token, 2)
             _, body = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
             session = body["sessionId"]
             executes = []
@@ -94,7 +71,7 @@ def main():
         finally:
             server.stop()
 
-    create, execute = summary_ms(creates), summary_ms(executes)
+    execute = summary_ms(executes)
     report("Sessions (o16n release build, 2 cores, client on the same machine)", [
         ("session create from a warm pool, p50 / p99 (target 5 / 20 ms)", "%.2f / %.2f ms (n=%d)" % (create["p50_ms"], create["p99_ms"], create["n"])),
         ("execute `x = 1` over HTTP, p50 / p99 (target p50 1 ms)", "%.3f / %.3f ms (n=%d)" % (execute["p50_ms"], execute["p99_ms"], execute["n"])),
