@@ -577,18 +577,7 @@ pub(crate) struct WebServiceResult {
 
 impl From<o16n_app::ConsumeOutcome> for WebServiceResult {
     fn from(outcome: o16n_app::ConsumeOutcome) -> Self {
-        use base64::Engine;
-        // The reference returns output files base64-encoded, `null` for one not written.
-        let output_files = outcome
-            .output_files
-            .into_iter()
-            .map(|file| {
-                let content = file.content.map_or(Value::Null, |bytes| {
-                    Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-                });
-                (file.name, content)
-            })
-            .collect();
+        let output_files = o16n_app::encoded_output_files(outcome.output_files);
         WebServiceResult {
             success: outcome.success,
             error_message: outcome.error_message,

@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use o16n_compute::{ComputeError, Priority};
+use o16n_compute::{ComputeError, OutputFile, Priority};
 use o16n_store::{BatchRecord, BatchState};
 use o16n_types::Role;
 use serde_json::{Map, Value, json};
@@ -96,11 +96,11 @@ impl BatchRunners {
     }
 }
 
-/// A record's result as the reference's `WebServiceResult`.
-fn result_json(outcome: ConsumeOutcome) -> Value {
+/// Output files as the reference returns them: by name, base64-encoded, `null` for one the
+/// code did not write.
+pub fn encoded_output_files(files: Vec<OutputFile>) -> Map<String, Value> {
     use base64::Engine;
-    let output_files: Map<String, Value> = outcome
-        .output_files
+    files
         .into_iter()
         .map(|file| {
             let content = file.content.map_or(Value::Null, |bytes| {
@@ -108,7 +108,12 @@ fn result_json(outcome: ConsumeOutcome) -> Value {
             });
             (file.name, content)
         })
-        .collect();
+        .collect()
+}
+
+/// A record's result as the reference's `WebServiceResult`.
+fn result_json(outcome: ConsumeOutcome) -> Value {
+    let output_files = encoded_output_files(outcome.output_files);
     json!({
         "success": outcome.success,
         "errorMessage": outcome.error_message,

@@ -27,7 +27,7 @@ use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
 use o16n_compute::Nodes;
 use o16n_store::Store;
 
-pub use batches::{BatchStatus, DEFAULT_PARALLELISM};
+pub use batches::{BatchStatus, DEFAULT_PARALLELISM, encoded_output_files};
 pub use compute_nodes::EntriesChange;
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
