@@ -16,8 +16,8 @@ import tempfile
 import uuid
 
 from common import Server, login, report, session_creates
-from sandbox import TRAIN, publish_service
-from services import FEATURES, wrk
+from sandbox import TRAIN
+from services import FEATURES, publish_o16n, wrk
 
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 SECRET = "bench-cluster-secret"
@@ -27,7 +27,7 @@ POSTGRES = os.environ.get("O16N_TEST_POSTGRES_URL", "postgres://postgres@127.0.0
 def measure(server, workdir, model):
     token = login(server)
     figures = {"create": session_creates(server, token, CREATES)}
-    publish_service(server, token, model.read_bytes())
+    publish_o16n(server, token, model.read_bytes())
     url = "http://%s:%d/api/iris/v1" % (server.host, server.port)
     headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
     for connections in (1, 16):

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from common import Server, call, login, report, session_creates, summary_ms
-from services import FEATURES, wrk
+from services import FEATURES, publish_o16n, wrk
 
 CREATES = int(os.environ.get("BENCH_CREATES", "200"))
 COLD_STARTS = int(os.environ.get("BENCH_COLD_STARTS", "8"))
@@ -53,29 +53,6 @@ def cold_starts(server, token):
         assert status == 201, body
         call(connection, "DELETE", "/sessions/" + body["sessionId"], token)
     return summary_ms(starts)
-
-
-def publish_service(server, token, model_bytes):
-    connection = server.connection()
-    _, session = call(connection, "POST", "/sessions", token, {"runtimeType": "Python"})
-    session = session["sessionId"]
-    connection.request("POST", "/sessions/%s/workspace/model" % session, body=model_bytes,
-                       headers={"Authorization": "Bearer " + token, "Content-Type": "application/octet-stream"})
-    connection.getresponse().read()
-    _, snapshot = call(connection, "POST", "/sessions/%s/snapshot" % session, token, {"name": None})
-    status, body = call(connection, "POST", "/services/iris/v1", token, {
-        "snapshotId": snapshot["snapshotId"],
-        "runtimeType": "Python",
-        "initCode": "import numpy as np",
-        "code": "prediction = int(model.predict(np.array([[sl, sw, pl, pw]]))[0])",
-        "inputParameterDefinitions": [{"name": name, "type": "numeric"} for name in FEATURES],
-        "outputParameterDefinitions": [{"name": "prediction", "type": "integer"}],
-    })
-    assert status == 201, body
-    call(connection, "DELETE", "/sessions/" + session, token)
-    for _ in range(50):
-        status, result = call(connection, "POST", "/api/iris/v1", token, FEATURES)
-        assert status == 200 and result["success"], result
 
 
 def bare_starts(sandboxed, workdir):
@@ -115,7 +92,7 @@ def main():
             try:
                 token = login(server)
                 figures["create"] = session_creates(server, token, CREATES)
-                publish_service(server, token, model.read_bytes())
+                publish_o16n(server, token, model.read_bytes())
                 url = "http://%s:%d/api/iris/v1" % (server.host, server.port)
                 headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
                 for connections in (1, 16):
