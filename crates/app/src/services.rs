@@ -406,7 +406,7 @@ impl App {
         // A node that cannot be reached was not sent the request (and is now out of the
         // healthy set), so the request goes to another; one that fails while running it is
         // not tried again, since user code may have had side effects.
-        let mut attempts = self.nodes().all().len().max(1);
+        let mut attempts = 0;
         loop {
             let node = self.nodes().for_service(&record.revision, runtime)?;
             let outcome = self
@@ -414,9 +414,12 @@ impl App {
                     node.compute.consume(request.clone())
                 })
                 .await;
-            attempts -= 1;
+            attempts += 1;
             match outcome {
-                Err(AppError::Compute(ComputeError::NodeUnreachable(message))) if attempts > 0 => {
+                // The nodes are counted only here, off the path of a request that succeeds.
+                Err(AppError::Compute(ComputeError::NodeUnreachable(message)))
+                    if attempts < self.nodes().all().len() =>
+                {
                     tracing::warn!(%message, "a compute node cannot be reached; trying another");
                 }
                 outcome => return outcome,
