@@ -98,7 +98,13 @@ fn pool_component(pool: &PoolStatus, isolated: bool) -> StatusResponse {
         ("busy", json!(pool.busy)),
         ("idle", json!(pool.idle)),
         ("starting", json!(pool.starting)),
+        ("waiting", json!(pool.waiting)),
     ]);
+    if let Some(service) = &pool.service {
+        details.insert("service", json!(service));
+        details.insert("runtime", json!(pool.runtime.as_str()));
+        details.insert("revision", json!(pool.revision));
+    }
     if let Some(message) = message {
         details.insert("message", json!(message));
     }
@@ -134,7 +140,12 @@ fn node_component(node: &NodeReport) -> StatusResponse {
         ),
     ]);
     let mut components = BTreeMap::new();
+    let mut dedicated = BTreeMap::new();
     for pool in &status.pools {
+        if let Some(service) = &pool.service {
+            dedicated.insert(service.clone(), pool_component(pool, isolated));
+            continue;
+        }
         let (max, current, active, can_open) = match pool.runtime {
             o16n_types::RuntimeType::Python => (
                 "pythonMaxPoolSize",
@@ -159,6 +170,18 @@ fn node_component(node: &NodeReport) -> StatusResponse {
         components.insert(
             runtime_key(pool.runtime).to_owned(),
             pool_component(pool, isolated),
+        );
+    }
+    if !dedicated.is_empty() {
+        // A dedicated pool that cannot warm (its initCode fails) is the service's problem, not
+        // the node's: it shows here without changing the node's health.
+        components.insert(
+            "dedicatedPools".to_owned(),
+            StatusResponse {
+                status_code: "pass",
+                details: BTreeMap::from([("count", json!(dedicated.len()))]),
+                components: dedicated,
+            },
         );
     }
     StatusResponse {
@@ -239,6 +262,34 @@ impl From<SystemStatus> for StatusResponse {
                 ("apiVersion", json!("9.3.0")),
             ]),
             components,
+        }
+    }
+}
+
+/// `CreateOrUpdateServicePoolRequest`: both sizes optional, spelled as the swagger spells them
+/// (PascalCase) or as ASP.NET clients often send them (camelCase).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateOrUpdateServicePoolRequest {
+    #[serde(rename = "InitialPoolSize", alias = "initialPoolSize")]
+    pub(crate) initial_pool_size: Option<i64>,
+    #[serde(rename = "MaxPoolSize", alias = "maxPoolSize")]
+    pub(crate) max_pool_size: Option<i64>,
+}
+
+/// `ServicePoolStatusResponse`, spelled as the swagger spells it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ServicePoolStatusResponse {
+    compute_node_endpoint: String,
+    status: &'static str,
+}
+
+impl From<o16n_app::NodePoolState> for ServicePoolStatusResponse {
+    fn from(state: o16n_app::NodePoolState) -> Self {
+        ServicePoolStatusResponse {
+            compute_node_endpoint: state.endpoint,
+            status: state.state.as_str(),
         }
     }
 }

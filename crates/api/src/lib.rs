@@ -12,6 +12,7 @@ mod core_swagger;
 mod dto;
 mod error;
 mod extract;
+mod metrics;
 mod routes;
 mod swagger;
 
@@ -35,13 +36,24 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The largest uploaded file or model, in bytes.
     pub max_upload_bytes: usize,
+    /// The bearer token `/metrics` asks for; open when `None`.
+    pub metrics_token: Option<std::sync::Arc<str>>,
 }
 
 /// The complete REST API.
 pub fn router(app: App, config: &ApiConfig) -> Router {
-    routes::router(config)
-        .with_state(app)
-        .merge(core_swagger::router())
+    let mut api = routes::router(config).with_state(app.clone());
+    if app.metrics().is_some() {
+        api = api
+            .route(
+                "/metrics",
+                axum::routing::get(metrics::render)
+                    .with_state((app.clone(), config.metrics_token.clone())),
+            )
+            // Added after the routes so that it runs after routing and sees the route template.
+            .layer(axum::middleware::from_fn_with_state(app, metrics::track));
+    }
+    api.merge(core_swagger::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(routes::CONTROL_BODY_BYTES))

@@ -333,6 +333,7 @@ mod tests {
             output_file_names: Vec::new(),
             snapshot_id: None,
             content: None,
+            pool: None,
         }
     }
 

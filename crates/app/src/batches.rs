@@ -498,10 +498,22 @@ impl App {
             if token.is_cancelled() {
                 return None;
             }
-            match self
+            let started = std::time::Instant::now();
+            let outcome = self
                 .run_service(service, input.clone(), Priority::Batch)
-                .await
-            {
+                .await;
+            let stages = crate::metrics::ServiceStages {
+                node: outcome
+                    .as_ref()
+                    .map(|outcome| outcome.timings)
+                    .unwrap_or_default(),
+                total: started.elapsed(),
+            };
+            self.count_service_request(service, &outcome, &stages);
+            if let Some(metrics) = self.metrics() {
+                metrics.batch_record(outcome.as_ref().is_ok_and(|outcome| outcome.success));
+            }
+            match outcome {
                 Ok(outcome) => return Some(result_json(outcome)),
                 Err(AppError::Compute(
                     ComputeError::NodeUnavailable(message) | ComputeError::NodeUnreachable(message),

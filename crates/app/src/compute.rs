@@ -107,16 +107,25 @@ impl App {
     {
         match (operation().await, content) {
             (Err(ComputeError::ContentMissing(_)), Some(content)) => {
-                let bytes: ByteStream = Box::pin(
-                    self.store()
-                        .read_content(&content.digest)
-                        .map_err(std::io::Error::other),
-                );
-                node.compute.put_content(content, bytes).await?;
+                self.send_content(node, content).await?;
                 Ok(operation().await?)
             }
             (outcome, _) => Ok(outcome?),
         }
+    }
+
+    /// Sends `content` from the database to a node that lacks it.
+    pub(crate) async fn send_content(
+        &self,
+        node: &Node,
+        content: &ContentRef,
+    ) -> Result<(), AppError> {
+        let bytes: ByteStream = Box::pin(
+            self.store()
+                .read_content(&content.digest)
+                .map_err(std::io::Error::other),
+        );
+        Ok(node.compute.put_content(content, bytes).await?)
     }
 }
 

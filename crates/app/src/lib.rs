@@ -12,6 +12,8 @@ mod error;
 mod events;
 mod login;
 mod login_cache;
+mod metrics;
+mod pools;
 mod realtime;
 mod services;
 mod sessions;
@@ -31,12 +33,14 @@ pub use batches::{BatchStatus, DEFAULT_PARALLELISM, encoded_output_files};
 pub use compute_nodes::EntriesChange;
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
+pub use metrics::{Metrics, ServiceStages};
 pub use o16n_compute::{
     ByteStream, ConsumeOutcome, Download, ExecuteOutcome, ExecuteRequest, NamedValue, PoolHealth,
     PoolStatus, SessionInfo,
 };
 pub use o16n_realtime::{ColumnType, InputColumns, Signature};
 use o16n_types::Clock;
+pub use pools::{NodePoolState, PoolState};
 pub use realtime::{RealtimeDefinition, RealtimePatch};
 pub use services::{SERVICE_CACHE_TTL, ServiceDefinition, ServicePatch, ServiceView};
 pub use snapshots::SnapshotInfo;
@@ -67,6 +71,11 @@ pub struct AppConfig {
     pub batch_lease: Duration,
     /// How often a web node looks for batches to run besides when one is announced.
     pub batch_poll_interval: Duration,
+    /// How often the desired dedicated pools are sent to every compute node besides when they
+    /// change.
+    pub pool_sync_interval: Duration,
+    /// Whether figures are counted for `/metrics`.
+    pub metrics: bool,
     /// Compute nodes named by the configuration, besides those stored by `/computenodes`.
     pub configured_compute_nodes: Vec<String>,
     /// The time leases are measured with.
@@ -89,6 +98,7 @@ struct AppInner {
     service_cache: ServiceCache,
     realtime_models: RealtimeModels,
     batch_runners: batches::BatchRunners,
+    metrics: Option<metrics::Metrics>,
 }
 
 /// The settings key of the token signing secret.
@@ -106,6 +116,7 @@ impl App {
             .setting_or_insert(SIGNING_KEY_SETTING, &TokenSigner::generate_secret())
             .await?;
         let login_cache = LoginSessionCache::new(config.revocation_check_interval);
+        let metrics = config.metrics.then(metrics::Metrics::default);
         Ok(App {
             inner: Arc::new(AppInner {
                 store,
@@ -117,6 +128,7 @@ impl App {
                 service_cache: ServiceCache::default(),
                 realtime_models: RealtimeModels::default(),
                 batch_runners: batches::BatchRunners::new(),
+                metrics,
             }),
         })
     }

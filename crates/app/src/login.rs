@@ -35,6 +35,14 @@ impl App {
     /// Checks a user name and password and starts a login session.
     #[tracing::instrument(skip_all, fields(user = username))]
     pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
+        let outcome = self.login_locally(username, password).await;
+        if let Some(metrics) = self.metrics() {
+            metrics.login("local", outcome.is_ok());
+        }
+        outcome
+    }
+
+    async fn login_locally(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
         let user = match Username::parse(username) {
             Ok(name) => self.store().find_user(&name).await?,
             Err(_) => None,

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use o16n_compute::ConsumeOutcome;
+use o16n_compute::{ConsumeOutcome, StageTimings};
 use o16n_realtime::{RealtimeModel, Signature};
 use o16n_store::ServiceRecord;
 use o16n_types::{ParameterDefinition, ParameterType, ServiceRuntime, ServiceVersion};
@@ -155,6 +155,7 @@ impl App {
             output_file_names: Vec::new(),
             snapshot_id: None,
             content: Some(content),
+            pool: None,
         };
         self.insert_service(&record).await?;
         self.realtime_models().put(&record, model);
@@ -260,11 +261,21 @@ impl App {
         let inline = model
             .estimated_cost(&input_data)
             .is_some_and(|cost| cost <= INLINE_SCORING_BUDGET);
+        let rows = input_data
+            .values()
+            .next()
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        let scoring = std::time::Instant::now();
         let output_data = if inline {
             model.score(&input_data)?
         } else {
             run_blocking(move || model.score(&input_data)).await??
         };
+        let took = scoring.elapsed();
+        if let Some(metrics) = self.metrics() {
+            metrics.realtime_request(record.name.as_str(), record.version.as_str(), rows, took);
+        }
         let mut outputs = Map::new();
         outputs.insert(OUTPUT_NAME.to_owned(), Value::Object(output_data));
         Ok(ConsumeOutcome {
@@ -274,6 +285,10 @@ impl App {
             changed_files: Vec::new(),
             outputs,
             output_files: Vec::new(),
+            timings: StageTimings {
+                execute_micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+                ..StageTimings::default()
+            },
         })
     }
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use o16n_compute::{
-    ComputeError, ConsumeOutcome, ConsumeRequest, Priority, ServiceSpec, TypedName, TypedValue,
+    ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, Priority, ServiceSpec,
+    TypedName, TypedValue,
 };
 use o16n_store::{ContentRecord, ServiceRecord, StoreError};
 use o16n_types::{
@@ -26,6 +27,7 @@ use o16n_types::{
 use serde_json::{Map, Value};
 
 use crate::compute::content_ref;
+use crate::metrics::{ServiceOutcome, ServiceStages};
 use crate::{App, AppError, Principal};
 
 /// How long a node trusts its cached definition of a service that another node may have
@@ -185,6 +187,7 @@ impl App {
             output_file_names: definition.output_file_names,
             snapshot_id: definition.snapshot_id,
             content,
+            pool: None,
         };
         self.insert_service(&record).await?;
         tracing::info!(version = %version, "service published");
@@ -298,6 +301,10 @@ impl App {
             return Err(service_not_found(&name, &version));
         }
         self.service_changed(name.as_str(), version.as_str()).await;
+        if record.pool.is_some() {
+            // The pool's workers reload the new revision now rather than on the next request.
+            self.sync_dedicated_pools().await;
+        }
         tracing::info!("service updated");
         Ok(())
     }
@@ -311,9 +318,13 @@ impl App {
         version: &str,
     ) -> Result<(), AppError> {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
-        self.own_service(caller, &name, &version, "delete").await?;
+        let record = self.own_service(caller, &name, &version, "delete").await?;
         self.store().delete_service(&name, &version).await?;
         self.service_changed(name.as_str(), version.as_str()).await;
+        if record.pool.is_some() {
+            // Its pool goes with it.
+            self.sync_dedicated_pools().await;
+        }
         tracing::info!("service deleted");
         Ok(())
     }
@@ -363,11 +374,47 @@ impl App {
         name: &str,
         version: &str,
         inputs: Map<String, Value>,
-    ) -> Result<ConsumeOutcome, AppError> {
+    ) -> Result<(ConsumeOutcome, ServiceStages), AppError> {
         let (name, version) = (parse_name(name)?, parse_version(version)?);
         let record = self.current_service(&name, &version).await?;
-        self.run_service(&record, inputs, Priority::Interactive)
-            .await
+        let started = Instant::now();
+        let outcome = self
+            .run_service(&record, inputs, Priority::Interactive)
+            .await;
+        let stages = ServiceStages {
+            node: outcome
+                .as_ref()
+                .map(|outcome| outcome.timings)
+                .unwrap_or_default(),
+            total: started.elapsed(),
+        };
+        self.count_service_request(&record, &outcome, &stages);
+        Ok((outcome?, stages))
+    }
+
+    /// Counts a service request in the metrics, with its stages when it ran on a worker.
+    pub(crate) fn count_service_request(
+        &self,
+        record: &ServiceRecord,
+        outcome: &Result<ConsumeOutcome, AppError>,
+        stages: &ServiceStages,
+    ) {
+        let Some(metrics) = self.metrics() else {
+            return;
+        };
+        let result = match outcome {
+            Ok(outcome) if outcome.success => ServiceOutcome::Success,
+            Ok(_) => ServiceOutcome::Failure,
+            Err(_) => ServiceOutcome::Error,
+        };
+        let ran_on_worker =
+            outcome.is_ok() && matches!(record.runtime, ServiceRuntime::Interpreted(_));
+        metrics.service_request(
+            record.name.as_str(),
+            record.version.as_str(),
+            result,
+            ran_on_worker.then_some(stages),
+        );
     }
 
     /// Runs one request of a service definition (the single request and every batch record).
@@ -381,25 +428,8 @@ impl App {
             ServiceRuntime::Interpreted(runtime) => runtime,
             ServiceRuntime::Realtime => return self.score_realtime(record, inputs).await,
         };
-        let content = record.content.as_ref().map(content_ref);
         let request = ConsumeRequest {
-            service: ServiceSpec {
-                key: record.revision.clone(),
-                owner: record.owner.clone(),
-                runtime,
-                code: record.code.clone(),
-                init_code: record.init_code.clone(),
-                outputs: record
-                    .outputs
-                    .iter()
-                    .map(|output| TypedName {
-                        name: output.name.clone(),
-                        kind: output.kind,
-                    })
-                    .collect(),
-                output_file_names: record.output_file_names.clone(),
-                content: content.clone(),
-            },
+            service: service_spec(record, runtime),
             inputs: typed_inputs(&record.inputs, inputs)?,
             priority,
         };
@@ -410,7 +440,7 @@ impl App {
         loop {
             let node = self.nodes().for_service(&record.revision, runtime)?;
             let outcome = self
-                .with_content(&node, content.as_ref(), || {
+                .with_content(&node, request.service.content.as_ref(), || {
                     node.compute.consume(request.clone())
                 })
                 .await;
@@ -486,6 +516,32 @@ impl App {
             digest: snapshot.content_digest,
             size: snapshot.content_size.max(0) as u64,
         })
+    }
+}
+
+/// What a compute node needs to run a service of `runtime`.
+pub(crate) fn service_spec(record: &ServiceRecord, runtime: RuntimeType) -> ServiceSpec {
+    ServiceSpec {
+        key: record.revision.clone(),
+        owner: record.owner.clone(),
+        runtime,
+        code: record.code.clone(),
+        init_code: record.init_code.clone(),
+        outputs: record
+            .outputs
+            .iter()
+            .map(|output| TypedName {
+                name: output.name.clone(),
+                kind: output.kind,
+            })
+            .collect(),
+        output_file_names: record.output_file_names.clone(),
+        content: record.content.as_ref().map(content_ref),
+        pool: record.pool.map(|size| DedicatedPoolSpec {
+            service: format!("{}/{}", record.name, record.version),
+            initial_size: size.initial(),
+            max_size: size.max(),
+        }),
     }
 }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use o16n_compute::{
     ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, SessionInfo, SessionRef,
+    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, ServiceSpec, SessionInfo, SessionRef,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -356,5 +356,13 @@ impl Compute for RemoteNode {
     async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {
         self.call(self.request(Method::POST, "/v1/consume"), &request)
             .await
+    }
+
+    async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError> {
+        self.done(
+            self.request(Method::PUT, "/v1/dedicated-pools")
+                .json(&services),
+        )
+        .await
     }
 }

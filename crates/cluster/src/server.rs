@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use o16n_compute::{
     ByteStream, Compute, ComputeError, ConsumeRequest, ContentRef, Download, ExecuteRequest,
-    NewSession, SessionRef,
+    NewSession, ServiceSpec, SessionRef,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -110,6 +110,7 @@ pub fn router(compute: Arc<dyn Compute>, secret: SecretString) -> Router {
         .route("/v1/sessions/{id}/load-snapshot", post(import_snapshot))
         .route("/v1/contents/{digest}", put(put_content))
         .route("/v1/consume", post(consume))
+        .route("/v1/dedicated-pools", put(set_dedicated_pools))
         // Web nodes are trusted once they prove the secret; their bodies are as large as the
         // REST API let in, and files and archives stream.
         .layer(DefaultBodyLimit::disable())
@@ -323,6 +324,14 @@ async fn put_content(
 
 async fn consume(State(node): Node, Json(request): Json<ConsumeRequest>) -> Answer<Response> {
     Ok(Json(node.consume(request).await?).into_response())
+}
+
+async fn set_dedicated_pools(
+    State(node): Node,
+    Json(services): Json<Vec<ServiceSpec>>,
+) -> Answer<StatusCode> {
+    node.set_dedicated_pools(services).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Serves the internal API on `listener` until `shutdown` completes: HTTP/1.1 and HTTP/2

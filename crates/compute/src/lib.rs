@@ -26,9 +26,10 @@ use async_trait::async_trait;
 pub use error::ComputeError;
 pub use nodes::{NoNodes, Node, NodeView, Nodes, SingleNode};
 pub use types::{
-    ByteStream, ConsumeOutcome, ConsumeRequest, ContentRef, Download, ExecuteOutcome,
-    ExecuteRequest, NamedValue, NewSession, NodeStatus, OutputFile, PoolHealth, PoolStatus,
-    Priority, ServiceSpec, SessionInfo, SessionRef, TypedName, TypedValue,
+    ByteStream, ConsumeOutcome, ConsumeRequest, ContentRef, DedicatedPoolSpec, Download,
+    ExecuteOutcome, ExecuteRequest, NamedValue, NewSession, NodeStatus, OutputFile, PoolHealth,
+    PoolStatus, Priority, ServiceSpec, SessionInfo, SessionRef, StageTimings, TypedName,
+    TypedValue,
 };
 
 /// One compute node, local or remote.
@@ -119,4 +120,10 @@ pub trait Compute: Send + Sync + 'static {
 
     /// Runs one request of a web service.
     async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError>;
+
+    /// Brings the node's dedicated pools in line with `services` (each with its `pool`): pools
+    /// missing are created, pools of an older revision reload, pools of other services go.
+    /// Idempotent: web nodes send the whole desired state on every health check, so that a
+    /// node that joins or restarts converges without anyone retrying.
+    async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError>;
 }

@@ -142,6 +142,21 @@ pub struct ServiceSpec {
     pub output_file_names: Vec<String>,
     /// The snapshot copy the service was published with.
     pub content: Option<ContentRef>,
+    /// The service's dedicated pool, when it has one: its requests then run only on workers
+    /// of that pool.
+    #[serde(default)]
+    pub pool: Option<DedicatedPoolSpec>,
+}
+
+/// A service's dedicated pool, as a compute node is asked to hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedicatedPoolSpec {
+    /// The pool's name: the service's `name/version`, which stays while revisions change.
+    pub service: String,
+    /// Workers kept warm with the service loaded.
+    pub initial_size: u32,
+    /// The most workers, or 0 for the node's limit of service workers of the runtime.
+    pub max_size: u32,
 }
 
 /// Who is waiting for a worker: interactive requests go before batch records, so that a
@@ -190,6 +205,22 @@ pub struct ConsumeOutcome {
     pub outputs: Map<String, Value>,
     /// Declared output files, in declaration order.
     pub output_files: Vec<OutputFile>,
+    /// Where the compute node spent the time.
+    #[serde(default)]
+    pub timings: StageTimings,
+}
+
+/// Where a service request spent its time on the compute node, in microseconds: the stages of
+/// the reference's capacity tool, measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTimings {
+    /// Waiting for a worker (including starting one: the reference's "Create Shell").
+    pub queue_micros: u64,
+    /// Loading the service into the worker (its snapshot and initCode: "Initialize Shell"),
+    /// 0 when the worker had it loaded.
+    pub load_micros: u64,
+    /// Running the code and gathering the outputs ("Compute Node Request").
+    pub execute_micros: u64,
 }
 
 /// How a pool of one runtime stands.
@@ -203,12 +234,18 @@ pub enum PoolHealth {
     Unavailable(String),
 }
 
-/// A pool's state, for `/status`.
+/// A pool's state, for `/status`: the shared pool of a runtime, or a service's dedicated pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStatus {
     /// The runtime.
     #[serde(with = "wire::runtime")]
     pub runtime: RuntimeType,
+    /// The service (`name/version`) whose dedicated pool this is; `None` for the shared pool.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The service revision a dedicated pool's workers have loaded.
+    #[serde(default)]
+    pub revision: Option<String>,
     /// Health.
     pub health: PoolHealth,
     /// Configured warm size.
@@ -223,12 +260,27 @@ pub struct PoolStatus {
     pub idle: usize,
     /// Workers starting up.
     pub starting: usize,
+    /// Requests waiting for a worker.
+    #[serde(default)]
+    pub waiting: usize,
+    /// Workers started since the pool began.
+    #[serde(default)]
+    pub workers_started: u64,
+    /// Workers that failed to start.
+    #[serde(default)]
+    pub worker_start_failures: u64,
+    /// Workers the server stopped (discarded after a session, replaced, shut down).
+    #[serde(default)]
+    pub workers_retired: u64,
+    /// Workers that died: crashed, were killed for a limit, or broke the protocol.
+    #[serde(default)]
+    pub workers_died: u64,
 }
 
 /// A compute node's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
-    /// One pool per runtime.
+    /// The shared pool of each runtime, then the dedicated pools by service.
     pub pools: Vec<PoolStatus>,
     /// How user code is isolated, or `None` when it is not.
     pub isolation: Option<String>,

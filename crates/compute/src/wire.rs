@@ -88,6 +88,11 @@ mod tests {
                 }],
                 output_file_names: vec![],
                 content: None,
+                pool: Some(crate::DedicatedPoolSpec {
+                    service: "svc/v1".to_owned(),
+                    initial_size: 2,
+                    max_size: 4,
+                }),
             },
             inputs: vec![TypedValue {
                 name: "x".to_owned(),

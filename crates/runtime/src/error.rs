@@ -23,6 +23,18 @@ pub enum RuntimeError {
         /// The pool's maximum size.
         max: usize,
     },
+    /// Every worker of a service's dedicated pool stayed busy for as long as a request may wait.
+    #[error(
+        "all {max} workers of the dedicated pool of service `{service}` stayed busy for {waited_secs} s; try again later or raise the pool's MaxPoolSize"
+    )]
+    DedicatedPoolBusy {
+        /// The service, `name/version`.
+        service: String,
+        /// The pool's maximum size.
+        max: usize,
+        /// How long the request waited.
+        waited_secs: u64,
+    },
     /// No session with this id belongs to the caller.
     #[error("session `{0}` not found")]
     SessionNotFound(String),
@@ -62,6 +74,7 @@ impl ErrorCode for RuntimeError {
         match self {
             RuntimeError::RuntimeUnavailable(_)
             | RuntimeError::PoolExhausted { .. }
+            | RuntimeError::DedicatedPoolBusy { .. }
             | RuntimeError::SandboxUnavailable(_) => Code::Unavailable,
             RuntimeError::RuntimeNotSupported(_) | RuntimeError::InvalidInput(_) => {
                 Code::BadRequest
@@ -87,7 +100,9 @@ impl From<RuntimeError> for ComputeError {
             | RuntimeError::SandboxUnavailable(_)
             | RuntimeError::WorkerDied(_) => ComputeError::RuntimeUnavailable(message),
             RuntimeError::RuntimeNotSupported(_) => ComputeError::RuntimeNotSupported(message),
-            RuntimeError::PoolExhausted { .. } => ComputeError::PoolExhausted(message),
+            RuntimeError::PoolExhausted { .. } | RuntimeError::DedicatedPoolBusy { .. } => {
+                ComputeError::PoolExhausted(message)
+            }
             RuntimeError::SessionNotFound(id) => ComputeError::SessionNotFound(id),
             RuntimeError::SessionGone { .. } => ComputeError::SessionGone(message),
             RuntimeError::NotFound(_) => ComputeError::NotFound(message),

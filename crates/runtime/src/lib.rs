@@ -13,6 +13,7 @@
 //! `pool.rs`, `worker.rs` and `sandbox.rs`.
 
 mod content;
+mod dedicated;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -35,7 +36,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use o16n_compute::{
     ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, PoolStatus, SessionInfo, SessionRef,
+    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, PoolStatus, ServiceSpec, SessionInfo,
+    SessionRef,
 };
 use o16n_types::{Clock, RuntimeType};
 use tokio::sync::watch;
@@ -50,6 +52,7 @@ pub use sandbox::SandboxConfig;
 pub use services::ServiceWorkersConfig;
 
 use content::ContentStore;
+use dedicated::{DedicatedPools, DedicatedSettings};
 use pool::{Launch, Pool};
 use sandbox::Sandbox;
 use services::ServiceWorkers;
@@ -79,6 +82,8 @@ pub struct ComputeConfig {
     pub r_pool: PoolConfig,
     /// The R workers that run services.
     pub r_services: ServiceWorkersConfig,
+    /// How long a request of a service with a dedicated pool waits for one of its workers.
+    pub dedicated_pool_wait: Duration,
     /// The longest an execution may run before it is interrupted.
     pub execution_timeout: Duration,
     /// Sessions unused for this long are closed.
@@ -97,8 +102,9 @@ pub struct ComputeNode {
 struct ComputeInner {
     pools: HashMap<RuntimeType, Pool>,
     services: HashMap<RuntimeType, ServiceWorkers>,
+    dedicated: DedicatedPools,
     sessions: Sessions,
-    contents: ContentStore,
+    contents: Arc<ContentStore>,
     /// Whether user code is isolated, and how, in words.
     isolation: Option<&'static str>,
     /// When the node started, in Unix seconds.
@@ -124,7 +130,10 @@ impl ComputeNode {
             tokio::fs::remove_dir_all(&config.work_root).await?;
         }
         tokio::fs::create_dir_all(&config.work_root).await?;
-        let contents = ContentStore::open(config.content_dir.clone(), config.content_cache_bytes)?;
+        let contents = Arc::new(ContentStore::open(
+            config.content_dir.clone(),
+            config.content_cache_bytes,
+        )?);
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
 
@@ -137,7 +146,7 @@ impl ComputeNode {
             config.python_pool.clone(),
             config.work_root.clone(),
             sandbox.clone(),
-            launch_receiver,
+            launch_receiver.clone(),
             &tasks,
             stop.clone(),
         );
@@ -149,7 +158,7 @@ impl ComputeNode {
             config.r_pool.clone(),
             config.work_root.clone(),
             sandbox.clone(),
-            r_launch_receiver,
+            r_launch_receiver.clone(),
             &tasks,
             stop.clone(),
         );
@@ -161,6 +170,7 @@ impl ComputeNode {
                     python_pool.clone(),
                     config.python_services.clone(),
                     config.execution_timeout,
+                    None,
                 ),
             ),
             (
@@ -170,9 +180,29 @@ impl ComputeNode {
                     r_pool.clone(),
                     config.r_services.clone(),
                     config.execution_timeout,
+                    None,
                 ),
             ),
         ]);
+        let dedicated = DedicatedPools::new(
+            DedicatedSettings {
+                launch: HashMap::from([
+                    (RuntimeType::Python, launch_receiver),
+                    (RuntimeType::R, r_launch_receiver),
+                ]),
+                node_limits: HashMap::from([
+                    (RuntimeType::Python, config.python_services.max_workers),
+                    (RuntimeType::R, config.r_services.max_workers),
+                ]),
+                work_root: config.work_root.clone(),
+                sandbox: sandbox.clone(),
+                execution_timeout: config.execution_timeout,
+                wait_limit: config.dedicated_pool_wait,
+                contents: contents.clone(),
+            },
+            tasks.clone(),
+            stop.clone(),
+        );
         let sessions = Sessions::new(
             config.execution_timeout,
             config.session_idle_timeout,
@@ -186,6 +216,7 @@ impl ComputeNode {
                     (RuntimeType::R, r_pool),
                 ]),
                 services,
+                dedicated,
                 sessions,
                 contents,
                 isolation: sandbox.enabled().then(|| sandbox.describe()),
@@ -203,11 +234,40 @@ impl ComputeNode {
             .ok_or_else(|| RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime)))
     }
 
-    /// The state of every runtime's pool.
+    /// The state of every runtime's shared pool (counting the service requests waiting for
+    /// its workers), then of every dedicated pool.
     fn pool_statuses(&self) -> Vec<PoolStatus> {
-        let mut statuses: Vec<PoolStatus> = self.inner.pools.values().map(Pool::status).collect();
+        let mut statuses: Vec<PoolStatus> = self
+            .inner
+            .pools
+            .iter()
+            .map(|(runtime, pool)| {
+                let mut status = pool.status();
+                if let Some(workers) = self.inner.services.get(runtime) {
+                    status.waiting += workers.waiting();
+                }
+                status
+            })
+            .collect();
         statuses.sort_by_key(|status| status.runtime);
+        statuses.extend(self.inner.dedicated.statuses());
         statuses
+    }
+
+    /// The service workers that run `service`: its dedicated pool's, or the shared ones.
+    fn consume_on(&self, service: &ServiceSpec) -> Result<ServiceWorkersRef<'_>, RuntimeError> {
+        if service.pool.is_some() {
+            return Ok(ServiceWorkersRef::Dedicated(
+                self.inner.dedicated.pool_for(service)?,
+            ));
+        }
+        self.inner
+            .services
+            .get(&service.runtime)
+            .map(ServiceWorkersRef::Shared)
+            .ok_or_else(|| {
+                RuntimeError::RuntimeNotSupported(missing_runtime_message(service.runtime))
+            })
     }
 
     /// Stops every session, worker and background task, waiting briefly for the processes to
@@ -219,6 +279,7 @@ impl ComputeNode {
         for service_workers in self.inner.services.values() {
             workers.extend(service_workers.drain());
         }
+        workers.extend(self.inner.dedicated.drain());
         for pool in self.inner.pools.values() {
             workers.extend(pool.drain());
         }
@@ -364,12 +425,9 @@ impl Compute for ComputeNode {
     }
 
     async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {
-        let runtime = request.service.runtime;
-        let workers =
-            self.inner.services.get(&runtime).ok_or_else(|| {
-                RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime))
-            })?;
+        let workers = self.consume_on(&request.service)?;
         Ok(workers
+            .get()
             .consume(
                 &request.service,
                 request.inputs,
@@ -377,6 +435,26 @@ impl Compute for ComputeNode {
                 &self.inner.contents,
             )
             .await?)
+    }
+
+    async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError> {
+        Ok(self.inner.dedicated.set(services)?)
+    }
+}
+
+/// The service workers a request runs on: a dedicated pool is held for as long as the request
+/// runs, even when it is replaced meanwhile.
+enum ServiceWorkersRef<'a> {
+    Shared(&'a ServiceWorkers),
+    Dedicated(Arc<dedicated::DedicatedPool>),
+}
+
+impl ServiceWorkersRef<'_> {
+    fn get(&self) -> &ServiceWorkers {
+        match self {
+            ServiceWorkersRef::Shared(workers) => workers,
+            ServiceWorkersRef::Dedicated(pool) => pool.workers(),
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +57,17 @@ struct PoolInner {
     /// Signalled when the pool may need new workers; shared with the maintenance task, which
     /// must be able to wait on it without keeping the pool alive.
     refill: Arc<Notify>,
+    /// How the pool's workers came and went, for the metrics.
+    counts: Arc<WorkerCounts>,
+}
+
+/// Workers started, failing to start, retired and dying, counted since the pool began.
+#[derive(Default)]
+struct WorkerCounts {
+    started: AtomicU64,
+    start_failures: AtomicU64,
+    retired: AtomicU64,
+    died: AtomicU64,
 }
 
 /// Whether and how workers can be started.
@@ -71,6 +83,8 @@ struct PoolState {
     idle: VecDeque<WorkerHandle>,
     busy: usize,
     starting: usize,
+    /// Leases waiting for a worker.
+    waiting: usize,
     /// The last start-up failure while the launch spec is ready; cleared by a success.
     start_failure: Option<String>,
 }
@@ -129,6 +143,7 @@ impl Pool {
                 state: Mutex::new(PoolState::default()),
                 worker_ready: Notify::new(),
                 refill: Arc::new(Notify::new()),
+                counts: Arc::default(),
             }),
         };
         tasks.spawn(maintain_task(Arc::downgrade(&pool.inner), stop));
@@ -205,7 +220,10 @@ impl Pool {
             if start_own {
                 return self.start_for_lease(&spec).await;
             }
-            if tokio::time::timeout_at(deadline, ready).await.is_err() {
+            let waiting = WaitingGuard::new(self);
+            let waited = tokio::time::timeout_at(deadline, ready).await;
+            drop(waiting);
+            if waited.is_err() {
                 let state = self.state();
                 return Err(if state.alive() >= self.inner.config.max_size {
                     RuntimeError::PoolExhausted {
@@ -232,6 +250,7 @@ impl Pool {
         let started = launcher
             .start(&self.inner.work_root, &self.inner.sandbox)
             .await;
+        self.count_start(&started);
         reservation.armed = false;
         let mut state = self.state();
         state.starting -= 1;
@@ -251,6 +270,28 @@ impl Pool {
                 drop(state);
                 self.inner.worker_ready.notify_waiters();
                 Err(err)
+            }
+        }
+    }
+
+    /// Counts a start, and the worker's end when it comes.
+    fn count_start(&self, started: &Result<WorkerHandle, RuntimeError>) {
+        let counts = self.inner.counts.clone();
+        match started {
+            Ok(worker) => {
+                counts.started.fetch_add(1, Ordering::Relaxed);
+                let retired = worker.retired();
+                tokio::spawn(async move {
+                    let counter = if retired.await {
+                        &counts.retired
+                    } else {
+                        &counts.died
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            Err(_) => {
+                counts.start_failures.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -280,6 +321,13 @@ impl Pool {
             busy: state.busy,
             idle: state.idle.len(),
             starting: state.starting,
+            waiting: state.waiting,
+            service: None,
+            revision: None,
+            workers_started: self.inner.counts.started.load(Ordering::Relaxed),
+            worker_start_failures: self.inner.counts.start_failures.load(Ordering::Relaxed),
+            workers_retired: self.inner.counts.retired.load(Ordering::Relaxed),
+            workers_died: self.inner.counts.died.load(Ordering::Relaxed),
         }
     }
 }
@@ -297,6 +345,25 @@ impl Drop for StartingGuard<'_> {
             self.pool.state().starting -= 1;
             self.pool.inner.refill.notify_one();
         }
+    }
+}
+
+/// Counts a lease as waiting while it exists, however the wait ends (the lease's future may be
+/// dropped).
+struct WaitingGuard<'a> {
+    pool: &'a Pool,
+}
+
+impl<'a> WaitingGuard<'a> {
+    fn new(pool: &'a Pool) -> Self {
+        pool.state().waiting += 1;
+        WaitingGuard { pool }
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.pool.state().waiting -= 1;
     }
 }
 
@@ -334,6 +401,7 @@ async fn maintain_task(pool: std::sync::Weak<PoolInner>, stop: CancellationToken
                 let started = spec
                     .start(&pool_handle.inner.work_root, &pool_handle.inner.sandbox)
                     .await;
+                pool_handle.count_start(&started);
                 let mut state = pool_handle.state();
                 state.starting -= 1;
                 match started {

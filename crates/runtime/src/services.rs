@@ -11,13 +11,19 @@
 //! `max_loaded_per_worker` services, dropping the least recently used. An update publishes a
 //! new revision key, so the next request loads the new definition everywhere. These workers
 //! only ever run services; sessions always get fresh workers of their own.
+//!
+//! A service's dedicated pool (`dedicated.rs`) is a set of these of its own, with workers of
+//! its own pool, one service, a number kept warm ([`ServiceWorkers::prewarm`]) and a limit on
+//! how long a request waits for one of them.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use o16n_compute::{ConsumeOutcome, OutputFile, Priority, ServiceSpec, TypedValue};
+use o16n_compute::{
+    ConsumeOutcome, OutputFile, PoolStatus, Priority, ServiceSpec, StageTimings, TypedValue,
+};
 use o16n_types::RuntimeType;
 use serde_json::Map;
 use tokio::sync::Notify;
@@ -43,11 +49,23 @@ pub(crate) struct ServiceWorkers {
     pool: Pool,
     config: ServiceWorkersConfig,
     execution_timeout: Duration,
+    /// The service whose dedicated pool these workers are, and how long a request may wait
+    /// for one; `None` for the shared service workers, where requests wait as long as it takes.
+    dedicated: Option<DedicatedLimits>,
     state: Mutex<State>,
     /// Signalled when a worker is given back and an interactive request may be waiting.
     freed: Notify,
     /// Signalled when a worker is given back and no interactive request waits.
     freed_for_batches: Notify,
+}
+
+/// What sets the workers of a dedicated pool apart.
+#[derive(Debug, Clone)]
+pub(crate) struct DedicatedLimits {
+    /// The service, `name/version`.
+    pub(crate) service: String,
+    /// How long a request waits for a worker before it is refused.
+    pub(crate) wait_limit: Duration,
 }
 
 #[derive(Default)]
@@ -57,6 +75,8 @@ struct State {
     next_id: u64,
     /// Interactive requests waiting for a worker; batch records yield to them.
     interactive_waiting: usize,
+    /// Requests of either priority waiting for a worker, for the pool figures.
+    waiting: usize,
 }
 
 struct Slot {
@@ -89,12 +109,14 @@ impl ServiceWorkers {
         pool: Pool,
         config: ServiceWorkersConfig,
         execution_timeout: Duration,
+        dedicated: Option<DedicatedLimits>,
     ) -> Self {
         ServiceWorkers {
             runtime,
             pool,
             config,
             execution_timeout,
+            dedicated,
             state: Mutex::new(State::default()),
             freed: Notify::new(),
             freed_for_batches: Notify::new(),
@@ -119,7 +141,12 @@ impl ServiceWorkers {
         if let Some(content) = &spec.content {
             contents.get(content)?;
         }
+        let queued = Instant::now();
         let taken = self.take(&spec.key, &spec.owner, priority).await?;
+        let mut timings = StageTimings {
+            queue_micros: micros_since(queued),
+            ..StageTimings::default()
+        };
         // The request's future may be dropped at any await (the client went away); the guard
         // gives the worker back however this ends.
         let mut slot = SlotGuard {
@@ -127,7 +154,7 @@ impl ServiceWorkers {
             slot: taken.slot,
             worker_died: false,
         };
-        let outcome = self.run(&taken, spec, inputs, contents).await;
+        let outcome = self.run(&taken, spec, inputs, contents, &mut timings).await;
         slot.worker_died = matches!(outcome, Err(RuntimeError::WorkerDied(_)));
         drop(slot);
         match outcome {
@@ -139,6 +166,7 @@ impl ServiceWorkers {
                 changed_files: Vec::new(),
                 outputs: Map::new(),
                 output_files: Vec::new(),
+                timings,
             }),
             Err(RuntimeError::WorkerDied(reason)) => Err(RuntimeError::RuntimeUnavailable(
                 format!("the worker running the service stopped before answering: {reason}"),
@@ -154,6 +182,11 @@ impl ServiceWorkers {
         priority: Priority,
     ) -> Result<Taken, RuntimeError> {
         let mut waiting = None;
+        let mut counted = None;
+        let deadline = self
+            .dedicated
+            .as_ref()
+            .map(|limits| tokio::time::Instant::now() + limits.wait_limit);
         loop {
             let freed = match priority {
                 Priority::Interactive => self.freed.notified(),
@@ -164,11 +197,26 @@ impl ServiceWorkers {
             match self.try_take(key, owner, priority) {
                 Step::Taken(taken) => return Ok(taken),
                 Step::Wait => {
+                    if counted.is_none() {
+                        self.state().waiting += 1;
+                        counted = Some(Waiting { workers: self });
+                    }
                     if priority == Priority::Interactive && waiting.is_none() {
                         self.state().interactive_waiting += 1;
                         waiting = Some(InteractiveWaiting { workers: self });
                     }
-                    freed.await;
+                    match (deadline, &self.dedicated) {
+                        (Some(deadline), Some(limits)) => {
+                            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                                return Err(RuntimeError::DedicatedPoolBusy {
+                                    service: limits.service.clone(),
+                                    max: self.config.max_workers,
+                                    waited_secs: limits.wait_limit.as_secs(),
+                                });
+                            }
+                        }
+                        _ => freed.await,
+                    }
                 }
                 Step::Grow => return self.grow(owner).await,
             }
@@ -280,10 +328,14 @@ impl ServiceWorkers {
         spec: &ServiceSpec,
         inputs: Vec<TypedValue>,
         contents: &ContentStore,
+        timings: &mut StageTimings,
     ) -> Result<ConsumeOutcome, RuntimeError> {
         if !taken.has_service {
+            let loading = Instant::now();
             self.load(taken, spec, contents).await?;
+            timings.load_micros = micros_since(loading);
         }
+        let executing = Instant::now();
         let request = Request::Consume {
             key: spec.key.clone(),
             code: spec.code.clone(),
@@ -329,6 +381,7 @@ impl ServiceWorkers {
         else {
             unreachable!("the worker actor checks the kind of every answer");
         };
+        timings.execute_micros = micros_since(executing);
         let console_output = console
             .lock()
             .expect("console lock poisoned. This is a bug.")
@@ -364,6 +417,7 @@ impl ServiceWorkers {
             changed_files,
             outputs,
             output_files: files,
+            timings: *timings,
         })
     }
 
@@ -448,6 +502,54 @@ impl ServiceWorkers {
         Ok(())
     }
 
+    /// Loads `spec` into new workers until `target` workers are alive (at most the maximum),
+    /// one after the other. The dedicated pools keep their initial size warm with it.
+    pub(crate) async fn prewarm(
+        &self,
+        spec: &ServiceSpec,
+        target: usize,
+        contents: &ContentStore,
+    ) -> Result<(), RuntimeError> {
+        let target = target.min(self.config.max_workers);
+        loop {
+            {
+                let mut state = self.state();
+                state
+                    .slots
+                    .retain(|slot| slot.busy || slot.lease.worker().exit_reason().is_none());
+                if state.slots.len() + state.growing >= target {
+                    return Ok(());
+                }
+                state.growing += 1;
+            }
+            let taken = self.grow(&spec.owner).await?;
+            let mut slot = SlotGuard {
+                workers: self,
+                slot: taken.slot,
+                worker_died: true,
+            };
+            self.load(&taken, spec, contents).await?;
+            slot.worker_died = false;
+        }
+    }
+
+    /// The figures of these workers as a pool: free ones are idle, taken ones busy.
+    pub(crate) fn status(&self, mut status: PoolStatus) -> PoolStatus {
+        let state = self.state();
+        let busy = state.slots.iter().filter(|slot| slot.busy).count();
+        status.busy = busy;
+        status.idle = state.slots.len() - busy;
+        status.starting = state.growing;
+        status.size = state.slots.len() + state.growing;
+        status.waiting = state.waiting;
+        status
+    }
+
+    /// Requests waiting for a worker.
+    pub(crate) fn waiting(&self) -> usize {
+        self.state().waiting
+    }
+
     /// The workers, for shutdown.
     pub(crate) fn drain(&self) -> Vec<WorkerHandle> {
         let slots: Vec<Slot> = self.state().slots.drain(..).collect();
@@ -507,6 +609,21 @@ impl Drop for InteractiveWaiting<'_> {
     }
 }
 
+/// Counts a request of either priority as waiting while it exists.
+struct Waiting<'a> {
+    workers: &'a ServiceWorkers,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.workers.state().waiting -= 1;
+    }
+}
+
+fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Where a loaded service's files live, relative to the worker's working directory.
 fn service_directory(key: &str) -> PathBuf {
     Path::new("services").join(key)
@@ -534,6 +651,22 @@ mod tests {
 
     /// Service workers of fake Python workers, at most `max_workers` of them.
     async fn bench(max_workers: usize) -> Bench {
+        bench_with(max_workers, None).await
+    }
+
+    /// The workers of a dedicated pool of `max_workers` whose requests wait at most 5 s.
+    async fn dedicated_bench(max_workers: usize) -> Bench {
+        bench_with(
+            max_workers,
+            Some(DedicatedLimits {
+                service: "scoring/v1".to_owned(),
+                wait_limit: Duration::from_secs(5),
+            }),
+        )
+        .await
+    }
+
+    async fn bench_with(max_workers: usize, dedicated: Option<DedicatedLimits>) -> Bench {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("work")).unwrap();
         let sandbox = Sandbox::detect(SandboxConfig {
@@ -570,6 +703,7 @@ mod tests {
                 max_loaded_per_worker: 4,
             },
             Duration::from_secs(600),
+            dedicated,
         );
         let contents = ContentStore::open(root.path().join("content"), 1 << 20).unwrap();
         Bench {
@@ -590,6 +724,7 @@ mod tests {
             outputs: Vec::new(),
             output_file_names: Vec::new(),
             content: None,
+            pool: None,
         }
     }
 
@@ -675,6 +810,46 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(outcome.success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dedicated_pool_keeps_workers_warm_and_refuses_a_request_that_waited_too_long() {
+        let bench = dedicated_bench(1).await;
+        let mut spec = service("alice", "sleep 60000");
+        spec.init_code = Some("loaded".to_owned());
+        bench
+            .workers
+            .prewarm(&spec, 3, &bench.contents)
+            .await
+            .unwrap();
+        let warm = bench.workers.status(bench.workers.pool.status());
+        assert_eq!(
+            (warm.idle, warm.busy, warm.size),
+            (1, 0, 1),
+            "the maximum caps the warm size"
+        );
+
+        let running = bench.consume(spec.clone(), Priority::Interactive);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let status = bench.workers.status(bench.workers.pool.status());
+        assert_eq!((status.busy, status.waiting), (1, 0));
+        let waiting = bench.consume(spec.clone(), Priority::Interactive);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(bench.workers.status(bench.workers.pool.status()).waiting, 1);
+
+        let refused = waiting.await.unwrap();
+        assert!(
+            matches!(&refused, Err(RuntimeError::DedicatedPoolBusy { service, .. }) if service == "scoring/v1"),
+            "{:?}",
+            refused.err()
+        );
+        assert_eq!(bench.workers.status(bench.workers.pool.status()).waiting, 0);
+        let outcome = running.await.unwrap().unwrap();
+        assert!(outcome.success);
+        assert_eq!(
+            outcome.timings.load_micros, 0,
+            "the warm worker had the service loaded"
+        );
     }
 
     #[tokio::test(start_paused = true)]

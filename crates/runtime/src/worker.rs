@@ -146,7 +146,15 @@ struct Shared {
     runtime: RuntimeType,
     workdir: WorkDir,
     commands: mpsc::Sender<Command>,
-    exit_reason: watch::Receiver<Option<String>>,
+    exit_reason: watch::Receiver<Option<Exit>>,
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone)]
+struct Exit {
+    reason: String,
+    /// Whether the server retired it (its last handle went) rather than it dying.
+    retired: bool,
 }
 
 /// The processes of a worker, by what they are signalled for.
@@ -180,7 +188,24 @@ impl WorkerHandle {
 
     /// Why the worker died, or `None` while it lives.
     pub(crate) fn exit_reason(&self) -> Option<String> {
-        self.shared.exit_reason.borrow().clone()
+        self.shared
+            .exit_reason
+            .borrow()
+            .as_ref()
+            .map(|exit| exit.reason.clone())
+    }
+
+    /// Completes when the worker has ended, with whether the server retired it (`true`) or it
+    /// died (crashed, was killed, or broke the protocol). Holds no handle, so the worker may
+    /// end while this waits.
+    pub(crate) fn retired(&self) -> impl std::future::Future<Output = bool> + 'static {
+        let mut exit_reason = self.shared.exit_reason.clone();
+        async move {
+            match exit_reason.wait_for(Option::is_some).await {
+                Ok(exit) => exit.as_ref().is_some_and(|exit| exit.retired),
+                Err(_) => false,
+            }
+        }
     }
 
     /// Completes when the worker process has ended.
@@ -585,9 +610,10 @@ impl Actor {
     async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        exit_sender: watch::Sender<Option<String>>,
+        exit_sender: watch::Sender<Option<Exit>>,
         workdir: PathBuf,
     ) {
+        let mut retired = false;
         let reason = loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -604,6 +630,7 @@ impl Actor {
                     }
                     None => {
                         self.shutdown().await;
+                        retired = true;
                         break format!("the {} worker was shut down", self.runtime);
                     }
                 },
@@ -625,7 +652,7 @@ impl Actor {
         };
         tracing::debug!(%reason, "worker ended");
         self.kill_now().await;
-        let _ = exit_sender.send(Some(reason));
+        let _ = exit_sender.send(Some(Exit { reason, retired }));
         let _ = tokio::fs::remove_dir_all(&workdir).await;
     }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Asynchronous batch consumption.
     pub batch: BatchConfig,
+    /// `GET /metrics` (Prometheus).
+    pub metrics: MetricsConfig,
     /// Web nodes and compute nodes on several machines.
     pub cluster: ClusterConfig,
     /// Logging.
@@ -39,6 +41,25 @@ pub struct Config {
     /// which tests move forward instead of waiting. Not a setting.
     #[serde(skip)]
     pub clock: o16n_types::Clock,
+}
+
+/// `GET /metrics` (Prometheus).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether figures are counted and served at `/metrics`.
+    pub enabled: bool,
+    /// The bearer token a scraper must send; `/metrics` is open when it is not set.
+    pub bearer_token: Option<SecretString>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            bearer_token: None,
+        }
+    }
 }
 
 /// Web nodes and compute nodes on several machines.
@@ -56,6 +77,9 @@ pub struct ClusterConfig {
     /// How long a check waits for an answer, in milliseconds; a node that does not answer
     /// gets no new work.
     pub health_timeout_ms: u64,
+    /// How often a web node sends the dedicated pools to every compute node besides when they
+    /// change, in milliseconds: a node that joins or restarts has them within this time.
+    pub pool_sync_interval_ms: u64,
     /// TLS between web nodes and compute nodes (optional).
     pub tls: ClusterTlsConfig,
 }
@@ -81,6 +105,7 @@ impl Default for ClusterConfig {
             compute_nodes: Vec::new(),
             health_interval_ms: 500,
             health_timeout_ms: 1000,
+            pool_sync_interval_ms: 5000,
             tls: ClusterTlsConfig::default(),
         }
     }
@@ -168,6 +193,9 @@ pub struct RuntimeConfig {
     pub max_frame_mb: usize,
     /// The most content (snapshot archives sent by digest) a compute node keeps, in MiB.
     pub content_cache_mb: u64,
+    /// How long a request of a service with a dedicated pool waits for one of the pool's
+    /// workers when all are busy, in seconds, before it is refused (503).
+    pub dedicated_pool_wait_seconds: u64,
     /// How workers are isolated from the server and from each other.
     pub sandbox: SandboxSection,
     /// The Python runtime.
@@ -292,6 +320,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             batch: BatchConfig::default(),
+            metrics: MetricsConfig::default(),
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
             clock: o16n_types::Clock::default(),
@@ -339,6 +368,7 @@ impl Default for RuntimeConfig {
             worker_startup_timeout_seconds: 60,
             max_frame_mb: 512,
             content_cache_mb: 4096,
+            dedicated_pool_wait_seconds: 30,
             sandbox: SandboxSection::default(),
             python: PythonRuntimeConfig::default(),
             r: RRuntimeConfig::default(),
@@ -463,6 +493,8 @@ impl Config {
             max_batch_parallelism: self.batch.max_parallelism.max(1),
             batch_lease: Duration::from_secs(self.batch.lease_seconds.max(1)),
             batch_poll_interval: Duration::from_millis(self.batch.poll_interval_ms.max(10)),
+            pool_sync_interval: Duration::from_millis(self.cluster.pool_sync_interval_ms.max(10)),
+            metrics: self.metrics.enabled,
             configured_compute_nodes: self.cluster.compute_nodes.clone(),
             clock: self.clock.clone(),
         }
@@ -539,6 +571,7 @@ impl Config {
                 max_workers: self.runtime.r.max_service_workers.max(1),
                 max_loaded_per_worker: self.runtime.r.max_services_per_worker.max(1),
             },
+            dedicated_pool_wait: Duration::from_secs(self.runtime.dedicated_pool_wait_seconds),
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
             session_idle_timeout: Duration::from_secs(self.runtime.session_idle_timeout_seconds),
             clock: self.clock.clone(),
@@ -550,6 +583,11 @@ impl Config {
         o16n_api::ApiConfig {
             max_body_bytes: self.http.max_body_bytes,
             max_upload_bytes: self.http.max_upload_bytes,
+            metrics_token: self
+                .metrics
+                .bearer_token
+                .as_ref()
+                .map(|token| std::sync::Arc::from(token.expose_secret())),
         }
     }
 }

@@ -278,10 +278,12 @@ async fn prepare_api(
     if models > 0 {
         tracing::info!(models, "loaded the models of realtime services");
     }
-    let (scheduler, announcements) = (app.clone(), app.clone());
-    let (stop_scheduler, stop_announcements) = (stop.clone(), stop.clone());
+    let (scheduler, announcements, pools) = (app.clone(), app.clone(), app.clone());
+    let (stop_scheduler, stop_announcements, stop_pools) =
+        (stop.clone(), stop.clone(), stop.clone());
     tasks.spawn(async move { scheduler.run_batch_scheduler(stop_scheduler).await });
     tasks.spawn(async move { announcements.follow_announcements(stop_announcements).await });
+    tasks.spawn(async move { pools.run_pool_sync(stop_pools).await });
     Ok(())
 }
 

@@ -225,6 +225,10 @@ impl Cluster {
                 "O16N_CLUSTER__HEALTH_TIMEOUT_MS".to_owned(),
                 "500".to_owned(),
             ),
+            (
+                "O16N_CLUSTER__POOL_SYNC_INTERVAL_MS".to_owned(),
+                "200".to_owned(),
+            ),
         ];
         let mut web = Vec::new();
         for _ in 0..2 {
@@ -577,6 +581,124 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The dedicated pool states web node `web` reports for `pooled/v1`, by endpoint.
+async fn pool_states(cluster: &Cluster, web: usize, token: &str) -> Vec<(String, String)> {
+    let (status, body) = cluster
+        .call(
+            web,
+            Method::GET,
+            "/services/pooled/v1/pool",
+            Some(token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            (
+                entry["ComputeNodeEndpoint"].as_str().unwrap().to_owned(),
+                entry["Status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until web node `web` reports `wanted` for `pooled/v1`.
+async fn wait_for_pools(cluster: &Cluster, web: usize, token: &str, wanted: &[(String, &str)]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = pool_states(cluster, web, token).await;
+        let reached = states.len() == wanted.len()
+            && states
+                .iter()
+                .zip(wanted)
+                .all(|((endpoint, state), (want_endpoint, want_state))| {
+                    endpoint == want_endpoint && state == want_state
+                });
+        if reached {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pools stayed {states:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dedicated_pool_reaches_compute_nodes_that_join_or_restart_later() {
+    let mut cluster = Cluster::start().await;
+    let token = cluster.token(0).await;
+    let (first, second) = (cluster.endpoint(0), cluster.endpoint(1));
+    let (status, _) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/computenodes",
+            Some(&token),
+            Some(json!({"entries": [first]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    cluster.wait_for_healthy(0, &token, 1).await;
+    publish_python(&cluster, 0, &token, "pooled", "y = x + 1").await;
+    let (status, body) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/services/pooled/v1/pool",
+            Some(&token),
+            Some(json!({"InitialPoolSize": 1, "MaxPoolSize": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    wait_for_pools(&cluster, 1, &token, &[(first.clone(), "Success")]).await;
+
+    // The second node joins after the pool was made, then restarts: it gets the pool both
+    // times without anyone asking again.
+    cluster.register(&token).await;
+    let both = [(first.clone(), "Success"), (second.clone(), "Success")];
+    wait_for_pools(&cluster, 0, &token, &both).await;
+    cluster.compute[1].kill().await;
+    cluster.compute[1].restart().await;
+    cluster.wait_for_healthy(0, &token, 2).await;
+    wait_for_pools(&cluster, 0, &token, &both).await;
+    for x in 0..4 {
+        let (status, body) = cluster
+            .call(
+                x % 2,
+                Method::POST,
+                "/api/pooled/v1",
+                Some(&token),
+                Some(json!({"x": x})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["outputParameters"]["y"], f64::from(x as u8) + 1.0);
+    }
+
+    let (status, _) = cluster
+        .call(
+            1,
+            Method::DELETE,
+            "/services/pooled/v1/pool",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let gone = [(first, "NotFound"), (second, "NotFound")];
+    assert_eq!(
+        pool_states(&cluster, 0, &token).await,
+        gone.iter()
+            .map(|(endpoint, state)| (endpoint.clone(), (*state).to_owned()))
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

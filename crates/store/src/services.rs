@@ -3,7 +3,9 @@
 //! realtime service) is content by digest (`contents.rs`), read only when the service is
 //! loaded.
 
-use o16n_types::{ParameterDefinition, ServiceName, ServiceRuntime, ServiceVersion};
+use o16n_types::{
+    DedicatedPoolSize, ParameterDefinition, ServiceName, ServiceRuntime, ServiceVersion,
+};
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -45,11 +47,14 @@ pub struct ServiceRecord {
     /// The service's content: the snapshot copy of an R or Python service, the model of a
     /// realtime service.
     pub content: Option<ContentRecord>,
+    /// Its dedicated pool, when it has one; set apart from publication and updates, which keep
+    /// it.
+    pub pool: Option<DedicatedPoolSize>,
 }
 
 const COLUMNS: &str = "s.name, s.version, s.owner, s.runtime, s.created_at_micros, s.revision, s.description, \
                        s.operation_id, s.code, s.init_code, s.inputs, s.outputs, s.output_file_names, \
-                       s.snapshot_id, s.content_digest, c.size AS content_size";
+                       s.snapshot_id, s.content_digest, c.size AS content_size, s.pool_initial_size, s.pool_max_size";
 
 /// The services with the size of their content.
 const FROM: &str = "services s LEFT JOIN contents c ON c.digest = s.content_digest";
@@ -116,6 +121,19 @@ fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
                     as u64,
             }),
             None => None,
+        },
+        pool: match (
+            row.try_get::<Option<i64>, _>("pool_initial_size")?,
+            row.try_get::<Option<i64>, _>("pool_max_size")?,
+        ) {
+            (Some(initial), Some(max)) => Some(
+                u32::try_from(initial)
+                    .ok()
+                    .zip(u32::try_from(max).ok())
+                    .and_then(|(initial, max)| DedicatedPoolSize::new(initial, max).ok())
+                    .ok_or_else(|| corrupt(format!("pool sizes {initial} and {max}")))?,
+            ),
+            _ => None,
         },
     })
 }
@@ -218,6 +236,36 @@ impl Store {
             "SELECT {COLUMNS} FROM {FROM} WHERE s.name = $1 ORDER BY s.created_at_micros, s.version"
         )))
         .bind(name.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(service_from_row).collect()
+    }
+
+    /// Gives a service version a dedicated pool of `size`, or takes it away (`None`). Returns
+    /// whether the service exists.
+    pub async fn set_service_pool(
+        &self,
+        name: &ServiceName,
+        version: &ServiceVersion,
+        size: Option<DedicatedPoolSize>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE services SET pool_initial_size = $1, pool_max_size = $2 WHERE name = $3 AND version = $4",
+        )
+        .bind(size.map(|size| i64::from(size.initial())))
+        .bind(size.map(|size| i64::from(size.max())))
+        .bind(name.as_str())
+        .bind(version.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Every service version that has a dedicated pool: what every compute node should hold.
+    pub async fn list_service_pools(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {FROM} WHERE s.pool_max_size IS NOT NULL ORDER BY s.name, s.version"
+        )))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(service_from_row).collect()

@@ -14,8 +14,8 @@ use o16n_store::{
     SessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
 };
 use o16n_types::{
-    ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
-    ServiceVersion, Username,
+    DedicatedPoolSize, ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName,
+    ServiceRuntime, ServiceVersion, Username,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -101,6 +101,7 @@ conformance!(
     the_schema_survives_reopening,
     snapshots_are_stored_listed_per_owner_and_deleted,
     services_are_published_listed_in_order_updated_and_deleted,
+    a_dedicated_pool_is_kept_with_its_service,
     batches_keep_their_records_and_count_each_result_once,
     content_is_stored_once_in_chunks_and_collected_when_unreferenced,
     sessions_are_recorded_with_their_node,
@@ -414,6 +415,7 @@ fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
         output_file_names: vec!["plot.png".to_owned()],
         snapshot_id: Some("snap".to_owned()),
         content: None,
+        pool: None,
     }
 }
 
@@ -488,6 +490,63 @@ async fn services_are_published_listed_in_order_updated_and_deleted(store: Store
     assert!(store.delete_service(&name, &v2).await.unwrap());
     assert!(!store.delete_service(&name, &v2).await.unwrap());
     assert_eq!(store.find_service(&name, &v2).await.unwrap(), None);
+}
+
+async fn a_dedicated_pool_is_kept_with_its_service(store: Store, _: StoreConfig) {
+    let (name, v1) = (
+        ServiceName::parse("pooled").unwrap(),
+        ServiceVersion::parse("v1").unwrap(),
+    );
+    store
+        .insert_service(&service("pooled", "v1", 10))
+        .await
+        .unwrap();
+    store
+        .insert_service(&service("pooled", "v2", 20))
+        .await
+        .unwrap();
+    let size = DedicatedPoolSize::new(2, 5).unwrap();
+
+    assert!(
+        store
+            .set_service_pool(&name, &v1, Some(size))
+            .await
+            .unwrap()
+    );
+    let unknown = ServiceVersion::parse("v9").unwrap();
+    assert!(
+        !store
+            .set_service_pool(&name, &unknown, Some(size))
+            .await
+            .unwrap()
+    );
+
+    let pooled = store.list_service_pools().await.unwrap();
+    assert_eq!(pooled.len(), 1);
+    assert_eq!(
+        (pooled[0].version.as_str(), pooled[0].pool),
+        ("v1", Some(size))
+    );
+    // An update keeps the pool.
+    let mut updated = store.find_service(&name, &v1).await.unwrap().unwrap();
+    updated.code = "answer = 3".to_owned();
+    updated.pool = None;
+    store.update_service(&updated).await.unwrap();
+    let found = store.find_service(&name, &v1).await.unwrap().unwrap();
+    assert_eq!(
+        (found.code.as_str(), found.pool),
+        ("answer = 3", Some(size))
+    );
+
+    assert!(store.set_service_pool(&name, &v1, None).await.unwrap());
+    assert!(store.list_service_pools().await.unwrap().is_empty());
+    // Deleting the service deletes its pool with it.
+    store
+        .set_service_pool(&name, &v1, Some(size))
+        .await
+        .unwrap();
+    store.delete_service(&name, &v1).await.unwrap();
+    assert!(store.list_service_pools().await.unwrap().is_empty());
 }
 
 async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: StoreConfig) {

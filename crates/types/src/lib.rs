@@ -19,7 +19,7 @@ pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
 pub use runtime_type::{ParseRuntimeTypeError, RuntimeType, ServiceRuntime};
 pub use service::{
-    InvalidServiceIdentifier, ParameterDefinition, ParameterType, ParseParameterTypeError,
-    ServiceName, ServiceVersion,
+    DedicatedPoolSize, InvalidPoolSize, InvalidServiceIdentifier, ParameterDefinition,
+    ParameterType, ParseParameterTypeError, ServiceName, ServiceVersion,
 };
 pub use username::{InvalidUsername, Username};

@@ -82,6 +82,60 @@ impl fmt::Display for ServiceVersion {
 }
 
 /// The reference's parameter types (`ParameterDefinition.type`).
+/// The size of a service's dedicated pool (9.3): workers with the service loaded, kept warm
+/// on every compute node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedicatedPoolSize {
+    initial: u32,
+    max: u32,
+}
+
+/// Why a dedicated pool size is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidPoolSize {
+    /// The initial size is larger than the maximum.
+    #[error("InitialPoolSize ({initial}) must not be larger than MaxPoolSize ({max})")]
+    InitialAboveMax {
+        /// The initial size asked for.
+        initial: u32,
+        /// The maximum asked for.
+        max: u32,
+    },
+    /// A size is larger than any compute node could hold.
+    #[error("a dedicated pool holds at most {limit} workers per compute node; {0} is too many", limit = DedicatedPoolSize::LIMIT)]
+    TooLarge(u32),
+}
+
+impl DedicatedPoolSize {
+    /// The most workers a dedicated pool may ask for on one compute node.
+    pub const LIMIT: u32 = 1_000;
+
+    /// Checks the sizes: `initial <= max <= LIMIT`, where a `max` of 0 means "no maximum of
+    /// the pool's own" (the compute node's limit of service workers applies), as the
+    /// reference's clients send 0 for both sizes unless told otherwise.
+    pub fn new(initial: u32, max: u32) -> Result<Self, InvalidPoolSize> {
+        for size in [initial, max] {
+            if size > Self::LIMIT {
+                return Err(InvalidPoolSize::TooLarge(size));
+            }
+        }
+        if max != 0 && initial > max {
+            return Err(InvalidPoolSize::InitialAboveMax { initial, max });
+        }
+        Ok(DedicatedPoolSize { initial, max })
+    }
+
+    /// Workers kept warm with the service loaded.
+    pub fn initial(self) -> u32 {
+        self.initial
+    }
+
+    /// The most workers, or 0 for the compute node's limit.
+    pub fn max(self) -> u32 {
+        self.max
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ParameterType {
     /// `logical`: a boolean.

@@ -11,7 +11,10 @@ use o16n_types::Code;
 use super::BodyLimits;
 use super::sessions::SUCCESS;
 use crate::ApiError;
-use crate::dto::{PublishWebServiceRequest, WebService};
+use crate::dto::{
+    CreateOrUpdateServicePoolRequest, PublishWebServiceRequest, ServicePoolStatusResponse,
+    WebService,
+};
 use crate::extract::{AuthUser, JsonBody, MultipartForm, PathParams};
 
 pub(super) fn router(limits: BodyLimits) -> Router<App> {
@@ -30,6 +33,12 @@ pub(super) fn router(limits: BodyLimits) -> Router<App> {
                 .layer(limits.data())
                 .get(get_service)
                 .delete(delete_service),
+        )
+        .route(
+            "/services/{name}/{version}/pool",
+            post(set_service_pool)
+                .delete(delete_service_pool)
+                .get(service_pool_status),
         )
         .route(
             "/realtime-services/{name}",
@@ -136,6 +145,41 @@ async fn delete_service(
 ) -> Result<Json<&'static str>, ApiError> {
     app.delete_service(&caller, &name, &version).await?;
     Ok(SUCCESS)
+}
+
+async fn set_service_pool(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams((name, version)): PathParams<(String, String)>,
+    JsonBody(request): JsonBody<CreateOrUpdateServicePoolRequest>,
+) -> Result<Json<&'static str>, ApiError> {
+    app.set_service_pool(
+        &caller,
+        &name,
+        &version,
+        request.initial_pool_size,
+        request.max_pool_size,
+    )
+    .await?;
+    Ok(Json("Created."))
+}
+
+async fn delete_service_pool(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams((name, version)): PathParams<(String, String)>,
+) -> Result<Json<&'static str>, ApiError> {
+    app.delete_service_pool(&caller, &name, &version).await?;
+    Ok(Json("Deleted."))
+}
+
+async fn service_pool_status(
+    State(app): State<App>,
+    AuthUser(caller): AuthUser,
+    PathParams((name, version)): PathParams<(String, String)>,
+) -> Result<Json<Vec<ServicePoolStatusResponse>>, ApiError> {
+    let states = app.service_pool_status(&caller, &name, &version).await?;
+    Ok(Json(states.into_iter().map(Into::into).collect()))
 }
 
 /// The fields of a realtime publish or update: `description`, `operationId` and the `model`

@@ -4,6 +4,7 @@
 mod authentication;
 mod batch;
 mod compute_nodes;
+mod dedicated_pools;
 mod docs;
 mod errors;
 mod helpers;

@@ -310,6 +310,7 @@ async fn requests_abandoned_mid_run_do_not_leak_workers() {
     )
     .await
     .expect("the service answers again once the abandoned requests are done")
-    .unwrap();
+    .unwrap()
+    .0;
     assert_eq!(answered.outputs["y"], 3.0);
 }
