@@ -10,7 +10,8 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 o16n_log() { printf '==> %s\n' "$*" >&2; }
 
-# Installs Debian packages that are missing (as root, or through sudo).
+# Installs Debian packages that are missing (as root, or through sudo), without the packages
+# they merely recommend (chromium's would add hundreds of megabytes nothing here uses).
 o16n_apt_install() {
     local missing=()
     for package in "$@"; do
@@ -22,7 +23,7 @@ o16n_apt_install() {
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     o16n_log "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 o16n_require_rust() {

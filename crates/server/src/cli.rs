@@ -102,6 +102,82 @@ pub enum AdminCommand {
     /// Manage local users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Evaluate the capacity of a running server by ramping load on a service.
+    #[command(subcommand)]
+    Capacity(CapacityCommand),
+    /// Check a running server step by step.
+    #[command(subcommand)]
+    Diagnostic(DiagnosticCommand),
+}
+
+/// How the admin tools that talk to a running server reach it. The password is read from
+/// standard input (or prompted for on a terminal).
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's address [default: from the configuration's http.bind and http.port].
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Who to sign in as; an Owner sees the stage timings.
+    #[arg(long, default_value = "admin")]
+    pub user: String,
+}
+
+/// `admin capacity` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CapacityCommand {
+    /// Ramp closed-loop callers on one service and report throughput, latency percentiles,
+    /// errors, pool occupancy and the stages of each request.
+    Run(CapacityArgs),
+}
+
+/// Options of `admin capacity run`, named and defaulted as the reference's tool.
+#[derive(Debug, Args)]
+pub struct CapacityArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// `latency`: add callers until the mean latency passes --latency (or --max-thread is
+    /// reached); `thread`: until --max-thread.
+    #[arg(long, value_enum, default_value = "latency")]
+    pub strategy: crate::capacity::Strategy,
+    /// The mean latency, in milliseconds, at which the latency strategy stops.
+    #[arg(long, default_value_t = 250.0)]
+    pub latency: f64,
+    /// Callers of the first step.
+    #[arg(long, default_value_t = 10)]
+    pub min_thread: usize,
+    /// The most callers.
+    #[arg(long, default_value_t = 50)]
+    pub max_thread: usize,
+    /// Callers added at each step.
+    #[arg(long, default_value_t = 10)]
+    pub increment: usize,
+    /// The service to load [default: a small Python service the tool publishes].
+    #[arg(long, requires = "version")]
+    pub service: Option<String>,
+    /// The service's version.
+    #[arg(long, requires = "service")]
+    pub version: Option<String>,
+    /// The inputs of every request as JSON, e.g. '{"x": 1}' [default: {"x": 1} for the
+    /// default service, {} otherwise].
+    #[arg(long)]
+    pub args: Option<String>,
+    /// How long each step runs, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Where the HTML report goes [default: capacity-report-<time>.html].
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Where the figures go as JSON.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+/// `admin diagnostic` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DiagnosticCommand {
+    /// Check configuration, database, authentication, every compute node and runtime, and
+    /// publish and consume a small R and Python service; exits non-zero when a step fails.
+    Run(ServerArgs),
 }
 
 /// `admin user` subcommands.

@@ -4,7 +4,11 @@
 //! This is the only crate that reads the environment, files of configuration and the command
 //! line; everything below it receives its settings as typed config structs.
 
+pub mod capacity;
+mod capacity_report;
 pub mod cli;
 pub mod config;
+pub mod diagnostic;
+pub mod remote;
 pub mod startup;
 pub mod telemetry;

@@ -6,7 +6,8 @@ use std::io::{IsTerminal, Read};
 use anyhow::Context;
 use clap::Parser;
 use o16n_server::cli::{
-    AdminCommand, Cli, Command, RuntimeCommand, ServerRole, SetupRuntime, UserCommand,
+    AdminCommand, CapacityArgs, CapacityCommand, Cli, Command, DiagnosticCommand, RuntimeCommand,
+    ServerArgs, ServerRole, SetupRuntime, UserCommand,
 };
 use o16n_server::config::Config;
 use o16n_server::startup::{Application, Bootstrap, open_app};
@@ -71,6 +72,14 @@ async fn serve(config: Config, role: ServerRole) -> anyhow::Result<()> {
 }
 
 async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
+    // These talk to a running server over its REST API rather than to the database.
+    match command {
+        AdminCommand::Capacity(CapacityCommand::Run(args)) => return capacity(&config, args).await,
+        AdminCommand::Diagnostic(DiagnosticCommand::Run(args)) => {
+            return diagnostic(&config, args).await;
+        }
+        _ => {}
+    }
     let (app, store) = open_app(&config, std::sync::Arc::new(o16n_compute::NoNodes)).await?;
     let outcome = match command {
         AdminCommand::Password => {
@@ -94,9 +103,99 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
             .remove_user(&name)
             .await
             .map(|()| println!("removed user {name}")),
+        AdminCommand::Capacity(_) | AdminCommand::Diagnostic(_) => {
+            unreachable!("handled above")
+        }
     };
     store.close().await;
     Ok(outcome?)
+}
+
+/// The server the admin tools talk to: `--url`, else the configured listener.
+fn server_url(config: &Config, args: &ServerArgs) -> String {
+    args.url.clone().unwrap_or_else(|| {
+        let host = match config.http.bind.as_str() {
+            "0.0.0.0" | "::" => "127.0.0.1",
+            bind => bind,
+        };
+        format!("http://{host}:{}", config.http.port)
+    })
+}
+
+/// Reads the password of the admin tools' user: prompted for once on a terminal, else the
+/// first line of standard input.
+fn read_login_password(user: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        Ok(rpassword::prompt_password(format!(
+            "Password for {user}: "
+        ))?)
+    } else {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the password from standard input")?;
+        Ok(input.lines().next().unwrap_or_default().to_owned())
+    }
+}
+
+async fn capacity(config: &Config, args: CapacityArgs) -> anyhow::Result<()> {
+    let url = server_url(config, &args.server);
+    let password = read_login_password(&args.server.user)?;
+    let server =
+        o16n_server::remote::RemoteServer::sign_in(&url, &args.server.user, &password).await?;
+    let inputs = args
+        .args
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .context("--args must be JSON, e.g. '{\"x\": 1}'")?;
+    anyhow::ensure!(
+        args.duration > 0.0 && args.duration.is_finite(),
+        "--duration must be a positive number of seconds"
+    );
+    let report = args.report.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        format!("capacity-report-{now}.html").into()
+    });
+    let options = o16n_server::capacity::CapacityOptions {
+        strategy: args.strategy,
+        latency_ms: args.latency,
+        min_thread: args.min_thread,
+        max_thread: args.max_thread,
+        increment: args.increment,
+        service: args.service.zip(args.version),
+        args: inputs,
+        step_duration: std::time::Duration::from_secs_f64(args.duration),
+        report,
+        json: args.json,
+    };
+    o16n_server::capacity::run(server, options).await.map(drop)
+}
+
+async fn diagnostic(config: &Config, args: ServerArgs) -> anyhow::Result<()> {
+    let url = server_url(config, &args);
+    let password = read_login_password(&args.user)?;
+    let configuration = format!(
+        "loaded (data directory {}, server {url})",
+        config.data_dir.display()
+    );
+    let checks = o16n_server::diagnostic::run(&url, &args.user, &password, configuration).await;
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|check| !check.passed)
+        .map(|check| check.step.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} steps failed: {}",
+        failed.len(),
+        checks.len(),
+        failed.join(", ")
+    );
+    println!("all {} steps passed", checks.len());
+    Ok(())
 }
 
 /// Reads a password: prompted for twice on a terminal, else the first line of standard input.

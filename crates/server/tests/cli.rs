@@ -365,3 +365,200 @@ async fn an_idle_server_with_warm_workers_does_not_spin() {
     // A busy loop would burn about 300 ticks (a whole core); idling costs next to nothing.
     assert!(used < 60, "the idle server used {used} ticks of CPU in 3 s");
 }
+
+/// Starts a one-box server with a known admin password and warm Python workers.
+async fn serve_for_admin_tools(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+    let mut all = vec![
+        ("O16N_ADMIN_PASSWORD", ADMIN_TOOLS_PASSWORD),
+        ("O16N_RUNTIME__PYTHON__INITIAL_SIZE", "1"),
+    ];
+    all.extend_from_slice(env);
+    serve(data_dir, &[], &all).await
+}
+
+const ADMIN_TOOLS_PASSWORD: &str = "Tools-Pass-12";
+
+/// How many pixels of the screenshot have exactly this colour.
+fn pixels_of(image: &[u8], channels: usize, colour: [u8; 3]) -> usize {
+    image
+        .chunks_exact(channels)
+        .filter(|pixel| pixel[..3] == colour)
+        .count()
+}
+
+fn colour(hex: &str) -> [u8; 3] {
+    let byte = |at: usize| u8::from_str_radix(&hex[at..at + 2], 16).unwrap();
+    [byte(1), byte(3), byte(5)]
+}
+
+#[tokio::test]
+async fn capacity_run_reports_a_table_json_and_an_html_report_that_a_browser_draws() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = serve_for_admin_tools(data_dir.path(), &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let (report, json) = (
+        out.path().join("report.html"),
+        out.path().join("figures.json"),
+    );
+    let output = run(
+        &[
+            "admin",
+            "capacity",
+            "run",
+            "--url",
+            &server.address,
+            "--min-thread",
+            "1",
+            "--increment",
+            "2",
+            "--max-thread",
+            "3",
+            "--duration",
+            "1",
+            "--report",
+            report.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        data_dir.path(),
+        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("callers") && stdout.contains("p99 ms"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Network overhead is"), "{stderr}");
+
+    let figures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let steps = figures["steps"].as_array().unwrap();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|step| step["callers"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    for step in steps {
+        assert!(step["requests"].as_u64().unwrap() > 0, "{step}");
+        assert_eq!(step["errors"], 0, "{step}");
+        assert!(step["p50_ms"].as_f64().unwrap() <= step["p99_ms"].as_f64().unwrap());
+        let stages: Vec<&str> = step["stage_means_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|stage| stage[0].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, ["queue", "load", "execute", "hop", "total"]);
+    }
+    assert!(figures["network_overhead_ms"].as_f64().unwrap() > 0.0);
+
+    // The report drawn by a real browser: every chart's series shows in the screenshot.
+    let screenshot = out.path().join("report.png");
+    let chromium = std::env::var("O16N_TEST_CHROMIUM").unwrap_or_else(|_| "chromium".to_owned());
+    let drawn = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg("--window-size=900,1500")
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(format!("file://{}", report.display()))
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {chromium} (install chromium): {err}"));
+    assert!(
+        drawn.status.success(),
+        "{}",
+        String::from_utf8_lossy(&drawn.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&screenshot).unwrap(),
+    ));
+    let mut reader = decoder.read_info().unwrap();
+    let mut image = vec![0; reader.output_buffer_size().unwrap()];
+    let frame = reader.next_frame(&mut image).unwrap();
+    let channels = frame.color_type.samples();
+    for (series, hex) in [
+        ("p50", "#1f77b4"),
+        ("p95", "#ff7f0e"),
+        ("p99", "#d62728"),
+        ("throughput", "#9467bd"),
+        ("execute stage", "#2ca02c"),
+    ] {
+        let count = pixels_of(&image[..frame.buffer_size()], channels, colour(hex));
+        assert!(
+            count > 100,
+            "the {series} series is not drawn ({count} pixels of {hex})"
+        );
+    }
+    server.terminate().await;
+}
+
+#[tokio::test]
+async fn diagnostic_run_passes_on_a_healthy_server_and_names_the_step_that_fails() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = serve_for_admin_tools(data_dir.path(), &[]).await;
+    let output = run(
+        &["admin", "diagnostic", "run", "--url", &server.address],
+        data_dir.path(),
+        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in [
+        "PASS  configuration",
+        "PASS  authentication",
+        "PASS  database",
+        "PASS  compute node local",
+        "PASS  Python runtime on local",
+        "PASS  R runtime on local",
+        "PASS  R service",
+        "PASS  Python service",
+    ] {
+        assert!(stdout.contains(step), "{step} missing from\n{stdout}");
+    }
+    server.terminate().await;
+
+    // Without R, the R steps fail by name and the command exits non-zero.
+    let data_dir = tempfile::tempdir().unwrap();
+    let server = serve_for_admin_tools(
+        data_dir.path(),
+        &[("O16N_RUNTIME__R__RSCRIPT", "/nonexistent/Rscript")],
+    )
+    .await;
+    let output = run(
+        &["admin", "diagnostic", "run", "--url", &server.address],
+        data_dir.path(),
+        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("FAIL  R runtime on local"), "{stdout}");
+    assert!(stdout.contains("FAIL  R service"), "{stdout}");
+    assert!(stdout.contains("PASS  Python service"), "{stdout}");
+    assert!(stderr.contains("R runtime on local"), "{stderr}");
+    server.terminate().await;
+
+    // A wrong password fails at authentication.
+    let output = run(
+        &["admin", "diagnostic", "run", "--url", "http://127.0.0.1:9"],
+        data_dir.path(),
+        "whatever\n",
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("FAIL  authentication"));
+}

@@ -583,6 +583,20 @@ where
     }
 }
 
+/// Runs `o16n admin diagnostic run` against a web node as the admin.
+fn diagnose(url: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BINARY)
+        .args(["admin", "diagnostic", "run", "--url", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{ADMIN_PASSWORD}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// The dedicated pool states web node `web` reports for `pooled/v1`, by endpoint.
 async fn pool_states(cluster: &Cluster, web: usize, token: &str) -> Vec<(String, String)> {
     let (status, body) = cluster
@@ -665,6 +679,18 @@ async fn a_dedicated_pool_reaches_compute_nodes_that_join_or_restart_later() {
     let both = [(first.clone(), "Success"), (second.clone(), "Success")];
     wait_for_pools(&cluster, 0, &token, &both).await;
     cluster.compute[1].kill().await;
+    // While it is down, the diagnostic names it.
+    let diagnosis = diagnose(&cluster.web[0].url);
+    let report = String::from_utf8_lossy(&diagnosis.stdout);
+    assert!(!diagnosis.status.success(), "{report}");
+    assert!(
+        report.contains(&format!("FAIL  compute node {second}")),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("PASS  compute node {first}")),
+        "{report}"
+    );
     cluster.compute[1].restart().await;
     cluster.wait_for_healthy(0, &token, 2).await;
     wait_for_pools(&cluster, 0, &token, &both).await;
