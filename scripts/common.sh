@@ -10,9 +10,15 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 o16n_log() { printf '==> %s\n' "$*" >&2; }
 
-# Installs Debian packages that are missing (as root, or through sudo), without the packages
-# they merely recommend (chromium's would add hundreds of megabytes nothing here uses).
+# Installs Debian packages that are missing (as root, or through sudo). With
+# `--no-install-recommends` first, without the packages they merely recommend (chromium's would
+# add hundreds of megabytes nothing here uses).
 o16n_apt_install() {
+    local options=()
+    if [ "${1:-}" = "--no-install-recommends" ]; then
+        options+=("$1")
+        shift
+    fi
     local missing=()
     for package in "$@"; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
@@ -23,7 +29,7 @@ o16n_apt_install() {
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     o16n_log "installing Debian packages: ${missing[*]}"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
 }
 
 o16n_require_rust() {

@@ -5,7 +5,9 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite chromium
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
+# The capacity report is checked by drawing it in a real browser.
+o16n_apt_install --no-install-recommends chromium
 
 # The store suite needs PostgreSQL on 127.0.0.1:5432 with trust authentication for `postgres`.
 o16n_start_postgres
