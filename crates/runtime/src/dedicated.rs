@@ -308,3 +308,128 @@ impl DedicatedPool {
         self.workers.status(base)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::Launcher;
+
+    struct Bench {
+        pools: DedicatedPools,
+        _launch: watch::Sender<Launch>,
+        _root: tempfile::TempDir,
+    }
+
+    /// Dedicated pools of fake Python workers, with a node limit of 4 service workers.
+    async fn bench() -> Bench {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("work")).unwrap();
+        let sandbox = Sandbox::off_for_tests(root.path().join("locks")).await;
+        let (launch, ready) = watch::channel(Launch::Ready(Launcher::Fake(RuntimeType::Python)));
+        let contents = ContentStore::open(root.path().join("content"), 1 << 20).unwrap();
+        let pools = DedicatedPools::new(
+            DedicatedSettings {
+                launch: HashMap::from([(RuntimeType::Python, ready)]),
+                node_limits: HashMap::from([(RuntimeType::Python, 4)]),
+                work_root: root.path().join("work"),
+                sandbox,
+                execution_timeout: Duration::from_secs(600),
+                wait_limit: Duration::from_secs(5),
+                contents: Arc::new(contents),
+            },
+            TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        Bench {
+            pools,
+            _launch: launch,
+            _root: root,
+        }
+    }
+
+    fn pooled(service: &str, revision: &str, initial_size: u32, max_size: u32) -> ServiceSpec {
+        ServiceSpec {
+            key: revision.to_owned(),
+            owner: "alice".to_owned(),
+            runtime: RuntimeType::Python,
+            code: "y".to_owned(),
+            init_code: Some("loaded".to_owned()),
+            outputs: Vec::new(),
+            output_file_names: Vec::new(),
+            content: None,
+            pool: Some(DedicatedPoolSpec {
+                service: service.to_owned(),
+                initial_size,
+                max_size,
+            }),
+        }
+    }
+
+    /// Waits (on tokio's paused clock) until the pools' figures satisfy `done`.
+    async fn settle(
+        pools: &DedicatedPools,
+        done: impl Fn(&[PoolStatus]) -> bool,
+    ) -> Vec<PoolStatus> {
+        for _ in 0..1_000 {
+            let statuses = pools.statuses();
+            if done(&statuses) {
+                return statuses;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the pools never settled: {:?}", pools.statuses());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_node_follows_the_desired_pools_warming_reloading_and_dropping_them() {
+        let bench = bench().await;
+        bench
+            .pools
+            .set(vec![pooled("a/v1", "r1", 2, 3), pooled("b/v1", "r1", 1, 0)])
+            .unwrap();
+        let warm = settle(&bench.pools, |pools| {
+            pools.len() == 2 && pools.iter().all(|pool| pool.idle == pool.initial_size)
+        })
+        .await;
+        assert_eq!(
+            warm.iter()
+                .map(|pool| (pool.service.as_deref().unwrap(), pool.idle, pool.max_size))
+                .collect::<Vec<_>>(),
+            [("a/v1", 2, 3), ("b/v1", 1, 4)],
+            "a maximum of 0 is the node's limit"
+        );
+
+        // A new revision of `a` replaces its pool; `b` is no longer wanted and goes.
+        bench.pools.set(vec![pooled("a/v1", "r2", 2, 3)]).unwrap();
+        let reloaded = settle(&bench.pools, |pools| {
+            pools.len() == 1 && pools[0].idle == 2 && pools[0].revision.as_deref() == Some("r2")
+        })
+        .await;
+        assert_eq!(reloaded[0].service.as_deref(), Some("a/v1"));
+
+        // The same desired state again changes nothing.
+        let before = Arc::as_ptr(&bench.pools.pool_for(&pooled("a/v1", "r2", 2, 3)).unwrap());
+        bench.pools.set(vec![pooled("a/v1", "r2", 2, 3)]).unwrap();
+        let after = Arc::as_ptr(&bench.pools.pool_for(&pooled("a/v1", "r2", 2, 3)).unwrap());
+        assert_eq!(before, after);
+
+        bench.pools.set(Vec::new()).unwrap();
+        assert!(bench.pools.statuses().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pool_whose_init_code_fails_reports_why() {
+        let bench = bench().await;
+        let mut failing = pooled("bad/v1", "r1", 1, 1);
+        failing.init_code = Some("fail".to_owned());
+        bench.pools.set(vec![failing]).unwrap();
+        let statuses = settle(&bench.pools, |pools| {
+            matches!(
+                pools.first().map(|pool| &pool.health),
+                Some(PoolHealth::Unavailable(_))
+            )
+        })
+        .await;
+        assert_eq!(statuses[0].idle, 0);
+    }
+}

@@ -138,6 +138,22 @@ struct UidLease {
 }
 
 impl Sandbox {
+    /// No sandbox, for the scheduling tests that run fake workers; locks go under `lock_dir`.
+    #[cfg(test)]
+    pub(crate) async fn off_for_tests(lock_dir: PathBuf) -> Sandbox {
+        Sandbox::detect(SandboxConfig {
+            enabled: false,
+            first_uid: 0,
+            uid_count: 1,
+            lock_dir,
+            max_processes: 1,
+            max_file_size_mb: 1,
+            max_open_files: 16,
+        })
+        .await
+        .expect("an unsandboxed launch needs nothing from the machine")
+    }
+
     /// Decides how to isolate workers and checks that it works, by starting a sandboxed `true`.
     /// A server that cannot sandbox refuses to start unless the operator turned the sandbox off.
     pub(crate) async fn detect(config: SandboxConfig) -> Result<Sandbox, RuntimeError> {

@@ -639,7 +639,7 @@ mod tests {
 
     use super::*;
     use crate::pool::{Launch, PoolConfig};
-    use crate::sandbox::{Sandbox, SandboxConfig};
+    use crate::sandbox::Sandbox;
     use crate::worker::Launcher;
 
     struct Bench {
@@ -669,17 +669,7 @@ mod tests {
     async fn bench_with(max_workers: usize, dedicated: Option<DedicatedLimits>) -> Bench {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join("work")).unwrap();
-        let sandbox = Sandbox::detect(SandboxConfig {
-            enabled: false,
-            first_uid: 0,
-            uid_count: 1,
-            lock_dir: root.path().join("locks"),
-            max_processes: 1,
-            max_file_size_mb: 1,
-            max_open_files: 16,
-        })
-        .await
-        .unwrap();
+        let sandbox = Sandbox::off_for_tests(root.path().join("locks")).await;
         let (_launch, ready) = watch::channel(Launch::Ready(Launcher::Fake(RuntimeType::Python)));
         let tasks = TaskTracker::new();
         let pool = Pool::start(
