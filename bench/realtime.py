@@ -64,11 +64,12 @@ def main():
 
         results = {}
         # The prepared Python runtime, so that the server does not build one while measured.
-        server = Server(work / "o16n-data", {
+        o16n_env = {
             "O16N_RUNTIME__PYTHON__EXECUTABLE": os.environ["O16N_BENCH_PYTHON"],
             "O16N_RUNTIME__PYTHON__INITIAL_SIZE": "0",
             "O16N_RUNTIME__R__INITIAL_SIZE": "0",
-        })
+        }
+        server = Server(work / "o16n-data", o16n_env)
         try:
             token = login(server)
             base = "http://%s:%d" % (server.host, server.port)
@@ -89,12 +90,7 @@ def main():
                 results["ratio", name] = ratio
                 results[name, "rows"] = wrk(url, many_rows, headers, 4, workdir)
             # The same model on a server with metrics off, paired runs at 16 concurrent.
-            quiet = Server(work / "o16n-quiet", {
-                "O16N_RUNTIME__PYTHON__EXECUTABLE": os.environ["O16N_BENCH_PYTHON"],
-                "O16N_RUNTIME__PYTHON__INITIAL_SIZE": "0",
-                "O16N_RUNTIME__R__INITIAL_SIZE": "0",
-                **METRICS_OFF,
-            })
+            quiet = Server(work / "o16n-quiet", dict(o16n_env, **METRICS_OFF))
             try:
                 quiet_token = login(quiet)
                 publish(quiet, quiet_token, "logistic", (work / "logistic.onnx").read_bytes())

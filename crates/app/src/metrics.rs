@@ -19,9 +19,6 @@ use prometheus_client::registry::Registry;
 
 use crate::App;
 
-/// How long a scrape waits for a compute node's figures.
-const NODE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     route: String,
@@ -336,17 +333,7 @@ impl App {
     /// and health, read now.
     pub async fn render_metrics(&self) -> Option<String> {
         let metrics = self.metrics()?;
-        let views = self.nodes().all();
-        let statuses = futures_util::future::join_all(views.iter().map(|view| async move {
-            if !view.healthy {
-                return None;
-            }
-            tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status())
-                .await
-                .ok()
-                .and_then(Result::ok)
-        }))
-        .await;
+        let reports = self.node_statuses().await;
 
         let mut nodes = Registry::with_prefix("o16n");
         let up = Family::<NodeLabels, Gauge>::default();
@@ -358,11 +345,11 @@ impl App {
         let starts = Family::<PoolLabels, Counter>::default();
         let start_failures = Family::<PoolLabels, Counter>::default();
         let exits = Family::<WorkerExitLabels, Counter>::default();
-        for (view, status) in views.iter().zip(&statuses) {
+        for (view, answer) in &reports {
             let node = view.node.endpoint.to_string();
             up.get_or_create(&NodeLabels { node: node.clone() })
-                .set(i64::from(status.is_some()));
-            let Some(status) = status else { continue };
+                .set(i64::from(answer.is_ok()));
+            let Ok(status) = answer else { continue };
             sessions
                 .get_or_create(&NodeLabels { node: node.clone() })
                 .set(status.sessions as i64);

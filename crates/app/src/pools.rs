@@ -6,8 +6,6 @@
 //! gets the pools without anyone retrying, and a pool deleted while a node was away goes from
 //! it when it comes back. A compute node reports its pools in its status; `GET` reads them.
 
-use std::time::Duration;
-
 use o16n_compute::{ComputeError, PoolHealth, PoolStatus, ServiceSpec};
 use o16n_store::ServiceRecord;
 use o16n_types::{DedicatedPoolSize, Role, ServiceRuntime};
@@ -15,9 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::services::{parse_name, parse_version, service_not_found, service_spec};
 use crate::{App, AppError, Principal};
-
-/// How long `GET .../pool` waits for a compute node's report.
-const NODE_STATUS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Where a dedicated pool stands on one compute node, as the reference names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,41 +122,30 @@ impl App {
             .ok_or_else(|| service_not_found(&name, &version))?;
         let label = pool_label(&record);
         let wanted = record.pool.is_some();
-        let views = self.nodes().all();
-        Ok(
-            futures_util::future::join_all(views.into_iter().map(|view| {
-                let (label, revision) = (label.clone(), record.revision.clone());
-                async move {
-                    let report = match view.healthy {
-                        true => {
-                            tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status())
-                                .await
-                                .ok()
-                                .and_then(Result::ok)
-                        }
-                        false => None,
-                    };
-                    let state = match report {
-                        Some(status) => pool_state(
-                            status
-                                .pools
-                                .iter()
-                                .find(|pool| pool.service.as_deref() == Some(&label)),
-                            &revision,
-                            wanted,
-                        ),
-                        // A node that does not answer gets the pool when it comes back.
-                        None if wanted => PoolState::Pending,
-                        None => PoolState::NotFound,
-                    };
-                    NodePoolState {
-                        endpoint: view.node.endpoint.to_string(),
-                        state,
-                    }
+        Ok(self
+            .node_statuses()
+            .await
+            .into_iter()
+            .map(|(view, answer)| {
+                let state = match answer {
+                    Ok(status) => pool_state(
+                        status
+                            .pools
+                            .iter()
+                            .find(|pool| pool.service.as_deref() == Some(&label)),
+                        &record.revision,
+                        wanted,
+                    ),
+                    // A node that does not answer gets the pool when it comes back.
+                    Err(_) if wanted => PoolState::Pending,
+                    Err(_) => PoolState::NotFound,
+                };
+                NodePoolState {
+                    endpoint: view.node.endpoint.to_string(),
+                    state,
                 }
-            }))
-            .await,
-        )
+            })
+            .collect())
     }
 
     /// Sends the desired dedicated pools to every healthy compute node. A node that fails is

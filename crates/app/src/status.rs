@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use o16n_compute::{NodeStatus, PoolHealth};
+use o16n_compute::{NodeStatus, NodeView, PoolHealth};
 
 use crate::App;
 
@@ -95,6 +95,28 @@ fn node_health(status: &NodeStatus) -> Health {
 }
 
 impl App {
+    /// Every registered node with its own report, asked of all at once: its status, or why
+    /// there is none (it is known not to answer, the call failed, or it took too long).
+    pub(crate) async fn node_statuses(&self) -> Vec<(NodeView, Result<NodeStatus, String>)> {
+        let views = self.nodes().all();
+        futures_util::future::join_all(views.into_iter().map(|view| async move {
+            let answer = if view.healthy {
+                match tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status()).await {
+                    Ok(Ok(status)) => Ok(status),
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(_) => Err("its status did not arrive in time".to_owned()),
+                }
+            } else {
+                Err(view
+                    .problem
+                    .clone()
+                    .unwrap_or_else(|| "not answering".to_owned()))
+            };
+            (view, answer)
+        }))
+        .await
+    }
+
     /// Checks every component and reports.
     pub async fn status(&self) -> SystemStatus {
         let database = match self.store().ping().await {
@@ -112,39 +134,28 @@ impl App {
                 }
             }
         };
-        let views = self.nodes().all();
-        let reports = futures_util::future::join_all(views.into_iter().map(|view| async move {
-            let endpoint = view.node.endpoint.to_string();
-            if !view.healthy {
-                return NodeReport {
-                    endpoint,
-                    status: None,
-                    problem: view.problem.or_else(|| Some("not answering".to_owned())),
-                    health: Health::Fail,
-                };
-            }
-            match tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status()).await {
-                Ok(Ok(status)) => NodeReport {
-                    endpoint,
-                    health: node_health(&status),
-                    status: Some(status),
-                    problem: None,
-                },
-                Ok(Err(err)) => NodeReport {
-                    endpoint,
-                    status: None,
-                    problem: Some(err.to_string()),
-                    health: Health::Fail,
-                },
-                Err(_) => NodeReport {
-                    endpoint,
-                    status: None,
-                    problem: Some("its status did not arrive in time".to_owned()),
-                    health: Health::Fail,
-                },
-            }
-        }))
-        .await;
+        let reports: Vec<NodeReport> = self
+            .node_statuses()
+            .await
+            .into_iter()
+            .map(|(view, answer)| {
+                let endpoint = view.node.endpoint.to_string();
+                match answer {
+                    Ok(status) => NodeReport {
+                        endpoint,
+                        health: node_health(&status),
+                        status: Some(status),
+                        problem: None,
+                    },
+                    Err(problem) => NodeReport {
+                        endpoint,
+                        status: None,
+                        problem: Some(problem),
+                        health: Health::Fail,
+                    },
+                }
+            })
+            .collect();
         let compute_health = if reports.iter().all(|node| node.health == Health::Fail) {
             Health::Fail
         } else if reports.iter().all(|node| node.health == Health::Pass) {

@@ -402,38 +402,54 @@ fn summarize(
     }
 }
 
+/// The headings of a step's figures, in the order of [`Step::cells`].
+pub(crate) const STEP_HEADINGS: [&str; 10] = [
+    "callers",
+    "requests",
+    "errors",
+    "req/s",
+    "mean ms",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "pool busy",
+    "waiting",
+];
+
+impl Step {
+    /// The step's figures as the terminal table and the report show them.
+    pub(crate) fn cells(&self) -> [String; 10] {
+        [
+            self.callers.to_string(),
+            self.requests.to_string(),
+            self.errors.to_string(),
+            format!("{:.1}", self.throughput_per_s),
+            format!("{:.1}", self.mean_ms),
+            format!("{:.1}", self.p50_ms),
+            format!("{:.1}", self.p95_ms),
+            format!("{:.1}", self.p99_ms),
+            format!("{}/{}", self.pool_busy_max, self.pool_max_size),
+            self.pool_waiting_max.to_string(),
+        ]
+    }
+}
+
 fn print_table(run: &CapacityRun) {
     println!(
         "\nCapacity of {}/{} at {} (network overhead {:.1} ms; stopped: {})",
         run.service, run.version, run.server, run.network_overhead_ms, run.stopped_because
     );
-    println!(
-        "{:>8} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>12} {:>8}",
-        "callers",
-        "requests",
-        "errors",
-        "req/s",
-        "mean ms",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "pool busy",
-        "waiting"
-    );
+    let row = |cells: &[&str]| {
+        cells
+            .iter()
+            .map(|cell| format!("{cell:>10}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("{}", row(&STEP_HEADINGS));
     for step in &run.steps {
-        println!(
-            "{:>8} {:>9} {:>8} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>12} {:>8}",
-            step.callers,
-            step.requests,
-            step.errors,
-            step.throughput_per_s,
-            step.mean_ms,
-            step.p50_ms,
-            step.p95_ms,
-            step.p99_ms,
-            format!("{}/{}", step.pool_busy_max, step.pool_max_size),
-            step.pool_waiting_max
-        );
+        let cells = step.cells();
+        println!("{}", row(&cells.each_ref().map(String::as_str)));
     }
 }
 

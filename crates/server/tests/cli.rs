@@ -378,6 +378,26 @@ async fn serve_for_admin_tools(data_dir: &Path, env: &[(&str, &str)]) -> Server 
 
 const ADMIN_TOOLS_PASSWORD: &str = "Tools-Pass-12";
 
+/// Runs `o16n admin TOOL... --url` against `server` as the admin, the password on standard
+/// input.
+fn run_admin_tool(server: &Server, tool: &[&str], data_dir: &Path) -> Output {
+    let mut args = vec!["admin"];
+    args.extend_from_slice(tool);
+    args.extend_from_slice(&["--url", &server.address]);
+    run(&args, data_dir, &format!("{ADMIN_TOOLS_PASSWORD}\n"))
+}
+
+/// The standard output of a command that must have succeeded.
+fn succeeded(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
 /// How many pixels of the screenshot have exactly this colour.
 fn pixels_of(image: &[u8], channels: usize, colour: [u8; 3]) -> usize {
     image
@@ -400,13 +420,11 @@ async fn capacity_run_reports_a_table_json_and_an_html_report_that_a_browser_dra
         out.path().join("report.html"),
         out.path().join("figures.json"),
     );
-    let output = run(
+    let output = run_admin_tool(
+        &server,
         &[
-            "admin",
             "capacity",
             "run",
-            "--url",
-            &server.address,
             "--min-thread",
             "1",
             "--increment",
@@ -421,14 +439,8 @@ async fn capacity_run_reports_a_table_json_and_an_html_report_that_a_browser_dra
             json.to_str().unwrap(),
         ],
         data_dir.path(),
-        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
     );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = succeeded(&output);
     assert!(
         stdout.contains("callers") && stdout.contains("p99 ms"),
         "{stdout}"
@@ -507,17 +519,8 @@ async fn capacity_run_reports_a_table_json_and_an_html_report_that_a_browser_dra
 async fn diagnostic_run_passes_on_a_healthy_server_and_names_the_step_that_fails() {
     let data_dir = tempfile::tempdir().unwrap();
     let server = serve_for_admin_tools(data_dir.path(), &[]).await;
-    let output = run(
-        &["admin", "diagnostic", "run", "--url", &server.address],
-        data_dir.path(),
-        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = run_admin_tool(&server, &["diagnostic", "run"], data_dir.path());
+    let stdout = succeeded(&output);
     for step in [
         "PASS  configuration",
         "PASS  authentication",
@@ -539,11 +542,7 @@ async fn diagnostic_run_passes_on_a_healthy_server_and_names_the_step_that_fails
         &[("O16N_RUNTIME__R__RSCRIPT", "/nonexistent/Rscript")],
     )
     .await;
-    let output = run(
-        &["admin", "diagnostic", "run", "--url", &server.address],
-        data_dir.path(),
-        &format!("{ADMIN_TOOLS_PASSWORD}\n"),
-    );
+    let output = run_admin_tool(&server, &["diagnostic", "run"], data_dir.path());
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stdout}");
@@ -553,7 +552,7 @@ async fn diagnostic_run_passes_on_a_healthy_server_and_names_the_step_that_fails
     assert!(stderr.contains("R runtime on local"), "{stderr}");
     server.terminate().await;
 
-    // A wrong password fails at authentication.
+    // A server that cannot be reached fails at authentication.
     let output = run(
         &["admin", "diagnostic", "run", "--url", "http://127.0.0.1:9"],
         data_dir.path(),
