@@ -62,8 +62,10 @@ def test_metrics_parse_and_show_routes_stages_and_pools_of_the_compute_nodes(clu
     workers = {labels["state"]: v for labels, v in found["o16n_pool_workers"] if labels["pool"] == "calc/v1"}
     assert workers["idle"] + workers["busy"] >= 1 and workers["starting"] == 0
     assert value(found, "o16n_pool_max_workers", pool="calc/v1", runtime="Python") == 2
-    # The requests never touched the shared Python pool: it started only its warm worker.
-    assert value(found, "o16n_worker_starts_total", pool="shared", runtime="Python") == 1
+    # The requests never touched the shared Python pool: it started at most its warm worker
+    # (which may still be starting) and none of its workers is busy.
+    assert value(found, "o16n_worker_starts_total", pool="shared", runtime="Python") <= 1
+    assert value(found, "o16n_pool_workers", pool="shared", runtime="Python", state="busy") == 0
     assert value(found, "o16n_worker_starts_total", pool="calc/v1", runtime="Python") >= 1
     assert value(found, "o16n_pool_waiting_requests", pool="shared", runtime="Python") == 0
 
