@@ -32,6 +32,17 @@ o16n_apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
 }
 
+# Installs OpenLDAP's slapd and its command-line tools for the directory tests, without the
+# package's own system-wide directory (the tests configure theirs in a temporary directory).
+o16n_install_slapd() {
+    if ! dpkg-query -W -f='${Status}' slapd 2>/dev/null | grep -q "install ok installed"; then
+        local sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
+    fi
+    o16n_apt_install slapd ldap-utils
+}
+
 o16n_require_rust() {
     if ! command -v cargo >/dev/null; then
         echo "cargo is missing: install the Rust toolchain (rustup) first" >&2

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 o16n_require_rust
 o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
+# Directory sign-in is tested against a real OpenLDAP server.
+o16n_install_slapd
 # The capacity report is checked by drawing it in a real browser.
 o16n_apt_install --no-install-recommends chromium
 

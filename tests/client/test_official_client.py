@@ -70,8 +70,8 @@ def test_the_official_client_flow_works_against_a_web_node_of_a_cluster(cluster)
     run_list_read_cancel_batches(cluster)
 
 
-def publish_consume_redeploy_delete(server):
-    client = DeployClient(server.url, use=MLServer, auth=("admin", ADMIN_PASSWORD))
+def publish_consume_redeploy_delete(server, credentials=("admin", ADMIN_PASSWORD)):
+    client = DeployClient(server.url, use=MLServer, auth=credentials)
     model = trained_model()
 
     service = client.deploy_service(
@@ -125,7 +125,7 @@ def publish_consume_redeploy_delete(server):
     assert client.get_service("svc2").capabilities()["version"] == unversioned.capabilities()["version"]
 
     assert client.delete_service("svc", version="v1.0.0") is True
-    token = server.token()
+    token = server.token(*credentials)
     response = requests.post(server.url + "/api/svc/v1.0.0", json={}, headers={"Authorization": "Bearer " + token})
     assert response.status_code == 404
     assert client.list_services("svc") == []

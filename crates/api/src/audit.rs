@@ -27,7 +27,11 @@ impl AuditIdentity {
     pub(crate) fn record(&self, principal: &Principal) {
         let _ = self.0.set((
             principal.username.to_string(),
-            principal.login_session_id.clone(),
+            // An identity provider's token has no login session of o16n's.
+            principal
+                .login_session_id
+                .clone()
+                .unwrap_or_else(|| "external".to_owned()),
         ));
     }
 }

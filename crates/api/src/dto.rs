@@ -210,14 +210,16 @@ impl From<SystemStatus> for StatusResponse {
             database_details.insert("error", json!(problem));
         }
         let auth = &status.authentication;
-        let authentication = StatusResponse::leaf(
-            "pass",
-            BTreeMap::from([
-                ("local", json!(auth.local)),
-                ("ldap", json!(auth.ldap)),
-                ("azureActiveDirectory", json!(auth.azure_active_directory)),
-            ]),
-        );
+        let mut authentication_details = BTreeMap::from([
+            ("method", json!(auth.method)),
+            ("local", json!(auth.local)),
+            ("ldap", json!(auth.ldap)),
+            ("azureActiveDirectory", json!(auth.azure_active_directory)),
+        ]);
+        if let Some(problem) = &auth.problem {
+            authentication_details.insert("error", json!(problem));
+        }
+        let authentication = StatusResponse::leaf(health_name(auth.health), authentication_details);
         let mut components = BTreeMap::from([
             (
                 "database".to_owned(),

@@ -2,6 +2,7 @@
 
 use o16n_auth::AuthError;
 use o16n_compute::ComputeError;
+use o16n_directory::DirectoryError;
 use o16n_realtime::RealtimeError;
 use o16n_store::StoreError;
 use o16n_types::{Code, ErrorCode};
@@ -37,6 +38,9 @@ pub enum AppError {
     /// From the auth primitives.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// From the directory or the identity provider.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
     /// From the database.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +67,7 @@ impl ErrorCode for AppError {
             AppError::Gone(_) => Code::Gone,
             AppError::InvalidInput(_) => Code::BadRequest,
             AppError::Auth(err) => err.code(),
+            AppError::Directory(err) => err.code(),
             AppError::Store(err) => err.code(),
             AppError::Compute(err) => err.code(),
             AppError::Realtime(err) => err.code(),

@@ -8,6 +8,7 @@
 mod batches;
 mod compute;
 mod compute_nodes;
+mod directory;
 mod error;
 mod events;
 mod login;
@@ -78,8 +79,56 @@ pub struct AppConfig {
     pub metrics: bool,
     /// Compute nodes named by the configuration, besides those stored by `/computenodes`.
     pub configured_compute_nodes: Vec<String>,
+    /// How users sign in besides local accounts, and the roles their groups give.
+    pub sign_in: SignInConfig,
     /// The time leases are measured with.
     pub clock: Clock,
+}
+
+/// How users sign in: local accounts, an LDAP directory, an OpenID Connect provider.
+#[derive(Clone)]
+pub struct SignInConfig {
+    /// The directory `POST /login` checks user names and passwords with (`auth.ldap`).
+    pub ldap: Option<Arc<dyn o16n_directory::Directory>>,
+    /// The provider whose bearer tokens are accepted (`auth.oidc`).
+    pub oidc: Option<Arc<o16n_directory::OidcProvider>>,
+    /// Which directory and provider groups give which role (`auth.roles`).
+    pub roles: o16n_auth::roles::RoleMapping,
+    /// How long a directory user's groups are trusted before a renewal reads them again.
+    pub role_cache_lifetime: Duration,
+    /// Whether the local `admin` may sign in while the directory or provider is on
+    /// (`auth.local.admin_enabled`). Without either, local accounts always may.
+    pub local_admin_enabled: bool,
+}
+
+impl SignInConfig {
+    /// Local accounts only, as a server without directory settings signs in.
+    pub fn local() -> SignInConfig {
+        SignInConfig {
+            ldap: None,
+            oidc: None,
+            roles: o16n_auth::roles::RoleMapping::default(),
+            role_cache_lifetime: Duration::from_secs(3600),
+            local_admin_enabled: true,
+        }
+    }
+
+    /// Whether a directory or a provider signs users in (which turns local accounts off).
+    pub fn directory_enabled(&self) -> bool {
+        self.ldap.is_some() || self.oidc.is_some()
+    }
+}
+
+impl std::fmt::Debug for SignInConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignInConfig")
+            .field("ldap", &self.ldap.is_some())
+            .field("oidc", &self.oidc.is_some())
+            .field("roles", &self.roles)
+            .field("role_cache_lifetime", &self.role_cache_lifetime)
+            .field("local_admin_enabled", &self.local_admin_enabled)
+            .finish()
+    }
 }
 
 /// The application: every use case hangs off this handle.
@@ -94,7 +143,8 @@ struct AppInner {
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
-    verified_tokens: VerifiedTokens,
+    verified_tokens: VerifiedTokens<o16n_auth::tokens::AccessClaims>,
+    external_tokens: VerifiedTokens<Principal>,
     service_cache: ServiceCache,
     realtime_models: RealtimeModels,
     batch_runners: batches::BatchRunners,
@@ -125,6 +175,7 @@ impl App {
                 config,
                 login_cache,
                 verified_tokens: VerifiedTokens::default(),
+                external_tokens: VerifiedTokens::default(),
                 service_cache: ServiceCache::default(),
                 realtime_models: RealtimeModels::default(),
                 batch_runners: batches::BatchRunners::new(),

@@ -1,10 +1,17 @@
 //! Logging in, renewing and revoking token pairs, and authenticating requests.
+//!
+//! `POST /login` checks local accounts, or the LDAP directory when one is configured (then
+//! local accounts are off, except `admin` when the operator keeps it). Either way the caller
+//! gets o16n's own token pair, so renewal, revocation and the per-request check are the same
+//! for everyone. Bearer tokens of an OpenID Connect provider are accepted beside o16n's own;
+//! see `directory.rs` for both directory paths.
 
 use o16n_auth::tokens::RefreshToken;
 use o16n_store::LoginSessionRecord;
 use o16n_types::{Role, Username};
 
 use crate::events::Event;
+use crate::users::ADMIN_USERNAME;
 use crate::{App, AppError, now_unix, run_blocking};
 
 /// An authenticated caller.
@@ -14,8 +21,9 @@ pub struct Principal {
     pub username: Username,
     /// Their role when the token was issued.
     pub role: Role,
-    /// The login session the token belongs to (the audit log's `LoginSessionId`).
-    pub login_session_id: String,
+    /// The login session the token belongs to (the audit log's `LoginSessionId`); `None` for
+    /// an identity provider's token, which o16n did not issue.
+    pub login_session_id: Option<String>,
 }
 
 /// What a successful login or renewal hands out.
@@ -35,17 +43,37 @@ impl App {
     /// Checks a user name and password and starts a login session.
     #[tracing::instrument(skip_all, fields(user = username))]
     pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
-        let outcome = self.login_locally(username, password).await;
+        let sign_in = &self.inner.config.sign_in;
+        let (provider, outcome) = match &sign_in.ldap {
+            Some(directory) if !(username == ADMIN_USERNAME && sign_in.local_admin_enabled) => (
+                "ldap",
+                self.login_with_directory(directory.as_ref(), username, password)
+                    .await,
+            ),
+            _ => ("local", self.login_locally(username, password).await),
+        };
         if let Some(metrics) = self.metrics() {
-            metrics.login("local", outcome.is_ok());
+            metrics.login(provider, outcome.is_ok());
         }
         outcome
     }
 
+    /// Whether a local account may sign in now: all may without a directory or provider; with
+    /// one, only `admin`, and only when the operator keeps it on.
+    fn local_account_allowed(&self, username: &Username) -> bool {
+        let sign_in = &self.inner.config.sign_in;
+        !sign_in.directory_enabled()
+            || (username.as_str() == ADMIN_USERNAME && sign_in.local_admin_enabled)
+    }
+
     async fn login_locally(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
         let user = match Username::parse(username) {
-            Ok(name) => self.store().find_user(&name).await?,
-            Err(_) => None,
+            Ok(name) if self.local_account_allowed(&name) => self
+                .store()
+                .find_user(&name)
+                .await?
+                .filter(|user| user.directory.is_none()),
+            _ => None,
         };
         let password = password.to_owned();
         let Some(user) = user else {
@@ -60,7 +88,16 @@ impl App {
         if !matches {
             return Err(AppError::InvalidCredentials);
         }
+        self.start_login_session(&user.username, user.role).await
+    }
 
+    /// Starts a login session for a user whose credentials were checked, and issues its first
+    /// token pair.
+    pub(crate) async fn start_login_session(
+        &self,
+        username: &Username,
+        role: Role,
+    ) -> Result<TokenPair, AppError> {
         let now = now_unix();
         let lifetimes = self.inner.config.token_lifetimes;
         // Logins are rare next to requests, which makes them a cheap place to forget login
@@ -75,7 +112,7 @@ impl App {
         let refresh = RefreshToken::generate();
         let session = LoginSessionRecord {
             id: uuid::Uuid::new_v4().to_string(),
-            username: user.username.clone(),
+            username: username.clone(),
             refresh_digest: refresh.digest,
             generation: 1,
             created_at: now,
@@ -87,8 +124,8 @@ impl App {
             .put(&session.id, Some(session.generation));
         tracing::info!(login_session = %session.id, "user logged in");
         self.token_pair(
-            &user.username,
-            user.role,
+            username,
+            role,
             &session.id,
             session.generation,
             refresh.plain,
@@ -120,6 +157,21 @@ impl App {
             .find_user(&session.username)
             .await?
             .ok_or(AppError::InvalidRefreshToken)?;
+        let role = match &user.directory {
+            Some(profile) => match self.directory_role_now(&user, profile, now).await {
+                Ok(role) => role,
+                Err(err @ (AppError::InvalidRefreshToken | AppError::Forbidden(_))) => {
+                    self.end_login_session(&session.id).await?;
+                    return Err(err);
+                }
+                Err(other) => return Err(other),
+            },
+            None if self.local_account_allowed(&user.username) => user.role,
+            None => {
+                self.end_login_session(&session.id).await?;
+                return Err(AppError::InvalidRefreshToken);
+            }
+        };
 
         let refresh = RefreshToken::generate();
         let renewed = self
@@ -136,7 +188,7 @@ impl App {
             .await;
         self.token_pair(
             &user.username,
-            user.role,
+            role,
             &session.id,
             generation,
             refresh.plain,
@@ -157,16 +209,30 @@ impl App {
         Ok(())
     }
 
-    /// Checks a bearer token and returns who is calling.
+    /// Checks a bearer token, o16n's own or the identity provider's, and returns who is
+    /// calling.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AppError> {
-        let claims = match self.inner.verified_tokens.get(access_token, now_unix()) {
+        let now = now_unix();
+        let claims = match self.inner.verified_tokens.get(access_token, now) {
             Some(claims) => claims,
             None => {
+                if let Some(principal) = self.inner.external_tokens.get(access_token, now) {
+                    return Ok(principal.as_ref().clone());
+                }
+                if let Some(provider) = &self.inner.config.sign_in.oidc
+                    && !o16n_auth::oidc::is_signed_with_secret(access_token)
+                {
+                    return self
+                        .authenticate_external(provider, access_token, now)
+                        .await;
+                }
                 let claims =
                     std::sync::Arc::new(self.inner.signer.verify(access_token).map_err(|_| {
                         AppError::Unauthenticated("invalid or expired access token")
                     })?);
-                self.inner.verified_tokens.put(access_token, claims.clone());
+                self.inner
+                    .verified_tokens
+                    .put(access_token, claims.clone(), claims.exp);
                 claims
             }
         };
@@ -192,11 +258,11 @@ impl App {
         Ok(Principal {
             username,
             role,
-            login_session_id: claims.sid.clone(),
+            login_session_id: Some(claims.sid.clone()),
         })
     }
 
-    async fn end_login_session(&self, session_id: &str) -> Result<(), AppError> {
+    pub(crate) async fn end_login_session(&self, session_id: &str) -> Result<(), AppError> {
         self.store().delete_login_session(session_id).await?;
         self.login_sessions_ended(&[session_id.to_owned()]).await;
         Ok(())

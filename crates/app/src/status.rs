@@ -32,15 +32,23 @@ pub struct DatabaseStatus {
     pub problem: Option<String>,
 }
 
-/// Which kinds of authentication are enabled.
+/// Which kinds of authentication are enabled, and whether the directory answers.
 #[derive(Debug, Clone)]
 pub struct AuthenticationStatus {
-    /// Local accounts (admin and the users added with the CLI).
+    /// The active method: `local`, `ldap` or `oidc` (Azure AD or another OpenID Connect
+    /// provider).
+    pub method: &'static str,
+    /// Local accounts (admin and the users added with the CLI) may sign in.
     pub local: bool,
     /// LDAP / Active Directory.
     pub ldap: bool,
-    /// Azure Active Directory.
+    /// Azure Active Directory, or another OpenID Connect provider.
     pub azure_active_directory: bool,
+    /// `Pass` when the directory or provider answers (or there is none), `Warn` when it does
+    /// not: local sign-in and tokens already issued keep working.
+    pub health: Health,
+    /// Why the directory or provider does not answer.
+    pub problem: Option<String>,
 }
 
 /// One compute node as `/status` reports it.
@@ -117,6 +125,43 @@ impl App {
         .await
     }
 
+    /// The sign-in methods, with whether the directory or provider answers now.
+    async fn authentication_status(&self) -> AuthenticationStatus {
+        let sign_in = &self.inner.config.sign_in;
+        let check = async {
+            if let Some(directory) = &sign_in.ldap {
+                directory.check().await
+            } else if let Some(provider) = &sign_in.oidc {
+                provider.check().await
+            } else {
+                Ok(())
+            }
+        };
+        let problem = match tokio::time::timeout(NODE_STATUS_TIMEOUT, check).await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some("the directory did not answer in time".to_owned()),
+        };
+        AuthenticationStatus {
+            method: if sign_in.ldap.is_some() {
+                "ldap"
+            } else if sign_in.oidc.is_some() {
+                "oidc"
+            } else {
+                "local"
+            },
+            local: !sign_in.directory_enabled() || sign_in.local_admin_enabled,
+            ldap: sign_in.ldap.is_some(),
+            azure_active_directory: sign_in.oidc.is_some(),
+            health: if problem.is_none() {
+                Health::Pass
+            } else {
+                Health::Warn
+            },
+            problem,
+        }
+    }
+
     /// Checks every component and reports.
     pub async fn status(&self) -> SystemStatus {
         let database = match self.store().ping().await {
@@ -170,15 +215,17 @@ impl App {
             (_, Health::Pass) => Health::Pass,
             _ => Health::Warn,
         };
+        let authentication = self.authentication_status().await;
+        let health = if health == Health::Pass && authentication.health != Health::Pass {
+            Health::Warn
+        } else {
+            health
+        };
         SystemStatus {
             health,
             version: env!("CARGO_PKG_VERSION"),
             database,
-            authentication: AuthenticationStatus {
-                local: true,
-                ldap: false,
-                azure_active_directory: false,
-            },
+            authentication,
             remote_nodes: self.nodes().remote(),
             nodes: reports,
             compute_health,

@@ -127,6 +127,7 @@ impl App {
                 password_hash,
                 role,
                 created_at: now_unix(),
+                directory: None,
             })
             .await?;
         Ok(())

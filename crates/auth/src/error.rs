@@ -11,6 +11,12 @@ pub enum AuthError {
     /// An access token is missing its parts, has a bad signature, or has expired.
     #[error("invalid or expired access token")]
     InvalidToken,
+    /// An identity provider's bearer token is malformed, foreign, expired or badly signed.
+    #[error("{0}")]
+    InvalidExternalToken(&'static str),
+    /// An identity provider's bearer token names a signing key the provider does not publish.
+    #[error("the token is signed with a key the identity provider does not publish")]
+    UnknownSigningKey,
     /// Hashing failed; this only happens on resource exhaustion or a bug.
     #[error("password hashing failed: {0}")]
     Hashing(String),
@@ -23,7 +29,9 @@ impl ErrorCode for AuthError {
     fn code(&self) -> Code {
         match self {
             AuthError::WeakPassword(_) => Code::BadRequest,
-            AuthError::InvalidToken => Code::Unauthorized,
+            AuthError::InvalidToken
+            | AuthError::InvalidExternalToken(_)
+            | AuthError::UnknownSigningKey => Code::Unauthorized,
             AuthError::Hashing(_) | AuthError::Signing(_) => Code::Internal,
         }
     }

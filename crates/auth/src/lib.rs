@@ -1,5 +1,6 @@
 //! Authentication primitives: the password rule, password hashing, access tokens (JWT) and
-//! refresh tokens.
+//! refresh tokens, the mapping of directory groups to roles, and the checking of an OpenID
+//! Connect provider's tokens against its keys.
 //!
 //! This crate does no I/O and knows nothing about HTTP or the database: it turns secrets into
 //! hashes and tokens and back. Hashing is deliberately slow (argon2), so callers on an async
@@ -7,7 +8,9 @@
 //! Start reading at [`tokens`] for how a login session is represented.
 
 mod error;
+pub mod oidc;
 mod password;
+pub mod roles;
 pub mod tokens;
 
 pub use error::AuthError;

@@ -151,6 +151,133 @@ pub struct AuthConfig {
     pub max_login_session_lifetime_seconds: u64,
     /// How long a node trusts its cached check that a login session was not revoked elsewhere.
     pub revocation_check_interval_seconds: u64,
+    /// Local accounts while a directory or provider signs users in.
+    pub local: LocalAuthSection,
+    /// LDAP / LDAP-S / Active Directory sign-in at `POST /login`.
+    pub ldap: LdapSection,
+    /// Bearer tokens of Azure AD or another OpenID Connect provider.
+    pub oidc: OidcSection,
+    /// Which directory or provider groups give which role.
+    pub roles: RolesSection,
+}
+
+/// Local accounts while a directory or provider signs users in (without one, local accounts
+/// always sign in).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalAuthSection {
+    /// Whether the local `admin` may still sign in (the reference turns it off).
+    pub admin_enabled: bool,
+}
+
+/// LDAP / LDAP-S / Active Directory sign-in (the reference's `LDAP` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LdapSection {
+    /// Whether users sign in with the directory.
+    pub enabled: bool,
+    /// `ldap://host:389` or `ldaps://host:636` (Active Directory's Global Catalog: 3268/3269).
+    pub url: String,
+    /// Whether an `ldap://` connection is upgraded with StartTLS.
+    pub start_tls: bool,
+    /// Certificate authorities (PEM) trusted for LDAP-S and StartTLS, besides the system's.
+    pub ca_certificate: Option<PathBuf>,
+    /// The service account that searches for users.
+    pub query_user_dn: String,
+    /// The service account's password.
+    pub query_user_password: Option<SecretString>,
+    /// Where users are searched for.
+    pub search_base: String,
+    /// The filter that finds a user; `{0}` is the user name as typed (escaped).
+    pub search_filter: String,
+    /// The attribute o16n knows a user by; do not change it once users own services.
+    pub unique_user_identifier_attribute: String,
+    /// The attribute with a user's display name.
+    pub display_name_attribute: String,
+    /// The attribute with a user's e-mail address.
+    pub email_attribute: String,
+    /// The longest a sign-in may wait for the directory, in seconds.
+    pub timeout_seconds: u64,
+}
+
+impl Default for LdapSection {
+    fn default() -> Self {
+        LdapSection {
+            enabled: false,
+            url: "ldap://localhost:389".to_owned(),
+            start_tls: false,
+            ca_certificate: None,
+            query_user_dn: String::new(),
+            query_user_password: None,
+            search_base: String::new(),
+            search_filter: "(uid={0})".to_owned(),
+            unique_user_identifier_attribute: "uid".to_owned(),
+            display_name_attribute: "displayName".to_owned(),
+            email_attribute: "mail".to_owned(),
+            timeout_seconds: 5,
+        }
+    }
+}
+
+/// Bearer tokens of Azure AD or another OpenID Connect provider (the reference's
+/// `AzureActiveDirectory` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcSection {
+    /// Whether the provider's tokens are accepted.
+    pub enabled: bool,
+    /// The issuer URL (`https://login.microsoftonline.com/<tenant>/v2.0`, ...).
+    pub authority: String,
+    /// The audience tokens must be issued for (Azure AD: the web application's id).
+    pub audience: String,
+    /// The claim that names the user: `upn`, `preferred_username`, `email` or `sub`.
+    pub username_claim: String,
+    /// The claim that lists the user's groups.
+    pub groups_claim: String,
+    /// The longest one fetch from the provider may take, in seconds.
+    pub timeout_seconds: u64,
+    /// The shortest time between two fetches of the provider's keys caused by tokens signed
+    /// with a key not seen before, in seconds.
+    pub key_refetch_interval_seconds: u64,
+}
+
+impl Default for OidcSection {
+    fn default() -> Self {
+        OidcSection {
+            enabled: false,
+            authority: String::new(),
+            audience: String::new(),
+            username_claim: "upn".to_owned(),
+            groups_claim: "groups".to_owned(),
+            timeout_seconds: 5,
+            key_refetch_interval_seconds: 60,
+        }
+    }
+}
+
+/// Which groups give which role (the reference's `Authorization` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolesSection {
+    /// Groups whose members are Owners.
+    pub owner: Vec<String>,
+    /// Groups whose members are Contributors.
+    pub contributor: Vec<String>,
+    /// Groups whose members are Readers.
+    pub reader: Vec<String>,
+    /// How long a directory user's groups are trusted before a token renewal reads them again.
+    pub cache_lifetime_minutes: u64,
+}
+
+impl Default for RolesSection {
+    fn default() -> Self {
+        RolesSection {
+            owner: Vec::new(),
+            contributor: Vec::new(),
+            reader: Vec::new(),
+            cache_lifetime_minutes: 60,
+        }
+    }
 }
 
 /// Asynchronous batch consumption.
@@ -356,6 +483,10 @@ impl Default for AuthConfig {
             refresh_token_idle_lifetime_seconds: 14 * 24 * 3600,
             max_login_session_lifetime_seconds: 90 * 24 * 3600,
             revocation_check_interval_seconds: 5,
+            local: LocalAuthSection::default(),
+            ldap: LdapSection::default(),
+            oidc: OidcSection::default(),
+            roles: RolesSection::default(),
         }
     }
 }
@@ -480,10 +611,71 @@ impl Config {
         }
     }
 
-    /// The use cases' settings.
-    pub fn app_config(&self) -> o16n_app::AppConfig {
+    /// How users sign in: the directory and provider built from `auth.ldap` and `auth.oidc`.
+    pub fn sign_in(&self) -> anyhow::Result<o16n_app::SignInConfig> {
         let auth = &self.auth;
-        o16n_app::AppConfig {
+        anyhow::ensure!(
+            !(auth.ldap.enabled && auth.oidc.enabled),
+            "auth.ldap and auth.oidc cannot both be enabled: users sign in with one directory, as in the reference"
+        );
+        let ldap = if auth.ldap.enabled {
+            let ldap = &auth.ldap;
+            let settings = o16n_directory::LdapSettings {
+                url: ldap.url.clone(),
+                start_tls: ldap.start_tls,
+                ca_certificate: ldap.ca_certificate.clone(),
+                query_user_dn: ldap.query_user_dn.clone(),
+                query_user_password: ldap
+                    .query_user_password
+                    .clone()
+                    .unwrap_or_else(|| SecretString::from("")),
+                search_base: ldap.search_base.clone(),
+                search_filter: ldap.search_filter.clone(),
+                unique_user_identifier_attribute: ldap.unique_user_identifier_attribute.clone(),
+                display_name_attribute: ldap.display_name_attribute.clone(),
+                email_attribute: ldap.email_attribute.clone(),
+                timeout: Duration::from_secs(ldap.timeout_seconds.max(1)),
+            };
+            let directory = o16n_directory::LdapDirectory::new(settings)?;
+            Some(std::sync::Arc::new(directory) as std::sync::Arc<dyn o16n_directory::Directory>)
+        } else {
+            None
+        };
+        let oidc = if auth.oidc.enabled {
+            let oidc = &auth.oidc;
+            let settings = o16n_directory::OidcSettings {
+                authority: oidc.authority.clone(),
+                audience: oidc.audience.clone(),
+                username_claim: oidc.username_claim.clone(),
+                groups_claim: oidc.groups_claim.clone(),
+                timeout: Duration::from_secs(oidc.timeout_seconds.max(1)),
+                key_refetch_interval: Duration::from_secs(oidc.key_refetch_interval_seconds),
+                key_max_age: Duration::from_secs(24 * 3600),
+            };
+            Some(std::sync::Arc::new(o16n_directory::OidcProvider::new(
+                settings,
+                self.clock.clone(),
+            )?))
+        } else {
+            None
+        };
+        Ok(o16n_app::SignInConfig {
+            ldap,
+            oidc,
+            roles: o16n_auth::roles::RoleMapping::new(
+                &auth.roles.owner,
+                &auth.roles.contributor,
+                &auth.roles.reader,
+            ),
+            role_cache_lifetime: Duration::from_secs(auth.roles.cache_lifetime_minutes * 60),
+            local_admin_enabled: auth.local.admin_enabled,
+        })
+    }
+
+    /// The use cases' settings.
+    pub fn app_config(&self) -> anyhow::Result<o16n_app::AppConfig> {
+        let auth = &self.auth;
+        Ok(o16n_app::AppConfig {
             token_lifetimes: o16n_auth::tokens::TokenLifetimes {
                 access: Duration::from_secs(auth.access_token_lifetime_seconds),
                 refresh_idle: Duration::from_secs(auth.refresh_token_idle_lifetime_seconds),
@@ -496,8 +688,9 @@ impl Config {
             pool_sync_interval: Duration::from_millis(self.cluster.pool_sync_interval_ms.max(10)),
             metrics: self.metrics.enabled,
             configured_compute_nodes: self.cluster.compute_nodes.clone(),
+            sign_in: self.sign_in()?,
             clock: self.clock.clone(),
-        }
+        })
     }
 
     /// The Python runtime's settings.

@@ -320,7 +320,7 @@ pub async fn open_app(config: &Config, nodes: Arc<dyn Nodes>) -> anyhow::Result<
     let store = Store::open(&config.store_config())
         .await
         .context("cannot open the database")?;
-    let app = App::new(store.clone(), nodes, config.app_config())
+    let app = App::new(store.clone(), nodes, config.app_config()?)
         .await
         .context("cannot initialise the application")?;
     Ok((app, store))

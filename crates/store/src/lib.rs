@@ -37,7 +37,7 @@ pub use login_sessions::LoginSessionRecord;
 pub use services::ServiceRecord;
 pub use sessions::SessionRecord;
 pub use snapshots::SnapshotRecord;
-pub use users::UserRecord;
+pub use users::{DirectoryProfile, UserRecord};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use o16n_store::{
-    Backend, BatchRecord, BatchState, ContentRecord, Heard, LoginSessionRecord, ServiceRecord,
-    SessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
+    Backend, BatchRecord, BatchState, ContentRecord, DirectoryProfile, Heard, LoginSessionRecord,
+    ServiceRecord, SessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
 };
 use o16n_types::{
     DedicatedPoolSize, ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName,
@@ -96,6 +96,7 @@ conformance!(
     a_password_hash_can_be_replaced,
     a_login_session_renews_once_per_generation,
     deleting_a_user_ends_its_login_sessions,
+    directory_users_are_saved_beside_local_accounts_without_taking_their_names,
     stale_login_sessions_are_pruned,
     a_setting_keeps_its_first_value,
     the_schema_survives_reopening,
@@ -116,6 +117,7 @@ fn user(name: &str, role: Role) -> UserRecord {
         password_hash: format!("hash-of-{name}"),
         role,
         created_at: 1_700_000_000,
+        directory: None,
     }
 }
 
@@ -806,4 +808,48 @@ async fn announcements_reach_listeners(store: Store, _: StoreConfig) {
         .unwrap()
         .unwrap();
     assert_eq!(heard, Heard::Event("service iris v1".to_owned()));
+}
+
+async fn directory_users_are_saved_beside_local_accounts_without_taking_their_names(
+    store: Store,
+    _: StoreConfig,
+) {
+    let profile = |checked_at| DirectoryProfile {
+        display_name: Some("Alice Liddell".to_owned()),
+        email: Some("alice@example.org".to_owned()),
+        groups_checked_at: checked_at,
+    };
+    let alice = Username::parse("alice").unwrap();
+    assert!(
+        store
+            .save_directory_user(&alice, Role::Reader, &profile(10), 10)
+            .await
+            .unwrap()
+    );
+    // A later sign-in updates the role and profile; the account keeps its creation time.
+    assert!(
+        store
+            .save_directory_user(&alice, Role::Owner, &profile(20), 20)
+            .await
+            .unwrap()
+    );
+    let found = store.find_user(&alice).await.unwrap().unwrap();
+    assert_eq!(found.role, Role::Owner);
+    assert_eq!(found.created_at, 10);
+    assert_eq!(found.password_hash, "");
+    assert_eq!(found.directory, Some(profile(20)));
+
+    // A local account's name is never taken over by a directory user.
+    store.insert_user(&user("bob", Role::Reader)).await.unwrap();
+    let bob = Username::parse("bob").unwrap();
+    assert!(
+        !store
+            .save_directory_user(&bob, Role::Owner, &profile(30), 30)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_user(&bob).await.unwrap(),
+        Some(user("bob", Role::Reader))
+    );
 }
