@@ -70,7 +70,7 @@ class Server:
 
     def token(self, user="admin", password=ADMIN_PASSWORD):
         response = requests.post(self.url + "/login", json={"username": user, "password": password})
-        response.raise_for_status()
+        assert response.status_code == 200, response.text
         return response.json()["access_token"]
 
     def add_user(self, name, role, password):

@@ -72,14 +72,22 @@ impl App {
             })
     }
 
-    /// Every local user, ordered by name.
-    pub async fn list_users(&self) -> Result<Vec<(Username, Role)>, AppError> {
+    /// Every user, ordered by name, with their role and where they sign in: `local`, or
+    /// `ldap` for a directory user who has signed in (with the role their groups last gave).
+    pub async fn list_users(&self) -> Result<Vec<(Username, Role, &'static str)>, AppError> {
         Ok(self
             .store()
             .list_users()
             .await?
             .into_iter()
-            .map(|user| (user.username, user.role))
+            .map(|user| {
+                let source = if user.directory.is_some() {
+                    "ldap"
+                } else {
+                    "local"
+                };
+                (user.username, user.role, source)
+            })
             .collect())
     }
 

@@ -85,6 +85,15 @@ impl LdapDirectory {
             )));
         }
         let tls = Arc::new(client_tls(settings.ca_certificate.as_ref())?);
+        if settings.url.starts_with("ldap://")
+            && !settings.start_tls
+            && !crate::on_this_machine(&settings.url)
+        {
+            tracing::warn!(
+                url = %settings.url,
+                "users' passwords go to the directory unencrypted: use ldaps:// or auth.ldap.start_tls"
+            );
+        }
         Ok(LdapDirectory { settings, tls })
     }
 
@@ -109,7 +118,8 @@ impl LdapDirectory {
                     ))
                 })?;
             // The driver moves the connection's messages; it runs beside the work and is
-            // dropped with it, which closes the connection.
+            // dropped with it, which closes the connection. It ends by itself only when the
+            // connection fails.
             let driver = driver.drive();
             tokio::pin!(driver);
             let work = async {
@@ -128,12 +138,12 @@ impl LdapDirectory {
                     }
                     other => unavailable(other),
                 })?;
-                let outcome = work(&mut ldap).await;
-                // A polite goodbye; the connection closes either way.
-                let _ = ldap.unbind().await;
-                outcome
+                // No unbind at the end: it would end the driver, racing the outcome below, and
+                // dropping the driver closes the connection just as well.
+                work(&mut ldap).await
             };
             tokio::select! {
+                biased;
                 outcome = work => outcome,
                 ended = &mut driver => Err(DirectoryError::Unavailable(match ended {
                     Ok(()) => "the directory closed the connection".to_owned(),
@@ -172,7 +182,7 @@ impl LdapDirectory {
             .search(&settings.search_base, Scope::Subtree, filter, attributes)
             .await
             .map_err(unavailable)?;
-        let (entries, outcome) = (result.0, result.1);
+        let (entries, outcome) = (only_entries(result.0), result.1);
         const SIZE_LIMIT_EXCEEDED: u32 = 4;
         const NO_SUCH_OBJECT: u32 = 32;
         match outcome.rc {
@@ -231,7 +241,7 @@ impl LdapDirectory {
             .search(&settings.search_base, Scope::Subtree, &filter, vec!["cn"])
             .await
             .map_err(unavailable)?;
-        for group in result.0 {
+        for group in only_entries(result.0) {
             let group = SearchEntry::construct(group);
             if let Some(name) = first_value(&group, "cn") {
                 groups.push(name);
@@ -306,6 +316,16 @@ impl Directory for LdapDirectory {
         self.with_service_connection(async |_: &mut Ldap| Ok(()))
             .await
     }
+}
+
+/// The entries of a search's answer without its continuation references: Active Directory
+/// answers a search from a domain's root with references to its other partitions
+/// (`DomainDnsZones`, `Configuration`, ...), which are not entries.
+fn only_entries(answer: Vec<ldap3::ResultEntry>) -> Vec<ldap3::ResultEntry> {
+    answer
+        .into_iter()
+        .filter(|entry| !entry.is_ref() && !entry.is_intermediate())
+        .collect()
 }
 
 fn unavailable(err: LdapError) -> DirectoryError {

@@ -45,3 +45,20 @@ pub trait Directory: Send + Sync {
     /// Whether the directory answers and accepts the service account.
     async fn check(&self) -> Result<(), DirectoryError>;
 }
+
+/// Whether a URL's host is this machine (a loopback address or `localhost`), where traffic in
+/// the clear crosses no network.
+fn on_this_machine(url: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned))
+    else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

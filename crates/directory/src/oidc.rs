@@ -73,9 +73,13 @@ impl OidcProvider {
     /// A provider; nothing is fetched until the first token or check.
     pub fn new(settings: OidcSettings, clock: Clock) -> Result<OidcProvider, DirectoryError> {
         let authority = settings.authority.trim_end_matches('/');
-        if !(authority.starts_with("https://") || authority.starts_with("http://")) {
+        // The keys decide who may call: fetched over plain HTTP, anyone on the path could
+        // substitute their own. Plain HTTP is only for a provider on this machine.
+        let acceptable = authority.starts_with("https://")
+            || (authority.starts_with("http://") && crate::on_this_machine(authority));
+        if !acceptable {
             return Err(DirectoryError::Misconfigured(format!(
-                "auth.oidc.authority must be an https:// URL, not {:?}",
+                "auth.oidc.authority must be an https:// URL (http:// only on this machine), not {:?}",
                 settings.authority
             )));
         }
@@ -192,5 +196,53 @@ impl OidcProvider {
             .await
             .map_err(|err| failed(err.to_string()))?;
         serde_json::from_slice(&body).map_err(|err| failed(format!("unexpected answer: {err}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(authority: &str) -> OidcSettings {
+        OidcSettings {
+            authority: authority.to_owned(),
+            audience: "o16n".to_owned(),
+            username_claim: "upn".to_owned(),
+            groups_claim: "groups".to_owned(),
+            timeout: Duration::from_secs(1),
+            key_refetch_interval: Duration::from_secs(60),
+            key_max_age: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn keys_come_over_https_or_from_this_machine() {
+        // The server installs the process's TLS provider at start; the HTTP client needs it.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        for good in [
+            "https://login.microsoftonline.com/tenant/v2.0",
+            "http://127.0.0.1:8080",
+            "http://localhost:9000/realm",
+        ] {
+            assert!(
+                OidcProvider::new(settings(good), Clock::default()).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "http://idp.corp.example",
+            "http://localhost.evil.example",
+            "http://127.evil.example",
+            "ftp://x",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    OidcProvider::new(settings(bad), Clock::default()),
+                    Err(DirectoryError::Misconfigured(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 }

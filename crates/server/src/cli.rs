@@ -191,7 +191,7 @@ pub enum UserCommand {
         #[arg(long, default_value = "Contributor")]
         role: Role,
     },
-    /// List users and their roles.
+    /// List users, their roles and where they sign in (local, or ldap for directory users).
     List,
     /// Remove a user and end their login sessions.
     Remove {

@@ -95,8 +95,8 @@ async fn admin(config: Config, command: AdminCommand) -> anyhow::Result<()> {
                 .map(|()| println!("added user {name} with role {role}"))
         }
         AdminCommand::User(UserCommand::List) => app.list_users().await.map(|users| {
-            for (name, role) in users {
-                println!("{name}\t{role}");
+            for (name, role, source) in users {
+                println!("{name}\t{role}\t{source}");
             }
         }),
         AdminCommand::User(UserCommand::Remove { name }) => app

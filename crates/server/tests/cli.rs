@@ -275,7 +275,7 @@ async fn admin_commands_manage_users_and_the_admin_password() {
     let listed = run(&["admin", "user", "list"], data_dir.path(), "");
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout),
-        "admin\tOwner\njane\tReader\n"
+        "admin\tOwner\tlocal\njane\tReader\tlocal\n"
     );
     assert_eq!(login(&server.address, "jane", "Jane-Pass-1").await, 200);
 

@@ -84,9 +84,16 @@ async fn directory_users_sign_in_over_ldap_ldaps_and_starttls() {
             "{url} start_tls={start_tls}: {body}"
         );
 
-        // The user is known by the unique id attribute, with the directory's profile.
+        // The user is known by the unique id attribute, as a directory user.
         let users = app.app.list_users().await.unwrap();
-        assert!(users.iter().any(|(name, _)| name.as_str() == "alice"));
+        assert!(
+            users
+                .iter()
+                .any(|(name, role, source)| name.as_str() == "alice"
+                    && *role == o16n_types::Role::Owner
+                    && *source == "ldap"),
+            "{users:?}"
+        );
 
         let (_, status) = app.call(Method::GET, "/status", Some(token), None).await;
         let authentication = &status["components"]["authentication"];
