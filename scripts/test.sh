@@ -5,7 +5,8 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite \
+    r-cran-httr r-cran-testthat r-cran-withr
 # Directory sign-in is tested against a real OpenLDAP server.
 o16n_install_slapd
 # The capacity report is checked by drawing it in a real browser.
@@ -53,3 +54,11 @@ o16n_log "worker protocol tests (Python and R workers against the golden frames)
 Rscript workers/r/test_protocol.R
 o16n_log "client tests (official azureml-model-management-sdk, generated Swagger client)"
 O16N_BINARY="$CARGO_TARGET_DIR/debug/o16n" "$client_venv/bin/python" -m pytest -q -p no:cacheprovider tests/client
+
+# The R client package, installed as a user installs it, against the real binary.
+o16n_log "R client tests (clients/r, testthat)"
+r_library="$(mktemp -d)"
+R CMD INSTALL --no-test-load --library="$r_library" clients/r >/dev/null
+(cd clients/r && O16N_BINARY="$CARGO_TARGET_DIR/debug/o16n" R_LIBS="$r_library" Rscript -e \
+    'testthat::test_dir("tests/testthat", package = "o16n", load_package = "installed", stop_on_failure = TRUE)')
+rm -rf "$r_library"
