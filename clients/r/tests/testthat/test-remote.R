@@ -79,3 +79,24 @@ test_that("a snapshot is created, listed, downloaded, loaded into a new session 
   expect_true(deleteSnapshot(id))
   expect_false(any(vapply(listSnapshots(), function(s) identical(s$id, id), TRUE)))
 })
+
+test_that("plots are written locally and a token from elsewhere logs in", {
+  remoteLogin(server$url, username = "admin", password = admin_password, diff = FALSE,
+              commandline = FALSE)
+  workdir <- tempfile("plots-")
+  dir.create(workdir)
+  old <- setwd(workdir)
+  on.exit(setwd(old))
+  result <- remoteExecute("png('scatter.png'); plot(1:10); invisible(dev.off())", writePlots = TRUE)
+  expect_equal(result$changedFiles, "scatter.png")
+  expect_identical(readBin(file.path(workdir, "scatter.png"), "raw", 4)[2:4], charToRaw("PNG"))
+  remoteLogout()
+
+  answer <- httr::content(httr::POST(paste0(server$url, "/login"), encode = "json",
+                                     body = list(username = "admin", password = admin_password)))
+  remoteLoginToken(server$url, answer$access_token, session = FALSE)
+  expect_type(listSnapshots(), "list")
+  remoteLogout()
+  expect_error(remoteLoginToken(server$url, "not-a-token", session = FALSE), "HTTP 401")
+  expect_error(listSnapshots(), "not logged in")
+})

@@ -95,3 +95,27 @@ test_that("the reference's end-to-end batch script runs with only the library, U
   expect_match(paste(output, collapse = "\n"), "0.6418125")
   deleteService(environment$serviceName, "v1.0.0")
 })
+
+test_that("output files travel as canonical base64 and dedicated pools are managed", {
+  remoteLogin(server$url, username = "admin", password = admin_password, session = FALSE)
+  on.exit(remoteLogout())
+  api <- publishService("plotter", code = "png('plot.png'); plot(1:n); invisible(dev.off())",
+                        inputs = list(n = "integer"), artifacts = c("plot.png"), v = "v1")
+  result <- api$consume(5L)
+  encoded <- result$artifact("plot.png", decode = FALSE)
+  expect_false(grepl("[\r\n]", encoded))
+  expect_identical(result$artifact("plot.png")[2:4], charToRaw("PNG"))
+
+  configureServicePool("plotter", "v1", initialPoolSize = 1, maxPoolSize = 2)
+  deadline <- Sys.time() + 60
+  repeat {
+    status <- getPoolStatus("plotter", "v1")
+    if (identical(status[[1]]$status, "Success") || Sys.time() > deadline) break
+    Sys.sleep(0.2)
+  }
+  expect_equal(status[[1]]$status, "Success")
+  expect_true(nzchar(status[[1]]$computeNodeEndpoint))
+  deleteServicePool("plotter", "v1")
+  expect_equal(getPoolStatus("plotter", "v1")[[1]]$status, "NotFound")
+  deleteService("plotter", "v1")
+})
