@@ -100,3 +100,50 @@ test_that("plots are written locally and a token from elsewhere logs in", {
   expect_error(remoteLoginToken(server$url, "not-a-token", session = FALSE), "HTTP 401")
   expect_error(listSnapshots(), "not logged in")
 })
+
+test_that("remoteLoginAAD asks the authority for a token with the reference's arguments", {
+  answer <- httr::content(httr::POST(paste0(server$url, "/login"), encode = "json",
+                                     body = list(username = "admin", password = admin_password)))
+  port_file <- tempfile()
+  system2("python3", c(test_path("aad-token-endpoint.py"), port_file, answer$access_token),
+          wait = FALSE, stdout = FALSE, stderr = FALSE)
+  deadline <- Sys.time() + 10
+  while (!file.exists(port_file) || length(readLines(port_file, warn = FALSE)) == 0) {
+    if (Sys.time() > deadline) stop("the token endpoint did not start")
+    Sys.sleep(0.05)
+  }
+  authuri <- sprintf("http://127.0.0.1:%s", readLines(port_file, warn = FALSE))
+  on.exit(try(httr::GET(paste0(authuri, "/stop")), silent = TRUE))
+  remoteLoginAAD(server$url, authuri = authuri, tenantid = "contoso.example",
+                 clientid = "native-app", resource = "web-app", session = FALSE,
+                 username = "admin", password = admin_password)
+  expect_type(listSnapshots(), "list")
+  remoteLogout()
+  expect_error(
+    remoteLoginAAD(server$url, authuri = authuri, tenantid = "contoso.example",
+                   clientid = "native-app", resource = "web-app", session = FALSE,
+                   username = "admin", password = "wrong"),
+    "Azure Active Directory refused the login"
+  )
+})
+
+test_that("whole workspaces go both ways and local scripts run remotely", {
+  remoteLogin(server$url, username = "admin", password = admin_password, diff = FALSE,
+              commandline = FALSE)
+  on.exit(remoteLogout())
+  remoteExecute("alpha <- 1:3\nbeta <- list(k = 'v')")
+  rm(list = intersect(c("alpha", "beta"), ls(globalenv())), envir = globalenv())
+  getRemoteWorkspace()
+  expect_identical(get("alpha", envir = globalenv()), 1:3)
+  expect_identical(get("beta", envir = globalenv()), list(k = "v"))
+  rm(list = c("alpha", "beta"), envir = globalenv())
+
+  assign("gamma", c(a = 1, b = 2), envir = globalenv())
+  on.exit(rm(list = "gamma", envir = globalenv()), add = TRUE)
+  putLocalWorkspace()
+  script <- tempfile(fileext = ".R")
+  writeLines(c("delta <- sum(gamma) * 10", "cat('delta is', delta, '\\n')"), script)
+  output <- capture.output(result <- remoteScript(script, outputs = "delta", displayPlots = FALSE, writePlots = FALSE))
+  expect_equal(result$outputParameters$delta, 30)
+  expect_match(paste(output, collapse = "\n"), "delta is 30")
+})

@@ -119,3 +119,25 @@ test_that("output files travel as canonical base64 and dedicated pools are manag
   expect_equal(getPoolStatus("plotter", "v1")[[1]]$status, "NotFound")
   deleteService("plotter", "v1")
 })
+
+test_that("an ONNX model is published as a realtime service and a batch can be cancelled", {
+  remoteLogin(server$url, username = "admin", password = admin_password, session = FALSE)
+  on.exit(remoteLogout())
+  api <- publishService("linear", model = test_path("linear.onnx"), v = "v1",
+                        alias = "predictLinear", serviceType = "Realtime", descr = "y = 1 + 2 a + 3 b")
+  result <- api$predictLinear(data.frame(a = c(1, 2), b = c(0, 1)))
+  expect_true(result$success)
+  predicted <- result$outputParameters$outputData[[1]]
+  expect_equal(predicted, c(3, 8), tolerance = 1e-5)
+  updated <- updateService("linear", "v1", descr = "updated", serviceType = "Realtime")
+  expect_equal(updated$capabilities()$description, "updated")
+  deleteService("linear", "v1")
+
+  slow <- publishService("slow", code = "Sys.sleep(0.5)\ny <- x", inputs = list(x = "numeric"),
+                         outputs = list(y = "numeric"), v = "v1")
+  batch <- slow$batch(data.frame(x = 1:50), parallelCount = 1)$start()
+  id <- batch$id()
+  batch$cancel()
+  expect_false(id %in% slow$getBatchExecutions())
+  deleteService("slow", "v1")
+})
