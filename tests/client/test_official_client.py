@@ -1,7 +1,6 @@
 """The official Python client of the reference server, `azureml-model-management-sdk`,
 against the real o16n server: the whole publish, consume, redeploy and delete flow."""
 
-import base64
 import json
 
 import numpy as np
