@@ -8,47 +8,18 @@ median of paired runs).
 """
 
 import os
-import socket
-import subprocess
+import sys
 import tempfile
 import time
 
 from common import ROOT, ADMIN_PASSWORD, Server, call, report, summary_ms
+
+sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "ldap"))
+from slapd import start_slapd  # noqa: E402
 from services import wrk
 
 LOGINS = int(os.environ.get("BENCH_LOGINS", "300"))
 ROUNDS = 3
-FIXTURES = ROOT / "tests" / "fixtures" / "ldap"
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_slapd(directory):
-    """The fixture directory on plain LDAP; returns the process and its URL."""
-    os.mkdir(os.path.join(directory, "db"))
-    config = (FIXTURES / "slapd.conf").read_text().replace("@DIR@", directory)
-    config = "\n".join(line for line in config.splitlines() if not line.startswith("TLS"))
-    with open(os.path.join(directory, "slapd.conf"), "w") as out:
-        out.write(config)
-    url = "ldap://127.0.0.1:%d" % free_port()
-    process = subprocess.Popen(
-        ["/usr/sbin/slapd", "-f", os.path.join(directory, "slapd.conf"), "-h", url + "/", "-d", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while subprocess.run(["ldapsearch", "-x", "-H", url, "-s", "base", "-b", ""], capture_output=True).returncode:
-        if time.monotonic() > deadline:
-            raise RuntimeError("slapd did not start")
-        time.sleep(0.02)
-    subprocess.run(
-        ["ldapadd", "-x", "-H", url, "-D", "cn=admin,dc=example,dc=org", "-w", "secret", "-f", str(FIXTURES / "data.ldif")],
-        check=True, capture_output=True,
-    )
-    return process, url
 
 
 def time_logins(server, username, password):

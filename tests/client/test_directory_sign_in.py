@@ -7,8 +7,7 @@ itself plays, serving its discovery document and keys on loopback.
 import json
 import os
 import pathlib
-import socket
-import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,9 +20,11 @@ from azureml.deploy.server import MLServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import Server
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "ldap"))
+from slapd import start_slapd  # noqa: E402
 from test_official_client import publish_consume_redeploy_delete
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "ldap"
 ROLES = {
     "O16N_AUTH__ROLES__OWNER": '["Administrators"]',
     "O16N_AUTH__ROLES__CONTRIBUTOR": '["Developers", "Quality"]',
@@ -31,39 +32,12 @@ ROLES = {
 }
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def slapd():
     """The fixture directory on plain LDAP (the Rust tests cover LDAP-S and StartTLS)."""
     with tempfile.TemporaryDirectory() as directory:
-        os.mkdir(os.path.join(directory, "db"))
-        config = (FIXTURES / "slapd.conf").read_text().replace("@DIR@", directory)
-        config = "\n".join(line for line in config.splitlines() if not line.startswith("TLS"))
-        with open(os.path.join(directory, "slapd.conf"), "w") as out:
-            out.write(config)
-        url = "ldap://127.0.0.1:%d" % free_port()
-        process = subprocess.Popen(
-            ["/usr/sbin/slapd", "-f", os.path.join(directory, "slapd.conf"), "-h", url + "/", "-d", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        process, url = start_slapd(directory)
         try:
-            deadline = time.monotonic() + 10
-            while subprocess.run(["ldapsearch", "-x", "-H", url, "-s", "base", "-b", ""],
-                                 capture_output=True).returncode != 0:
-                assert time.monotonic() < deadline, "slapd did not start"
-                time.sleep(0.02)
-            subprocess.run(
-                ["ldapadd", "-x", "-H", url, "-D", "cn=admin,dc=example,dc=org", "-w", "secret",
-                 "-f", str(FIXTURES / "data.ldif")],
-                check=True,
-                capture_output=True,
-            )
             yield url
         finally:
             process.kill()

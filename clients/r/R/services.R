@@ -107,15 +107,31 @@ service_path <- function(base, name, v) {
   if (length(v) == 0 || !nzchar(v)) paste0(base, segment(name)) else paste0(base, segment(name), "/", segment(v))
 }
 
-onnx_form <- function(model, descr, alias) {
-  if (!is_file_name(model, "\\.onnx$")) {
-    stop("realtime services take an ONNX model file (.onnx); models serialized with rxSerializeModel, the reference's format, are not supported by o16n",
-         call. = FALSE)
+# The multipart form of a realtime service: the ONNX file (optional when updating) and the
+# description and alias when given.
+realtime_form <- function(model, descr, alias) {
+  form <- list()
+  if (!is.null(model)) {
+    if (!is_file_name(model, "\\.onnx$")) {
+      stop("realtime services take an ONNX model file (.onnx); models serialized with rxSerializeModel, the reference's format, are not supported by o16n",
+           call. = FALSE)
+    }
+    form$model <- httr::upload_file(local_file(model))
   }
-  form <- list(model = httr::upload_file(local_file(model)))
   if (!is.null(descr)) form$description <- descr
   if (!is.null(alias)) form$operationId <- alias
   form
+}
+
+# The snapshot a Script service starts from: one made with the model's objects (merged with
+# `snapshot`), the given snapshot, or none.
+service_snapshot <- function(model, model_name, snapshot) {
+  if (!is.null(model)) model_snapshot(model_objects(model, model_name), snapshot) else snapshot
+}
+
+# The declared parameters of a service record as a named list of R types.
+parameter_types <- function(definitions) {
+  stats::setNames(lapply(definitions, `[[`, "type"), vapply(definitions, `[[`, "", "name"))
 }
 
 #' Publishes R code or a model as a web service
@@ -141,8 +157,9 @@ publishService <- function(name, code, model = NULL, snapshot = NULL, inputs = l
   serviceType <- getValidatedServiceType(match.arg(serviceType))
   require_login()
   if (identical(serviceType, "Realtime")) {
+    if (is.null(model)) stop("a realtime service needs its ONNX model file", call. = FALSE)
     answer <- request("POST", service_path("/realtime-services/", name, v),
-                      form = onnx_form(model, descr, alias))
+                      form = realtime_form(model, descr, alias))
   } else {
     if (is.null(alias) && is.function(code)) alias <- deparse(substitute(code))
     if (is.function(code) && is.null(alias)) alias <- "consume"
@@ -153,13 +170,9 @@ publishService <- function(name, code, model = NULL, snapshot = NULL, inputs = l
       outputParameterDefinitions = definitions(outputs),
       outputFileNames = I(as.character(artifacts))
     )
-    if (!is.null(descr)) body$description <- descr
-    if (!is.null(alias)) body$operationId <- alias
-    if (!is.null(model)) {
-      body$snapshotId <- model_snapshot(model_objects(model, deparse(substitute(model))), snapshot)
-    } else if (!is.null(snapshot)) {
-      body$snapshotId <- snapshot
-    }
+    body$description <- descr
+    body$operationId <- alias
+    body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot)
     answer <- request("POST", service_path("/services/", name, v), json = body)
   }
   if (length(v) == 0 || !nzchar(v)) v <- utils::tail(strsplit(as.character(answer), "/")[[1]], 1)
@@ -179,11 +192,8 @@ updateService <- function(name, v, code = NULL, model = NULL, snapshot = NULL, i
   serviceType <- getValidatedServiceType(match.arg(serviceType))
   require_login()
   if (identical(serviceType, "Realtime")) {
-    form <- list()
-    if (!is.null(model)) form <- onnx_form(model, descr, alias)
-    if (!is.null(descr)) form$description <- descr
-    if (!is.null(alias)) form$operationId <- alias
-    request("PATCH", service_path("/realtime-services/", name, v), form = form)
+    request("PATCH", service_path("/realtime-services/", name, v),
+            form = realtime_form(model, descr, alias))
     return(getService(name, v))
   }
   current <- NULL
@@ -191,10 +201,7 @@ updateService <- function(name, v, code = NULL, model = NULL, snapshot = NULL, i
   if (!is.null(code)) {
     if (is.null(alias) && is.function(code)) alias <- deparse(substitute(code))
     if (is.null(inputs) || is.null(outputs)) current <- service_record(name, v)
-    declared <- function(given, key) {
-      if (!is.null(given)) return(given)
-      stats::setNames(lapply(current[[key]], `[[`, "type"), vapply(current[[key]], `[[`, "", "name"))
-    }
+    declared <- function(given, key) if (!is.null(given)) given else parameter_types(current[[key]])
     body$code <- service_code(code, if (is.null(alias)) "consume" else alias,
                               declared(inputs, "inputParameterDefinitions"),
                               declared(outputs, "outputParameterDefinitions"))
@@ -202,13 +209,9 @@ updateService <- function(name, v, code = NULL, model = NULL, snapshot = NULL, i
   if (!is.null(inputs)) body$inputParameterDefinitions <- definitions(inputs)
   if (!is.null(outputs)) body$outputParameterDefinitions <- definitions(outputs)
   if (length(artifacts) > 0) body$outputFileNames <- I(as.character(artifacts))
-  if (!is.null(descr)) body$description <- descr
-  if (!is.null(alias)) body$operationId <- alias
-  if (!is.null(model)) {
-    body$snapshotId <- model_snapshot(model_objects(model, deparse(substitute(model))), snapshot)
-  } else if (!is.null(snapshot)) {
-    body$snapshotId <- snapshot
-  }
+  body$description <- descr
+  body$operationId <- alias
+  body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot)
   request("PATCH", service_path("/services/", name, v), json = body)
   getService(name, v)
 }
@@ -345,12 +348,8 @@ new_service <- function(record) {
   name <- record$name
   version <- record$version
   base <- paste0("/api/", segment(name), "/", segment(version))
-  types <- function(key) {
-    definitions <- record[[key]]
-    stats::setNames(lapply(definitions, `[[`, "type"), vapply(definitions, `[[`, "", "name"))
-  }
-  input_types <- types("inputParameterDefinitions")
-  output_types <- types("outputParameterDefinitions")
+  input_types <- parameter_types(record$inputParameterDefinitions)
+  output_types <- parameter_types(record$outputParameterDefinitions)
 
   # The body of one call: named arguments by name, the others in declared order.
   inputs_of <- function(args) {
