@@ -31,6 +31,15 @@ cargo test --workspace --locked --no-run
 o16n_log "setting up the test Python runtime"
 O16N_TEST_PYTHON="$("$CARGO_TARGET_DIR/debug/o16n" runtime setup python --data-dir "$HOME/.cache/o16n/test-runtime")"
 export O16N_TEST_PYTHON
+# The environment tests serve a package index of their own, as an organisation's mirror; it
+# holds one real package from PyPI, fetched here once (the tests themselves stay on loopback).
+O16N_TEST_WHEELS="$HOME/.cache/o16n/wheels"
+if ! ls "$O16N_TEST_WHEELS"/tabulate-0.9.0-*.whl >/dev/null 2>&1; then
+    o16n_log "fetching the wheel the environment tests mirror"
+    "$O16N_TEST_PYTHON" -m pip download --disable-pip-version-check -q --no-deps \
+        -d "$O16N_TEST_WHEELS" tabulate==0.9.0
+fi
+export O16N_TEST_WHEELS
 
 o16n_log "cargo fmt --check"
 cargo fmt --all --check

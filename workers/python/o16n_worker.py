@@ -516,6 +516,13 @@ def main():
     # A write past the file-size limit (set by the server, with the other limits, before this
     # script started) then fails with an OSError in user code instead of killing the worker.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # A worker of a named environment sees that environment's packages first and the
+    # default environment's after them: the server names the default's prefix.
+    if len(sys.argv) == 3 and sys.argv[1] == "--base-prefix":
+        import site
+        site.addsitedir(os.path.join(
+            sys.argv[2], "lib", "python%d.%d" % sys.version_info[:2], "site-packages"))
+        del sys.argv[1:]
     # Warm-up: the imports every session and service needs are done before the worker joins
     # the pool, so that a request never pays for them.
     for module in (os.environ.get("O16N_PRELOAD") or "").split(","):

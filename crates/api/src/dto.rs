@@ -105,6 +105,10 @@ fn pool_component(pool: &PoolStatus, isolated: bool) -> StatusResponse {
         details.insert("runtime", json!(pool.runtime.as_str()));
         details.insert("revision", json!(pool.revision));
     }
+    if let Some(environment) = &pool.environment {
+        details.insert("environment", json!(environment));
+        details.insert("runtime", json!(pool.runtime.as_str()));
+    }
     if let Some(message) = message {
         details.insert("message", json!(message));
     }
@@ -141,9 +145,14 @@ fn node_component(node: &NodeReport) -> StatusResponse {
     ]);
     let mut components = BTreeMap::new();
     let mut dedicated = BTreeMap::new();
+    let mut environments = BTreeMap::new();
     for pool in &status.pools {
         if let Some(service) = &pool.service {
             dedicated.insert(service.clone(), pool_component(pool, isolated));
+            continue;
+        }
+        if let Some(environment) = &pool.environment {
+            environments.insert(environment.clone(), pool_component(pool, isolated));
             continue;
         }
         let (max, current, active, can_open) = match pool.runtime {
@@ -172,15 +181,22 @@ fn node_component(node: &NodeReport) -> StatusResponse {
             pool_component(pool, isolated),
         );
     }
-    if !dedicated.is_empty() {
-        // A dedicated pool that cannot warm (its initCode fails) is the service's problem, not
-        // the node's: it shows here without changing the node's health.
+    for (key, pools) in [
+        ("environmentPools", environments),
+        ("dedicatedPools", dedicated),
+    ] {
+        if pools.is_empty() {
+            continue;
+        }
+        // A dedicated pool that cannot warm (its initCode fails) or an environment that cannot
+        // be built here is the service's or environment's problem, not the node's: it shows
+        // here without changing the node's health.
         components.insert(
-            "dedicatedPools".to_owned(),
+            key.to_owned(),
             StatusResponse {
                 status_code: "pass",
-                details: BTreeMap::from([("count", json!(dedicated.len()))]),
-                components: dedicated,
+                details: BTreeMap::from([("count", json!(pools.len()))]),
+                components: pools,
             },
         );
     }
@@ -303,6 +319,8 @@ pub(crate) struct CreateSessionRequest {
     pub(crate) name: Option<String>,
     pub(crate) snapshot_id: Option<String>,
     pub(crate) runtime_type: Option<String>,
+    /// o16n: the named environment to run in.
+    pub(crate) environment: Option<String>,
 }
 
 /// `CreateSessionResponse`.
@@ -444,6 +462,9 @@ pub(crate) struct Snapshot {
     creation_time: String,
     content_size: i64,
     runtime_type: &'static str,
+    /// o16n: the named environment of the session it was taken from; absent for the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
 }
 
 impl From<SnapshotInfo> for Snapshot {
@@ -455,6 +476,7 @@ impl From<SnapshotInfo> for Snapshot {
             creation_time: iso8601(info.created_at),
             content_size: info.content_size,
             runtime_type: info.runtime.as_str(),
+            environment: info.environment,
         }
     }
 }
@@ -491,6 +513,8 @@ pub(crate) struct PublishWebServiceRequest {
     pub(crate) runtime_type: Option<String>,
     pub(crate) init_code: Option<String>,
     pub(crate) output_file_names: Option<Vec<String>>,
+    /// o16n: the named environment the service runs in.
+    pub(crate) environment: Option<String>,
 }
 
 fn parameters(
@@ -536,6 +560,7 @@ impl PublishWebServiceRequest {
             operation_id: self.operation_id,
             init_code: self.init_code,
             output_file_names: self.output_file_names.unwrap_or_default(),
+            environment: self.environment,
         })
     }
 
@@ -551,6 +576,7 @@ impl PublishWebServiceRequest {
             operation_id: self.operation_id,
             init_code: self.init_code,
             output_file_names: self.output_file_names,
+            environment: self.environment,
         })
     }
 }
@@ -574,6 +600,9 @@ pub(crate) struct WebService {
     output_parameter_definitions: Vec<ParameterDefinitionDto>,
     output_file_names: Vec<String>,
     my_permission_on_service: &'static str,
+    /// o16n: the named environment it runs in; absent for the runtime's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment: Option<String>,
 }
 
 fn parameter_dtos(parameters: &[o16n_types::ParameterDefinition]) -> Vec<ParameterDefinitionDto> {
@@ -612,6 +641,7 @@ impl From<o16n_app::ServiceView> for WebService {
             } else {
                 "read only"
             },
+            environment: record.environment,
         }
     }
 }

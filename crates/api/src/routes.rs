@@ -3,6 +3,7 @@
 mod batch;
 mod compute_nodes;
 mod consume;
+mod environments;
 mod login;
 mod services;
 mod sessions;
@@ -53,4 +54,5 @@ pub(crate) fn router(config: &ApiConfig) -> Router<App> {
         .merge(snapshots::router())
         .merge(status::router())
         .merge(compute_nodes::router())
+        .merge(environments::router())
 }

@@ -334,6 +334,8 @@ mod tests {
             snapshot_id: None,
             content: None,
             pool: None,
+            environment: None,
+            environment_lock: None,
         }
     }
 

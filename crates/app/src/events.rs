@@ -24,6 +24,10 @@ pub(crate) enum Event {
     BatchSubmitted,
     /// A batch was cancelled: the node running it must stop.
     BatchCancelled(String),
+    /// An environment build was asked for: some node should claim it.
+    EnvironmentBuild,
+    /// An environment build finished: services in it use its new lock.
+    EnvironmentBuilt,
 }
 
 impl Event {
@@ -34,6 +38,8 @@ impl Event {
             Event::ComputeNodes => "computenodes".to_owned(),
             Event::BatchSubmitted => "batch".to_owned(),
             Event::BatchCancelled(id) => format!("batch-cancel {id}"),
+            Event::EnvironmentBuild => "environment-build".to_owned(),
+            Event::EnvironmentBuilt => "environment-built".to_owned(),
         }
     }
 
@@ -48,6 +54,8 @@ impl Event {
             ("computenodes", None, None) => Event::ComputeNodes,
             ("batch", None, None) => Event::BatchSubmitted,
             ("batch-cancel", Some(id), None) => Event::BatchCancelled(id.to_owned()),
+            ("environment-build", None, None) => Event::EnvironmentBuild,
+            ("environment-built", None, None) => Event::EnvironmentBuilt,
             _ => return None,
         };
         words.next().is_none().then_some(event)
@@ -117,12 +125,20 @@ impl App {
             }
             Event::BatchSubmitted => self.inner.batch_runners.wake(),
             Event::BatchCancelled(id) => self.inner.batch_runners.stop(&id),
+            Event::EnvironmentBuild => self.inner_environment_builds().notify_one(),
+            Event::EnvironmentBuilt => self.forget_all_services(),
         }
     }
 
     /// Empties every cache of what other nodes may have changed.
     fn forget_cached(&self) {
         self.inner.login_cache.clear();
+        self.forget_all_services();
+    }
+
+    /// Forgets every cached service definition (and model), for example because the lock of
+    /// an environment that services run in changed.
+    pub(crate) fn forget_all_services(&self) {
         self.service_cache().clear();
         self.realtime_models().clear();
     }

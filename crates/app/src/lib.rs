@@ -9,6 +9,7 @@ mod batches;
 mod compute;
 mod compute_nodes;
 mod directory;
+mod environments;
 mod error;
 mod events;
 mod login;
@@ -32,12 +33,13 @@ use o16n_store::Store;
 
 pub use batches::{BatchStatus, DEFAULT_PARALLELISM, encoded_output_files};
 pub use compute_nodes::EntriesChange;
+pub use environments::{DEFAULT_ENVIRONMENTS, EnvironmentPolicy, EnvironmentView};
 pub use error::AppError;
 pub use login::{Principal, TokenPair};
 pub use metrics::{Metrics, ServiceStages};
 pub use o16n_compute::{
-    ByteStream, ConsumeOutcome, Download, ExecuteOutcome, ExecuteRequest, NamedValue, PoolHealth,
-    PoolStatus, SessionInfo,
+    ByteStream, ConsumeOutcome, Download, EnvironmentSpec, ExecuteOutcome, ExecuteRequest,
+    NamedValue, PoolHealth, PoolStatus, SessionInfo,
 };
 pub use o16n_realtime::{ColumnType, InputColumns, Signature};
 use o16n_types::Clock;
@@ -81,6 +83,8 @@ pub struct AppConfig {
     pub configured_compute_nodes: Vec<String>,
     /// How users sign in besides local accounts, and the roles their groups give.
     pub sign_in: SignInConfig,
+    /// What environments may take packages from, and how long their builds may take.
+    pub environments: EnvironmentPolicy,
     /// The time leases are measured with.
     pub clock: Clock,
 }
@@ -148,6 +152,8 @@ struct AppInner {
     service_cache: ServiceCache,
     realtime_models: RealtimeModels,
     batch_runners: batches::BatchRunners,
+    /// Wakes this node's environment builder.
+    environment_builds: tokio::sync::Notify,
     metrics: Option<metrics::Metrics>,
 }
 
@@ -179,6 +185,7 @@ impl App {
                 service_cache: ServiceCache::default(),
                 realtime_models: RealtimeModels::default(),
                 batch_runners: batches::BatchRunners::new(),
+                environment_builds: tokio::sync::Notify::new(),
                 metrics,
             }),
         })
@@ -198,6 +205,14 @@ impl App {
 
     fn realtime_models(&self) -> &RealtimeModels {
         &self.inner.realtime_models
+    }
+
+    fn config(&self) -> &AppConfig {
+        &self.inner.config
+    }
+
+    fn inner_environment_builds(&self) -> &tokio::sync::Notify {
+        &self.inner.environment_builds
     }
 }
 

@@ -357,7 +357,11 @@ impl App {
                 let labels = PoolLabels {
                     node: node.clone(),
                     runtime: pool.runtime.as_str(),
-                    pool: pool.service.clone().unwrap_or_else(|| "shared".to_owned()),
+                    pool: match (&pool.service, &pool.environment) {
+                        (Some(service), _) => service.clone(),
+                        (None, Some(environment)) => format!("environment:{environment}"),
+                        (None, None) => "shared".to_owned(),
+                    },
                 };
                 for (state, count) in [
                     ("idle", pool.idle),

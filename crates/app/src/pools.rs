@@ -283,6 +283,7 @@ mod tests {
             runtime: RuntimeType::Python,
             service: Some("svc/v1".to_owned()),
             revision: Some(revision.to_owned()),
+            environment: None,
             health,
             initial_size: 2,
             max_size: 4,

@@ -156,6 +156,8 @@ impl App {
             snapshot_id: None,
             content: Some(content),
             pool: None,
+            environment: None,
+            environment_lock: None,
         };
         self.insert_service(&record).await?;
         self.realtime_models().put(&record, model);

@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use o16n_compute::{
-    ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, Priority, ServiceSpec,
-    TypedName, TypedValue,
+    ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, EnvironmentRef, Priority,
+    ServiceSpec, TypedName, TypedValue,
 };
 use o16n_store::{ContentRecord, ServiceRecord, StoreError};
 use o16n_types::{
@@ -55,6 +55,8 @@ pub struct ServiceDefinition {
     pub init_code: Option<String>,
     /// Files returned with every response.
     pub output_file_names: Vec<String>,
+    /// The named environment it runs in; `None` for the runtime's default.
+    pub environment: Option<String>,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -78,6 +80,8 @@ pub struct ServicePatch {
     pub init_code: Option<String>,
     /// Replaces the output files.
     pub output_file_names: Option<Vec<String>>,
+    /// Moves the service to another environment (a default's name moves it back).
+    pub environment: Option<String>,
 }
 
 /// A service as a caller may see it.
@@ -163,11 +167,20 @@ impl App {
             &definition.output_file_names,
         )?;
         self.ensure_may_publish(caller, &name).await?;
+        let environment = self
+            .environment_for_use(definition.environment.as_deref(), definition.runtime)
+            .await?
+            .map(|environment| environment.name);
         // The service refers to the snapshot's content: deleting the snapshot keeps it.
         let content = match &definition.snapshot_id {
             Some(snapshot_id) => Some(
-                self.snapshot_for_service(caller, snapshot_id, definition.runtime)
-                    .await?,
+                self.snapshot_for_service(
+                    caller,
+                    snapshot_id,
+                    definition.runtime,
+                    environment.as_deref(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -188,6 +201,8 @@ impl App {
             snapshot_id: definition.snapshot_id,
             content,
             pool: None,
+            environment,
+            environment_lock: None,
         };
         self.insert_service(&record).await?;
         tracing::info!(version = %version, "service published");
@@ -276,10 +291,21 @@ impl App {
                 "the service runs on {runtime}; its runtime cannot change to {new_runtime}"
             )));
         }
+        if let Some(environment) = &patch.environment {
+            record.environment = self
+                .environment_for_use(Some(environment), runtime)
+                .await?
+                .map(|environment| environment.name);
+        }
         if let Some(snapshot_id) = &patch.snapshot_id {
             record.content = Some(
-                self.snapshot_for_service(caller, snapshot_id, runtime)
-                    .await?,
+                self.snapshot_for_service(
+                    caller,
+                    snapshot_id,
+                    runtime,
+                    record.environment.as_deref(),
+                )
+                .await?,
             );
         }
         record.code = patch.code.unwrap_or(record.code);
@@ -504,6 +530,7 @@ impl App {
         caller: &Principal,
         snapshot_id: &str,
         runtime: RuntimeType,
+        environment: Option<&str>,
     ) -> Result<ContentRecord, AppError> {
         let snapshot = self
             .own_snapshot_of(caller, snapshot_id, runtime)
@@ -512,6 +539,7 @@ impl App {
                 AppError::NotFound(message) => AppError::InvalidInput(message),
                 other => other,
             })?;
+        crate::snapshots::same_environment(&snapshot, environment, "web service")?;
         Ok(ContentRecord {
             digest: snapshot.content_digest,
             size: snapshot.content_size.max(0) as u64,
@@ -542,6 +570,15 @@ pub(crate) fn service_spec(record: &ServiceRecord, runtime: RuntimeType) -> Serv
             initial_size: size.initial(),
             max_size: size.max(),
         }),
+        environment: record
+            .environment
+            .clone()
+            .zip(record.environment_lock.clone())
+            .map(|(name, lock)| EnvironmentRef {
+                name,
+                runtime,
+                lock,
+            }),
     }
 }
 

@@ -10,7 +10,7 @@ use o16n_compute::{
 use o16n_store::SessionRecord;
 use o16n_types::RuntimeType;
 
-use crate::snapshots::snapshot_content;
+use crate::snapshots::{same_environment, snapshot_content};
 use crate::{App, AppError, Principal, now_unix};
 
 /// What a compute node holds, as far as listing sessions is concerned.
@@ -24,8 +24,9 @@ enum Holding {
 }
 
 impl App {
-    /// Opens a session on the least loaded node, loading a snapshot of the caller's into it
-    /// when one is named.
+    /// Opens a session on the least loaded node, in the named environment (the snapshot's when
+    /// a snapshot is named without one, else the runtime's default), loading a snapshot of the
+    /// caller's into it when one is named.
     #[tracing::instrument(skip_all, fields(user = %caller.username, runtime = %runtime))]
     pub async fn create_session(
         &self,
@@ -33,12 +34,26 @@ impl App {
         name: Option<String>,
         runtime: RuntimeType,
         snapshot_id: Option<&str>,
+        environment: Option<&str>,
     ) -> Result<SessionInfo, AppError> {
         // Check the snapshot before taking a worker, so that a bad id costs nothing.
         let snapshot = match snapshot_id {
             Some(snapshot_id) => Some(self.own_snapshot_of(caller, snapshot_id, runtime).await?),
             None => None,
         };
+        let environment = match (&snapshot, environment) {
+            (Some(snapshot), None) => snapshot.environment.clone(),
+            (_, asked) => asked.map(str::to_owned),
+        };
+        let environment = self
+            .environment_for_use(environment.as_deref(), runtime)
+            .await?;
+        let environment_name = environment
+            .as_ref()
+            .map(|environment| environment.name.clone());
+        if let Some(snapshot) = &snapshot {
+            same_environment(snapshot, environment_name.as_deref(), "session")?;
+        }
         let owner = caller.username.as_str();
         let node = self.nodes().for_session(runtime)?;
         let session = node
@@ -47,6 +62,7 @@ impl App {
                 owner: owner.to_owned(),
                 name: name.clone(),
                 runtime,
+                environment,
             })
             .await?;
         let reference = SessionRef {
@@ -62,6 +78,7 @@ impl App {
                     runtime,
                     node: node.endpoint.to_string(),
                     created_at: now_unix(),
+                    environment: environment_name,
                 })
                 .await?;
             if let Some(snapshot) = &snapshot {

@@ -23,6 +23,8 @@ pub struct SnapshotInfo {
     pub created_at: i64,
     /// Size of its zip, in bytes.
     pub content_size: i64,
+    /// The named environment of its session; `None` for the runtime's default.
+    pub environment: Option<String>,
 }
 
 impl From<SnapshotRecord> for SnapshotInfo {
@@ -31,6 +33,7 @@ impl From<SnapshotRecord> for SnapshotInfo {
             id: record.id,
             name: record.name,
             owner: record.owner,
+            environment: record.environment,
             runtime: record.runtime,
             created_at: record.created_at,
             content_size: record.content_size,
@@ -70,6 +73,7 @@ impl App {
             created_at: now_unix(),
             content_size: content.size as i64,
             content_digest: content.digest,
+            environment: session_record.environment.clone(),
         };
         self.store().insert_snapshot(&record).await?;
         tracing::info!(snapshot = %record.id, bytes = record.content_size, "snapshot created");
@@ -87,6 +91,7 @@ impl App {
         let snapshot = self
             .own_snapshot_of(caller, snapshot_id, record.runtime)
             .await?;
+        same_environment(&snapshot, record.environment.as_deref(), "session")?;
         let content = snapshot_content(&snapshot);
         let node = &view.node;
         let imported = self
@@ -165,4 +170,26 @@ impl App {
 
 fn snapshot_not_found(snapshot_id: &str) -> AppError {
     AppError::NotFound(format!("snapshot `{snapshot_id}` not found"))
+}
+
+/// Refuses to load a snapshot into a session or service of another environment than the one
+/// it was taken in: its objects may need that environment's packages.
+pub(crate) fn same_environment(
+    snapshot: &SnapshotRecord,
+    environment: Option<&str>,
+    into: &str,
+) -> Result<(), AppError> {
+    if snapshot.environment.as_deref() == environment {
+        return Ok(());
+    }
+    let name = |environment: Option<&str>| match environment {
+        Some(name) => format!("environment `{name}`"),
+        None => "the runtime's default environment".to_owned(),
+    };
+    Err(AppError::Conflict(format!(
+        "snapshot `{}` was taken in {} and cannot be loaded into a {into} of {}",
+        snapshot.id,
+        name(snapshot.environment.as_deref()),
+        name(environment)
+    )))
 }

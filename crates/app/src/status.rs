@@ -93,7 +93,7 @@ fn node_health(status: &NodeStatus) -> Health {
     let runtimes_ready = status
         .pools
         .iter()
-        .filter(|pool| pool.service.is_none())
+        .filter(|pool| pool.service.is_none() && pool.environment.is_none())
         .all(|pool| pool.health == PoolHealth::Ready || pool.max_size == 0);
     if runtimes_ready && status.isolation.is_some() {
         Health::Pass

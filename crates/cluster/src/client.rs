@@ -15,7 +15,8 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use o16n_compute::{
     ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, ServiceSpec, SessionInfo, SessionRef,
+    EnvironmentBuild, EnvironmentBuildReport, ExecuteOutcome, ExecuteRequest, NewSession,
+    NodeStatus, ServiceSpec, SessionInfo, SessionRef,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -364,5 +365,13 @@ impl Compute for RemoteNode {
                 .json(&services),
         )
         .await
+    }
+
+    async fn build_environment(
+        &self,
+        build: EnvironmentBuild,
+    ) -> Result<EnvironmentBuildReport, ComputeError> {
+        self.call(self.request(Method::POST, "/v1/environments"), &build)
+            .await
     }
 }

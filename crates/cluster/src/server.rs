@@ -19,8 +19,8 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use o16n_compute::{
-    ByteStream, Compute, ComputeError, ConsumeRequest, ContentRef, Download, ExecuteRequest,
-    NewSession, ServiceSpec, SessionRef,
+    ByteStream, Compute, ComputeError, ConsumeRequest, ContentRef, Download, EnvironmentBuild,
+    EnvironmentBuildReport, ExecuteRequest, NewSession, ServiceSpec, SessionRef,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -111,6 +111,7 @@ pub fn router(compute: Arc<dyn Compute>, secret: SecretString) -> Router {
         .route("/v1/contents/{digest}", put(put_content))
         .route("/v1/consume", post(consume))
         .route("/v1/dedicated-pools", put(set_dedicated_pools))
+        .route("/v1/environments", post(build_environment))
         // Web nodes are trusted once they prove the secret; their bodies are as large as the
         // REST API let in, and files and archives stream.
         .layer(DefaultBodyLimit::disable())
@@ -332,6 +333,13 @@ async fn set_dedicated_pools(
 ) -> Answer<StatusCode> {
     node.set_dedicated_pools(services).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn build_environment(
+    State(node): Node,
+    Json(build): Json<EnvironmentBuild>,
+) -> Answer<Json<EnvironmentBuildReport>> {
+    Ok(Json(node.build_environment(build).await?))
 }
 
 /// Serves the internal API on `listener` until `shutdown` completes: HTTP/1.1 and HTTP/2

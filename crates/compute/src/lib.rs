@@ -27,9 +27,10 @@ pub use error::ComputeError;
 pub use nodes::{NoNodes, Node, NodeView, Nodes, SingleNode};
 pub use types::{
     ByteStream, ConsumeOutcome, ConsumeRequest, ContentRef, DedicatedPoolSpec, Download,
-    ExecuteOutcome, ExecuteRequest, NamedValue, NewSession, NodeStatus, OutputFile, PoolHealth,
-    PoolStatus, Priority, ServiceSpec, SessionInfo, SessionRef, StageTimings, TypedName,
-    TypedValue,
+    EnvironmentBuild, EnvironmentBuildReport, EnvironmentRef, EnvironmentSpec, ExecuteOutcome,
+    ExecuteRequest, NamedValue, NewSession, NodeStatus, OutputFile, PoolHealth, PoolStatus,
+    Priority, ResolvedPackage, ServiceSpec, SessionInfo, SessionRef, StageTimings, TypedName,
+    TypedValue, lock_packages,
 };
 
 /// One compute node, local or remote.
@@ -126,4 +127,12 @@ pub trait Compute: Send + Sync + 'static {
     /// Idempotent: web nodes send the whole desired state on every health check, so that a
     /// node that joins or restarts converges without anyone retrying.
     async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError>;
+
+    /// Builds an environment: resolves its spec into a lock (the first build) or reproduces a
+    /// lock, keeping the build for the workers that will run in it. A build that fails is a
+    /// report with its log, not an error.
+    async fn build_environment(
+        &self,
+        build: EnvironmentBuild,
+    ) -> Result<EnvironmentBuildReport, ComputeError>;
 }

@@ -40,6 +40,88 @@ pub struct NewSession {
     /// Its runtime.
     #[serde(with = "wire::runtime")]
     pub runtime: RuntimeType,
+    /// The environment its worker runs in; `None` for the runtime's default.
+    #[serde(default)]
+    pub environment: Option<EnvironmentRef>,
+}
+
+/// A built environment as a compute node is asked to run workers in it: the node builds it
+/// from the lock when it has no build of that lock yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentRef {
+    /// The environment's name (for messages and the pools' status).
+    pub name: String,
+    /// Its runtime.
+    #[serde(with = "wire::runtime")]
+    pub runtime: RuntimeType,
+    /// The exact packages, as the first build resolved them.
+    pub lock: String,
+}
+
+/// What an environment asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "runtime")]
+pub enum EnvironmentSpec {
+    /// A Python requirements text (PEP 508 lines), resolved against the configured index.
+    Python {
+        /// The requirement lines.
+        requirements: String,
+    },
+    /// R packages from the configured repositories.
+    R {
+        /// Package names.
+        packages: Vec<String>,
+        /// Repository URLs, each one of those the node is configured with; empty for all of
+        /// them.
+        repositories: Vec<String>,
+    },
+}
+
+impl EnvironmentSpec {
+    /// The runtime the environment is for.
+    pub fn runtime(&self) -> RuntimeType {
+        match self {
+            EnvironmentSpec::Python { .. } => RuntimeType::Python,
+            EnvironmentSpec::R { .. } => RuntimeType::R,
+        }
+    }
+}
+
+/// What a build of an environment is asked to do: resolve the spec (the first build), or
+/// reproduce a lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentBuild {
+    /// The environment's name.
+    pub name: String,
+    /// What it asks for.
+    pub spec: EnvironmentSpec,
+    /// The lock to reproduce; `None` to resolve the spec and record a new lock.
+    pub lock: Option<String>,
+}
+
+/// How a build went: the lock and the packages it installed, or why it failed; its log either
+/// way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentBuildReport {
+    /// Whether the environment is built.
+    pub success: bool,
+    /// The exact packages (the lock), when it succeeded.
+    pub lock: Option<String>,
+    /// The packages installed and their versions, when it succeeded.
+    pub packages: Vec<ResolvedPackage>,
+    /// What the resolver and installer said, and why a failure failed.
+    pub log: String,
+    /// How long the build took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A package of a built environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedPackage {
+    /// Its name.
+    pub name: String,
+    /// Its exact version.
+    pub version: String,
 }
 
 /// A session as its owner sees it.
@@ -146,6 +228,9 @@ pub struct ServiceSpec {
     /// of that pool.
     #[serde(default)]
     pub pool: Option<DedicatedPoolSpec>,
+    /// The environment its workers run in; `None` for the runtime's default.
+    #[serde(default)]
+    pub environment: Option<EnvironmentRef>,
 }
 
 /// A service's dedicated pool, as a compute node is asked to hold it.
@@ -246,6 +331,9 @@ pub struct PoolStatus {
     /// The service revision a dedicated pool's workers have loaded.
     #[serde(default)]
     pub revision: Option<String>,
+    /// The environment of the pool's workers; `None` for the runtime's default.
+    #[serde(default)]
+    pub environment: Option<String>,
     /// Health.
     pub health: PoolHealth,
     /// Configured warm size.
@@ -288,4 +376,70 @@ pub struct NodeStatus {
     pub sessions: usize,
     /// When the node started, in Unix seconds: sessions opened on it before then are gone.
     pub started_at: i64,
+}
+
+/// The packages of a lock and their versions: the `name==version` lines of a Python lock
+/// (hashes, markers and comments aside), or the entries of an R lock (JSON).
+pub fn lock_packages(runtime: RuntimeType, lock: &str) -> Vec<ResolvedPackage> {
+    match runtime {
+        RuntimeType::Python => lock
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.starts_with('#') && !line.starts_with('-'))
+            .filter_map(|line| {
+                let (name, rest) = line.split_once("==")?;
+                let version = rest.split([' ', ';', '\\']).next()?.trim();
+                Some(ResolvedPackage {
+                    name: name.trim().to_owned(),
+                    version: version.to_owned(),
+                })
+            })
+            .collect(),
+        RuntimeType::R => serde_json::from_str::<Vec<Value>>(lock)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|entry| {
+                Some(ResolvedPackage {
+                    name: entry.get("name")?.as_str()?.to_owned(),
+                    version: entry.get("version")?.as_str()?.to_owned(),
+                })
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_python_lock_lists_its_pinned_packages() {
+        let lock = "# pinned\ntabulate==0.9.0 \\\n    --hash=sha256:abc\nhello-o16n==1.0 ; python_version >= '3'\n";
+        assert_eq!(
+            lock_packages(RuntimeType::Python, lock),
+            vec![
+                ResolvedPackage {
+                    name: "tabulate".into(),
+                    version: "0.9.0".into()
+                },
+                ResolvedPackage {
+                    name: "hello-o16n".into(),
+                    version: "1.0".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_r_lock_lists_its_packages() {
+        let lock =
+            r#"[{"name":"hello","version":"1.0","repository":"http://x/src/contrib","md5":"00"}]"#;
+        assert_eq!(
+            lock_packages(RuntimeType::R, lock),
+            vec![ResolvedPackage {
+                name: "hello".into(),
+                version: "1.0".into()
+            }]
+        );
+    }
 }

@@ -93,6 +93,11 @@ mod tests {
                     initial_size: 2,
                     max_size: 4,
                 }),
+                environment: Some(crate::EnvironmentRef {
+                    name: "lightgbm".to_owned(),
+                    runtime: RuntimeType::Python,
+                    lock: "lightgbm==4.6.0".to_owned(),
+                }),
             },
             inputs: vec![TypedValue {
                 name: "x".to_owned(),

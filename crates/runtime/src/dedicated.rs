@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
 use crate::content::ContentStore;
+use crate::environments::Environments;
 use crate::pool::{Launch, Pool, PoolConfig};
 use crate::sandbox::Sandbox;
 use crate::services::{DedicatedLimits, ServiceWorkers, ServiceWorkersConfig};
@@ -33,6 +34,7 @@ use crate::services::{DedicatedLimits, ServiceWorkers, ServiceWorkersConfig};
 /// What every dedicated pool of a node shares.
 pub(crate) struct DedicatedPools {
     launch: HashMap<RuntimeType, watch::Receiver<Launch>>,
+    environments: Arc<Environments>,
     /// The node's limit of service workers per runtime: the size of a pool whose maximum is 0.
     node_limits: HashMap<RuntimeType, usize>,
     work_root: PathBuf,
@@ -69,6 +71,8 @@ impl Drop for DedicatedPool {
 /// The settings the node passes down.
 pub(crate) struct DedicatedSettings {
     pub(crate) launch: HashMap<RuntimeType, watch::Receiver<Launch>>,
+    /// Where the launch of a service's environment comes from.
+    pub(crate) environments: Arc<Environments>,
     pub(crate) node_limits: HashMap<RuntimeType, usize>,
     pub(crate) work_root: PathBuf,
     pub(crate) sandbox: Sandbox,
@@ -85,6 +89,7 @@ impl DedicatedPools {
     ) -> Self {
         DedicatedPools {
             launch: settings.launch,
+            environments: settings.environments,
             node_limits: settings.node_limits,
             work_root: settings.work_root,
             sandbox: settings.sandbox,
@@ -172,10 +177,11 @@ impl DedicatedPools {
         spec: &ServiceSpec,
         wanted: &DedicatedPoolSpec,
     ) -> Result<DedicatedPool, RuntimeError> {
-        let (Some(launch), Some(node_limit)) = (
-            self.launch.get(&spec.runtime),
-            self.node_limits.get(&spec.runtime),
-        ) else {
+        let launch = match &spec.environment {
+            Some(environment) => Some(self.environments.launch(environment)),
+            None => self.launch.get(&spec.runtime).cloned(),
+        };
+        let (Some(launch), Some(node_limit)) = (launch, self.node_limits.get(&spec.runtime)) else {
             return Err(RuntimeError::RuntimeNotSupported(format!(
                 "this process runs no {} workers",
                 spec.runtime
@@ -197,7 +203,7 @@ impl DedicatedPools {
             },
             self.work_root.clone(),
             self.sandbox.clone(),
-            launch.clone(),
+            launch,
             &self.tasks,
             stop.clone(),
         );
@@ -327,9 +333,25 @@ mod tests {
         let sandbox = Sandbox::off_for_tests(root.path().join("locks")).await;
         let (launch, ready) = watch::channel(Launch::Ready(Launcher::Fake(RuntimeType::Python)));
         let contents = ContentStore::open(root.path().join("content"), 1 << 20).unwrap();
+        let launches = HashMap::from([(RuntimeType::Python, ready)]);
+        let environments = Arc::new(Environments::new(
+            crate::EnvironmentsConfig {
+                root: root.path().join("environments"),
+                python_index_url: String::new(),
+                python_extra_index_urls: Vec::new(),
+                r_repositories: Vec::new(),
+                build_timeout: Duration::from_secs(60),
+                pool_size: 0,
+            },
+            sandbox.clone(),
+            launches.clone(),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        ));
         let pools = DedicatedPools::new(
             DedicatedSettings {
-                launch: HashMap::from([(RuntimeType::Python, ready)]),
+                launch: launches,
+                environments,
                 node_limits: HashMap::from([(RuntimeType::Python, 4)]),
                 work_root: root.path().join("work"),
                 sandbox,
@@ -362,6 +384,7 @@ mod tests {
                 initial_size,
                 max_size,
             }),
+            environment: None,
         }
     }
 

@@ -14,6 +14,7 @@
 
 mod content;
 mod dedicated;
+mod environments;
 mod error;
 #[cfg(test)]
 mod fake;
@@ -30,20 +31,21 @@ mod worker;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use o16n_compute::{
     ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    ExecuteOutcome, ExecuteRequest, NewSession, NodeStatus, PoolStatus, ServiceSpec, SessionInfo,
-    SessionRef,
+    EnvironmentBuild, EnvironmentBuildReport, EnvironmentRef, ExecuteOutcome, ExecuteRequest,
+    NewSession, NodeStatus, PoolStatus, ServiceSpec, SessionInfo, SessionRef,
 };
 use o16n_types::{Clock, RuntimeType};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use environments::EnvironmentsConfig;
 pub use error::RuntimeError;
 pub use pool::PoolConfig;
 pub use python_env::PythonConfig;
@@ -53,6 +55,7 @@ pub use services::ServiceWorkersConfig;
 
 use content::ContentStore;
 use dedicated::{DedicatedPools, DedicatedSettings};
+use environments::Environments;
 use pool::{Launch, Pool};
 use sandbox::Sandbox;
 use services::ServiceWorkers;
@@ -82,6 +85,8 @@ pub struct ComputeConfig {
     pub r_pool: PoolConfig,
     /// The R workers that run services.
     pub r_services: ServiceWorkersConfig,
+    /// Named environments: where packages come from, how builds run, their pools' size.
+    pub environments: EnvironmentsConfig,
     /// How long a request of a service with a dedicated pool waits for one of its workers.
     pub dedicated_pool_wait: Duration,
     /// The longest an execution may run before it is interrupted.
@@ -103,6 +108,14 @@ struct ComputeInner {
     pools: HashMap<RuntimeType, Pool>,
     services: HashMap<RuntimeType, ServiceWorkers>,
     dedicated: DedicatedPools,
+    environments: Arc<Environments>,
+    /// The pool and service workers of every environment in use, by build.
+    environment_pools: Mutex<HashMap<String, Arc<EnvironmentPool>>>,
+    /// What environment pools are made of: the runtimes' pool and service settings.
+    pool_settings: HashMap<RuntimeType, (PoolConfig, ServiceWorkersConfig)>,
+    work_root: PathBuf,
+    sandbox: Sandbox,
+    execution_timeout: Duration,
     sessions: Sessions,
     contents: Arc<ContentStore>,
     /// Whether user code is isolated, and how, in words.
@@ -184,12 +197,21 @@ impl ComputeNode {
                 ),
             ),
         ]);
+        let default_launches = HashMap::from([
+            (RuntimeType::Python, launch_receiver),
+            (RuntimeType::R, r_launch_receiver),
+        ]);
+        let environments = Arc::new(Environments::new(
+            config.environments.clone(),
+            sandbox.clone(),
+            default_launches.clone(),
+            tasks.clone(),
+            stop.clone(),
+        ));
         let dedicated = DedicatedPools::new(
             DedicatedSettings {
-                launch: HashMap::from([
-                    (RuntimeType::Python, launch_receiver),
-                    (RuntimeType::R, r_launch_receiver),
-                ]),
+                launch: default_launches,
+                environments: environments.clone(),
                 node_limits: HashMap::from([
                     (RuntimeType::Python, config.python_services.max_workers),
                     (RuntimeType::R, config.r_services.max_workers),
@@ -217,6 +239,21 @@ impl ComputeNode {
                 ]),
                 services,
                 dedicated,
+                environments,
+                environment_pools: Mutex::new(HashMap::new()),
+                pool_settings: HashMap::from([
+                    (
+                        RuntimeType::Python,
+                        (config.python_pool.clone(), config.python_services.clone()),
+                    ),
+                    (
+                        RuntimeType::R,
+                        (config.r_pool.clone(), config.r_services.clone()),
+                    ),
+                ]),
+                work_root: config.work_root.clone(),
+                sandbox: sandbox.clone(),
+                execution_timeout: config.execution_timeout,
                 sessions,
                 contents,
                 isolation: sandbox.enabled().then(|| sandbox.describe()),
@@ -234,8 +271,94 @@ impl ComputeNode {
             .ok_or_else(|| RuntimeError::RuntimeNotSupported(missing_runtime_message(runtime)))
     }
 
+    /// The pool and service workers of an environment, built on this node first when needed
+    /// (the caller waits for the build, at most its time limit).
+    async fn environment_pool(
+        &self,
+        environment: &EnvironmentRef,
+    ) -> Result<Arc<EnvironmentPool>, RuntimeError> {
+        let mut launch = self.inner.environments.launch(environment);
+        let deadline = tokio::time::Instant::now() + self.inner.environments.build_timeout();
+        loop {
+            match &*launch.borrow_and_update() {
+                Launch::Ready(_) => break,
+                Launch::Unavailable(why) => {
+                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
+                }
+                Launch::Preparing(_) => {}
+            }
+            match tokio::time::timeout_at(deadline, launch.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => {
+                    return Err(RuntimeError::RuntimeUnavailable(format!(
+                        "environment `{}` was not built on this compute node in time",
+                        environment.name
+                    )));
+                }
+            }
+        }
+        let key = environments::build_key(environment.runtime, "", &environment.lock);
+        let mut pools = self
+            .inner
+            .environment_pools
+            .lock()
+            .expect("environment pools lock poisoned. This is a bug.");
+        if let Some(pool) = pools.get(&key) {
+            return Ok(pool.clone());
+        }
+        let (pool_config, services_config) = self
+            .inner
+            .pool_settings
+            .get(&environment.runtime)
+            .cloned()
+            .ok_or_else(|| {
+                RuntimeError::RuntimeNotSupported(missing_runtime_message(environment.runtime))
+            })?;
+        let pool = Pool::start(
+            environment.runtime,
+            PoolConfig {
+                initial_size: self
+                    .inner
+                    .environments
+                    .pool_size()
+                    .min(pool_config.max_size),
+                ..pool_config
+            },
+            self.inner.work_root.clone(),
+            self.inner.sandbox.clone(),
+            launch,
+            &self.inner.tasks,
+            self.inner.stop.clone(),
+        );
+        let services = ServiceWorkers::new(
+            environment.runtime,
+            pool.clone(),
+            services_config,
+            self.inner.execution_timeout,
+            None,
+        );
+        let created = Arc::new(EnvironmentPool {
+            name: environment.name.clone(),
+            pool,
+            services,
+        });
+        pools.insert(key, created.clone());
+        tracing::info!(environment = %environment.name, "environment pool created");
+        Ok(created)
+    }
+
+    fn environment_pools(&self) -> Vec<Arc<EnvironmentPool>> {
+        self.inner
+            .environment_pools
+            .lock()
+            .expect("environment pools lock poisoned. This is a bug.")
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// The state of every runtime's shared pool (counting the service requests waiting for
-    /// its workers), then of every dedicated pool.
+    /// its workers), then of every environment's and every dedicated pool.
     fn pool_statuses(&self) -> Vec<PoolStatus> {
         let mut statuses: Vec<PoolStatus> = self
             .inner
@@ -250,12 +373,36 @@ impl ComputeNode {
             })
             .collect();
         statuses.sort_by_key(|status| status.runtime);
+        let mut environment_statuses: Vec<PoolStatus> = self
+            .environment_pools()
+            .iter()
+            .map(|environment| {
+                let mut status = environment.pool.status();
+                status.waiting += environment.services.waiting();
+                status.environment = Some(environment.name.clone());
+                status
+            })
+            .collect();
+        environment_statuses.sort_by(|a, b| a.environment.cmp(&b.environment));
+        statuses.extend(environment_statuses);
         statuses.extend(self.inner.dedicated.statuses());
         statuses
     }
 
-    /// The service workers that run `service`: its dedicated pool's, or the shared ones.
-    fn consume_on(&self, service: &ServiceSpec) -> Result<ServiceWorkersRef<'_>, RuntimeError> {
+    /// The service workers that run `service`: its dedicated pool's, its environment's, or
+    /// the shared ones.
+    async fn consume_on(
+        &self,
+        service: &ServiceSpec,
+    ) -> Result<ServiceWorkersRef<'_>, RuntimeError> {
+        if let Some(environment) = &service.environment {
+            // Built before anything waits for a worker, so that a first request on this node
+            // waits for the build rather than for the pool's patience.
+            let pool = self.environment_pool(environment).await?;
+            if service.pool.is_none() {
+                return Ok(ServiceWorkersRef::Environment(pool));
+            }
+        }
         if service.pool.is_some() {
             return Ok(ServiceWorkersRef::Dedicated(
                 self.inner.dedicated.pool_for(service)?,
@@ -280,6 +427,10 @@ impl ComputeNode {
             workers.extend(service_workers.drain());
         }
         workers.extend(self.inner.dedicated.drain());
+        for environment in self.environment_pools() {
+            workers.extend(environment.services.drain());
+            workers.extend(environment.pool.drain());
+        }
         for pool in self.inner.pools.values() {
             workers.extend(pool.drain());
         }
@@ -307,7 +458,22 @@ impl Compute for ComputeNode {
     }
 
     async fn create_session(&self, request: NewSession) -> Result<SessionInfo, ComputeError> {
-        let lease = self.pool(request.runtime)?.lease().await?;
+        let lease = match &request.environment {
+            Some(environment) if environment.runtime != request.runtime => {
+                return Err(ComputeError::InvalidInput(format!(
+                    "environment `{}` is for {}, not {}",
+                    environment.name, environment.runtime, request.runtime
+                )));
+            }
+            Some(environment) => {
+                self.environment_pool(environment)
+                    .await?
+                    .pool
+                    .lease()
+                    .await?
+            }
+            None => self.pool(request.runtime)?.lease().await?,
+        };
         Ok(self
             .inner
             .sessions
@@ -425,7 +591,7 @@ impl Compute for ComputeNode {
     }
 
     async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {
-        let workers = self.consume_on(&request.service)?;
+        let workers = self.consume_on(&request.service).await?;
         Ok(workers
             .get()
             .consume(
@@ -440,12 +606,28 @@ impl Compute for ComputeNode {
     async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError> {
         Ok(self.inner.dedicated.set(services)?)
     }
+
+    async fn build_environment(
+        &self,
+        build: EnvironmentBuild,
+    ) -> Result<EnvironmentBuildReport, ComputeError> {
+        Ok(self.inner.environments.build(build).await)
+    }
+}
+
+/// The workers of one environment on this node: a pool for its sessions, and service workers
+/// leased from that pool for its services.
+struct EnvironmentPool {
+    name: String,
+    pool: Pool,
+    services: ServiceWorkers,
 }
 
 /// The service workers a request runs on: a dedicated pool is held for as long as the request
 /// runs, even when it is replaced meanwhile.
 enum ServiceWorkersRef<'a> {
     Shared(&'a ServiceWorkers),
+    Environment(Arc<EnvironmentPool>),
     Dedicated(Arc<dedicated::DedicatedPool>),
 }
 
@@ -453,6 +635,7 @@ impl ServiceWorkersRef<'_> {
     fn get(&self) -> &ServiceWorkers {
         match self {
             ServiceWorkersRef::Shared(workers) => workers,
+            ServiceWorkersRef::Environment(environment) => &environment.services,
             ServiceWorkersRef::Dedicated(pool) => pool.workers(),
         }
     }

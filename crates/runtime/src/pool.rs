@@ -324,6 +324,7 @@ impl Pool {
             waiting: state.waiting,
             service: None,
             revision: None,
+            environment: None,
             workers_started: self.inner.counts.started.load(Ordering::Relaxed),
             worker_start_failures: self.inner.counts.start_failures.load(Ordering::Relaxed),
             workers_retired: self.inner.counts.retired.load(Ordering::Relaxed),

@@ -95,7 +95,7 @@ pub async fn setup(config: &PythonConfig) -> Result<PathBuf, RuntimeError> {
     .await?;
     let requirements = config.env_dir.join("requirements.txt");
     tokio::fs::write(&requirements, REQUIREMENTS).await?;
-    eprintln!("installing numpy, pandas, scikit-learn and dill (pinned) with pip");
+    eprintln!("installing numpy, pandas, scikit-learn, dill and uv (pinned) with pip");
     run_visible(
         &config.managed_interpreter(),
         &[

@@ -285,6 +285,56 @@ impl Sandbox {
         }
     }
 
+    /// The identity environment builds run as: on a root server the user id just past the
+    /// workers' range, the same for every build, so that the package cache it writes stays its
+    /// own; locked host-wide like a worker's for as long as the build runs. Waits (up to
+    /// `patience`) while another server on this machine builds.
+    pub(crate) async fn builder_identity(
+        &self,
+        patience: Duration,
+    ) -> Result<Identity, RuntimeError> {
+        let Mode::HostUsers { .. } = self.mode else {
+            return self.identity();
+        };
+        let uid = self
+            .config
+            .first_uid
+            .checked_add(self.config.uid_count)
+            .ok_or_else(|| {
+                RuntimeError::RuntimeUnavailable(
+                    "no user id is left past the workers' range for environment builds".to_owned(),
+                )
+            })?;
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let path = self.config.lock_dir.join(format!("uid-{uid}"));
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => {
+                    return Ok(Identity {
+                        id: uid,
+                        _lease: Some(UidLease { _lock: lock }),
+                    });
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(RuntimeError::RuntimeUnavailable(format!(
+                        "another server on this machine is building an environment as user id {uid}"
+                    )));
+                }
+                Err((_, errno)) => return Err(RuntimeError::Io(std::io::Error::from(errno))),
+            }
+        }
+    }
+
     /// Locks the first free user id of the range.
     fn lease_uid(&self) -> Result<(u32, UidLease), RuntimeError> {
         for offset in 0..self.config.uid_count {

@@ -715,6 +715,7 @@ mod tests {
             output_file_names: Vec::new(),
             content: None,
             pool: None,
+            environment: None,
         }
     }
 

@@ -31,6 +31,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Asynchronous batch consumption.
     pub batch: BatchConfig,
+    /// Named environments: where their packages come from and how they are built.
+    pub environments: EnvironmentsSection,
     /// `GET /metrics` (Prometheus).
     pub metrics: MetricsConfig,
     /// Web nodes and compute nodes on several machines.
@@ -305,6 +307,40 @@ impl Default for BatchConfig {
     }
 }
 
+/// Named environments (an o16n extension).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentsSection {
+    /// The Python package index environments resolve and install from (a PEP 503 "simple"
+    /// URL; an organisation's mirror in practice).
+    pub python_index_url: String,
+    /// Further Python indexes, searched after the first.
+    pub python_extra_index_urls: Vec<String>,
+    /// The CRAN-like repositories R environments take packages from.
+    pub r_repositories: Vec<String>,
+    /// Whether requirement lines may name other sources (URLs, VCS, paths, index options) and
+    /// R environments other repositories. Off by default: only the configured sources.
+    pub allow_other_sources: bool,
+    /// The longest one build may run, in seconds.
+    pub build_timeout_seconds: u64,
+    /// Workers kept warm per environment in use on each compute node (the runtimes' default
+    /// environments have their own pool sizes); 0 starts them on demand.
+    pub pool_size: usize,
+}
+
+impl Default for EnvironmentsSection {
+    fn default() -> Self {
+        EnvironmentsSection {
+            python_index_url: "https://pypi.org/simple".to_owned(),
+            python_extra_index_urls: Vec::new(),
+            r_repositories: vec!["https://cloud.r-project.org".to_owned()],
+            allow_other_sources: false,
+            build_timeout_seconds: 900,
+            pool_size: 0,
+        }
+    }
+}
+
 /// The compute side.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -447,6 +483,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             runtime: RuntimeConfig::default(),
             batch: BatchConfig::default(),
+            environments: EnvironmentsSection::default(),
             metrics: MetricsConfig::default(),
             cluster: ClusterConfig::default(),
             log: LogConfig::default(),
@@ -689,8 +726,17 @@ impl Config {
             metrics: self.metrics.enabled,
             configured_compute_nodes: self.cluster.compute_nodes.clone(),
             sign_in: self.sign_in()?,
+            environments: o16n_app::EnvironmentPolicy {
+                allow_other_sources: self.environments.allow_other_sources,
+                r_repositories: self.environments.r_repositories.clone(),
+                build_timeout: self.environment_build_timeout(),
+            },
             clock: self.clock.clone(),
         })
+    }
+
+    fn environment_build_timeout(&self) -> Duration {
+        Duration::from_secs(self.environments.build_timeout_seconds.max(1))
     }
 
     /// The Python runtime's settings.
@@ -763,6 +809,14 @@ impl Config {
             r_services: o16n_runtime::ServiceWorkersConfig {
                 max_workers: self.runtime.r.max_service_workers.max(1),
                 max_loaded_per_worker: self.runtime.r.max_services_per_worker.max(1),
+            },
+            environments: o16n_runtime::EnvironmentsConfig {
+                root: self.data_dir.join("environments"),
+                python_index_url: self.environments.python_index_url.clone(),
+                python_extra_index_urls: self.environments.python_extra_index_urls.clone(),
+                r_repositories: self.environments.r_repositories.clone(),
+                build_timeout: self.environment_build_timeout(),
+                pool_size: self.environments.pool_size,
             },
             dedicated_pool_wait: Duration::from_secs(self.runtime.dedicated_pool_wait_seconds),
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),

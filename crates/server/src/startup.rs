@@ -284,6 +284,13 @@ async fn prepare_api(
     tasks.spawn(async move { scheduler.run_batch_scheduler(stop_scheduler).await });
     tasks.spawn(async move { announcements.follow_announcements(stop_announcements).await });
     tasks.spawn(async move { pools.run_pool_sync(stop_pools).await });
+    let (builder, stop_builder) = (app.clone(), stop.clone());
+    let build_poll = Duration::from_millis(config.batch.poll_interval_ms.max(10)) * 5;
+    tasks.spawn(async move {
+        builder
+            .run_environment_builder(build_poll, stop_builder)
+            .await
+    });
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 mod batches;
 mod compute_nodes;
 mod contents;
+mod environments;
 mod error;
 mod events;
 mod login_sessions;
@@ -31,6 +32,7 @@ use sqlx::migrate::Migrator;
 
 pub use batches::{BatchRecord, BatchState};
 pub use contents::ContentRecord;
+pub use environments::{EnvironmentBuildOutcome, EnvironmentRecord, EnvironmentState};
 pub use error::StoreError;
 pub use events::{Heard, Listener};
 pub use login_sessions::LoginSessionRecord;

@@ -23,6 +23,8 @@ pub struct SessionRecord {
     pub node: String,
     /// When it was created, Unix seconds.
     pub created_at: i64,
+    /// The named environment its worker runs in; `None` for the runtime's default.
+    pub environment: Option<String>,
 }
 
 fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
@@ -36,10 +38,11 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
             .map_err(|err| StoreError::Corrupt(format!("session runtime: {err}")))?,
         node: row.try_get("node")?,
         created_at: row.try_get("created_at")?,
+        environment: row.try_get("environment")?,
     })
 }
 
-const COLUMNS: &str = "id, owner, name, runtime, node, created_at";
+const COLUMNS: &str = "id, owner, name, runtime, node, created_at, environment";
 
 impl Store {
     /// Records a new session.
@@ -47,8 +50,8 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         self.relax_commit(&mut transaction).await?;
         sqlx::query(
-            "INSERT INTO sessions (id, owner, name, runtime, node, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO sessions (id, owner, name, runtime, node, created_at, environment) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&session.id)
         .bind(&session.owner)
@@ -56,6 +59,7 @@ impl Store {
         .bind(session.runtime.as_str())
         .bind(&session.node)
         .bind(session.created_at)
+        .bind(session.environment.as_deref())
         .execute(&mut *transaction)
         .await
         .map_err(on_unique_violation("session"))?;

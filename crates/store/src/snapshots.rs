@@ -24,6 +24,8 @@ pub struct SnapshotRecord {
     pub content_size: i64,
     /// The digest of the zip content.
     pub content_digest: String,
+    /// The named environment of the session it was taken from; `None` for the default.
+    pub environment: Option<String>,
 }
 
 fn snapshot_from_row(row: &AnyRow) -> Result<SnapshotRecord, StoreError> {
@@ -40,6 +42,7 @@ fn snapshot_from_row(row: &AnyRow) -> Result<SnapshotRecord, StoreError> {
         content_digest: row
             .try_get::<Option<String>, _>("content_digest")?
             .ok_or_else(|| StoreError::Corrupt("a snapshot without content".to_owned()))?,
+        environment: row.try_get("environment")?,
     })
 }
 
@@ -48,7 +51,7 @@ impl Store {
     pub async fn insert_snapshot(&self, snapshot: &SnapshotRecord) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO snapshots (id, name, owner, runtime, created_at, content_size, content, \
-             content_digest) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             content_digest, environment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&snapshot.id)
         .bind(snapshot.name.as_deref())
@@ -58,6 +61,7 @@ impl Store {
         .bind(snapshot.content_size)
         .bind(&[][..])
         .bind(&snapshot.content_digest)
+        .bind(snapshot.environment.as_deref())
         .execute(&self.pool)
         .await
         .map_err(on_unique_violation("snapshot"))?;
@@ -67,7 +71,7 @@ impl Store {
     /// The snapshots of `owner`, oldest first.
     pub async fn list_snapshots(&self, owner: &str) -> Result<Vec<SnapshotRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, owner, runtime, created_at, content_size, content_digest FROM snapshots \
+            "SELECT id, name, owner, runtime, created_at, content_size, content_digest, environment FROM snapshots \
              WHERE owner = $1 ORDER BY created_at, id",
         )
         .bind(owner)
@@ -79,7 +83,7 @@ impl Store {
     /// A snapshot's description, if it exists.
     pub async fn find_snapshot(&self, id: &str) -> Result<Option<SnapshotRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, owner, runtime, created_at, content_size, content_digest FROM snapshots \
+            "SELECT id, name, owner, runtime, created_at, content_size, content_digest, environment FROM snapshots \
              WHERE id = $1",
         )
         .bind(id)

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use o16n_store::{
-    Backend, BatchRecord, BatchState, ContentRecord, DirectoryProfile, Heard, LoginSessionRecord,
-    ServiceRecord, SessionRecord, SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
+    Backend, BatchRecord, BatchState, ContentRecord, DirectoryProfile, EnvironmentBuildOutcome,
+    EnvironmentRecord, EnvironmentState, Heard, LoginSessionRecord, ServiceRecord, SessionRecord,
+    SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
 };
 use o16n_types::{
     DedicatedPoolSize, ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName,
@@ -109,6 +110,7 @@ conformance!(
     compute_node_entries_keep_their_order,
     a_batch_is_leased_to_one_node_until_its_lease_expires,
     announcements_reach_listeners,
+    environments_are_claimed_once_keep_their_last_good_lock_and_stay_while_used,
 );
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -359,6 +361,7 @@ async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: Stor
         created_at,
         content_size: 3,
         content_digest: content.digest.clone(),
+        environment: (id == "s1").then(|| "lightgbm".to_owned()),
     };
     store
         .insert_snapshot(&snapshot("s2", "jane", 20))
@@ -418,6 +421,8 @@ fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
         snapshot_id: Some("snap".to_owned()),
         content: None,
         pool: None,
+        environment: None,
+        environment_lock: None,
     }
 }
 
@@ -684,6 +689,7 @@ async fn sessions_are_recorded_with_their_node(store: Store, _: StoreConfig) {
         runtime: RuntimeType::R,
         node: node.to_owned(),
         created_at: 1,
+        environment: (id == "a").then(|| "lightgbm".to_owned()),
     };
     store
         .insert_session(&session("a", "jane", "http://n1:12805"))
@@ -852,4 +858,128 @@ async fn directory_users_are_saved_beside_local_accounts_without_taking_their_na
         store.find_user(&bob).await.unwrap(),
         Some(user("bob", Role::Reader))
     );
+}
+
+async fn environments_are_claimed_once_keep_their_last_good_lock_and_stay_while_used(
+    store: Store,
+    _: StoreConfig,
+) {
+    let record = EnvironmentRecord {
+        name: "lightgbm".to_owned(),
+        runtime: RuntimeType::Python,
+        owner: "jane".to_owned(),
+        spec: r#"{"runtime":"Python","requirements":"lightgbm"}"#.to_owned(),
+        state: EnvironmentState::Pending,
+        lock: None,
+        packages: None,
+        log: String::new(),
+        generation: 1,
+        created_at: 100,
+        updated_at: 100,
+    };
+    store.insert_environment(&record).await.unwrap();
+    assert!(matches!(
+        store.insert_environment(&record).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // One claim wins; a fresh claim is not taken over, a stale one is.
+    let claimed = store
+        .claim_environment_build(110, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claimed.state, claimed.generation),
+        (EnvironmentState::Building, 1)
+    );
+    assert!(
+        store
+            .claim_environment_build(111, 0)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let taken_over = store
+        .claim_environment_build(200, 150)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken_over.updated_at, 200);
+
+    let ready = EnvironmentBuildOutcome {
+        state: EnvironmentState::Ready,
+        lock: Some((
+            "lightgbm==4.6.0".to_owned(),
+            r#"[{"name":"lightgbm","version":"4.6.0"}]"#.to_owned(),
+        )),
+        log: "built".to_owned(),
+    };
+    assert!(
+        store
+            .record_environment_build("lightgbm", 1, &ready, 210)
+            .await
+            .unwrap()
+    );
+
+    // A rebuild is a new generation; the old build's outcome is ignored, a failure keeps the
+    // last good lock.
+    assert_eq!(
+        store
+            .rebuild_environment("lightgbm", "{}", 220)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        store
+            .rebuild_environment("nothing", "{}", 220)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .record_environment_build("lightgbm", 1, &ready, 230)
+            .await
+            .unwrap()
+    );
+    let failed = EnvironmentBuildOutcome {
+        state: EnvironmentState::Failed,
+        lock: None,
+        log: "no solution".to_owned(),
+    };
+    assert!(
+        store
+            .record_environment_build("lightgbm", 2, &failed, 240)
+            .await
+            .unwrap()
+    );
+    let found = store.find_environment("lightgbm").await.unwrap().unwrap();
+    assert_eq!(found.state, EnvironmentState::Failed);
+    assert_eq!(found.lock.as_deref(), Some("lightgbm==4.6.0"));
+    assert_eq!(found.log, "no solution");
+    assert_eq!(store.list_environments().await.unwrap().len(), 1);
+
+    // A service in it reads its lock and keeps it from being deleted.
+    let mut in_it = service("churn", "1.0", 1);
+    in_it.environment = Some("lightgbm".to_owned());
+    store.insert_service(&in_it).await.unwrap();
+    let stored = store
+        .find_service(&in_it.name, &in_it.version)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.environment_lock.as_deref(), Some("lightgbm==4.6.0"));
+    assert!(!store.delete_environment("lightgbm").await.unwrap());
+    assert_eq!(
+        store.services_in_environment("lightgbm").await.unwrap(),
+        ["churn/1.0"]
+    );
+    store
+        .delete_service(&in_it.name, &in_it.version)
+        .await
+        .unwrap();
+    assert!(store.delete_environment("lightgbm").await.unwrap());
+    assert!(store.find_environment("lightgbm").await.unwrap().is_none());
 }

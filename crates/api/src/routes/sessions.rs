@@ -67,6 +67,7 @@ async fn create_session(
             request.name,
             runtime,
             request.snapshot_id.as_deref(),
+            request.environment.as_deref(),
         )
         .await?;
     Ok((

@@ -1,0 +1,687 @@
+//! Named environments on a compute node: the packages a session or service needs beyond its
+//! runtime's default, built once per lock and kept under `DATA_DIR/environments`.
+//!
+//! A build either resolves an environment's spec into a lock (the first build, which the
+//! application records) or reproduces a lock, so every node that runs the environment has the
+//! same packages, also nodes that join later. A build is keyed by the SHA-256 of its runtime,
+//! the default environment it layers on and its lock: identical locks share one build per node,
+//! and a build that exists is never made again.
+//!
+//! Python environments are virtual environments made by `uv` (installed in the managed
+//! environment) from the configured index, every file checked against the lock's hashes. A
+//! worker of an environment sees its packages first and the default environment's after them
+//! (the worker script adds that site directory), so numpy, pandas and dill are there unless
+//! the environment brings its own. R environments are private libraries filled by R's own
+//! tools (`o16n_build_env.R`) from the configured repositories, each tarball checked against
+//! the MD5 of the lock; workers find them first on `.libPaths()` through `R_LIBS`.
+//!
+//! Builds run in the sandbox, one at a time, as a user id of their own (the one after the
+//! workers' range) with the network on (bubblewrap cannot restrict it to the configured
+//! sources; the command lines name only those, and the application refuses requirement lines
+//! that point elsewhere). Their writable view is `environments/build` only (the package cache
+//! and the build in progress); a finished build is moved out of it, read-only for workers and
+//! out of reach of later builds, and copied rather than linked from the cache for that reason.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use o16n_compute::{
+    EnvironmentBuild, EnvironmentBuildReport, EnvironmentRef, EnvironmentSpec, ResolvedPackage,
+};
+use o16n_types::RuntimeType;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::RuntimeError;
+use crate::pool::Launch;
+use crate::sandbox::{Arg, Launch as SandboxLaunch, Sandbox, WorkerLimits};
+use crate::worker::{LaunchSpec, Launcher};
+
+/// The R script that resolves and installs an R environment, embedded like the workers.
+const R_BUILD_SCRIPT: &str = include_str!("../../../workers/r/o16n_build_env.R");
+/// The most bytes of a build's log that are kept (the end, where failures are).
+const LOG_LIMIT: usize = 64 * 1024;
+/// The file in a finished build that holds its lock.
+const LOCK_FILE: &str = "o16n-lock";
+
+/// Where packages come from and how builds run.
+#[derive(Debug, Clone)]
+pub struct EnvironmentsConfig {
+    /// Where builds live (`build/` while they run, `python/` and `r/` when done).
+    pub root: PathBuf,
+    /// The Python package index (PEP 503 "simple" URL).
+    pub python_index_url: String,
+    /// Further Python indexes, searched after the first.
+    pub python_extra_index_urls: Vec<String>,
+    /// The R repositories (CRAN-like URLs) environments may take packages from.
+    pub r_repositories: Vec<String>,
+    /// How long one build may run.
+    pub build_timeout: Duration,
+    /// Workers kept warm per environment in use (besides the runtimes' defaults).
+    pub pool_size: usize,
+}
+
+/// The environments of one node. Cheap to share.
+pub(crate) struct Environments {
+    config: EnvironmentsConfig,
+    sandbox: Sandbox,
+    /// How the runtimes' default workers start, which an environment's workers extend.
+    defaults: HashMap<RuntimeType, watch::Receiver<Launch>>,
+    /// Every build this node has or is making, by key.
+    builds: Mutex<HashMap<String, watch::Receiver<Launch>>>,
+    /// One build at a time: builds share one user id and one package cache.
+    building: tokio::sync::Mutex<()>,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+/// The key of a build: the runtime, the default environment it layers on, and the lock.
+pub(crate) fn build_key(runtime: RuntimeType, base: &str, lock: &str) -> String {
+    let mut digest = Sha256::new();
+    for part in [runtime.as_str(), base, lock] {
+        digest.update(part.as_bytes());
+        digest.update([0]);
+    }
+    crate::content::hex(&digest.finalize()[..16])
+}
+
+impl Environments {
+    pub(crate) fn new(
+        config: EnvironmentsConfig,
+        sandbox: Sandbox,
+        defaults: HashMap<RuntimeType, watch::Receiver<Launch>>,
+        tasks: TaskTracker,
+        stop: CancellationToken,
+    ) -> Environments {
+        Environments {
+            config,
+            sandbox,
+            defaults,
+            builds: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
+            tasks,
+            stop,
+        }
+    }
+
+    /// How long a build may take.
+    pub(crate) fn build_timeout(&self) -> Duration {
+        self.config.build_timeout
+    }
+
+    /// The warm size of an environment's pool.
+    pub(crate) fn pool_size(&self) -> usize {
+        self.config.pool_size
+    }
+
+    /// How the default workers of `runtime` start, once they can.
+    async fn default_spec(&self, runtime: RuntimeType) -> Result<LaunchSpec, RuntimeError> {
+        let mut launch = self
+            .defaults
+            .get(&runtime)
+            .ok_or_else(|| {
+                RuntimeError::RuntimeNotSupported(format!("this process runs no {runtime} workers"))
+            })?
+            .clone();
+        loop {
+            match &*launch.borrow_and_update() {
+                Launch::Ready(Launcher::Process(spec)) => return Ok(spec.clone()),
+                #[cfg(test)]
+                Launch::Ready(Launcher::Fake(_)) => {
+                    return Err(RuntimeError::RuntimeUnavailable(
+                        "fake workers have no environments".to_owned(),
+                    ));
+                }
+                Launch::Unavailable(why) => {
+                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
+                }
+                Launch::Preparing(_) => {}
+            }
+            if launch.changed().await.is_err() {
+                return Err(RuntimeError::RuntimeUnavailable(format!(
+                    "the {runtime} runtime stopped"
+                )));
+            }
+        }
+    }
+
+    /// What identifies the default environment that `runtime`'s environments layer on.
+    fn base_of(spec: &LaunchSpec) -> String {
+        format!("{:?} {:?}", spec.program, spec.args)
+    }
+
+    /// Resolves a spec into a lock and builds it, or reproduces a lock: the build the
+    /// application asked for.
+    pub(crate) async fn build(&self, request: EnvironmentBuild) -> EnvironmentBuildReport {
+        let started = Instant::now();
+        let mut log = String::new();
+        let outcome = self.build_logged(&request, &mut log).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Ok((lock, packages)) => EnvironmentBuildReport {
+                success: true,
+                lock: Some(lock),
+                packages,
+                log: tail(log),
+                duration_ms,
+            },
+            Err(err) => {
+                log.push_str(&format!("\nthe build failed: {err}\n"));
+                EnvironmentBuildReport {
+                    success: false,
+                    lock: None,
+                    packages: Vec::new(),
+                    log: tail(log),
+                    duration_ms,
+                }
+            }
+        }
+    }
+
+    async fn build_logged(
+        &self,
+        request: &EnvironmentBuild,
+        log: &mut String,
+    ) -> Result<(String, Vec<ResolvedPackage>), RuntimeError> {
+        let runtime = request.spec.runtime();
+        let default = self.default_spec(runtime).await?;
+        let lock = match &request.lock {
+            Some(lock) => lock.clone(),
+            None => {
+                let _one_at_a_time = self.building.lock().await;
+                self.resolve(&request.spec, &default, log).await?
+            }
+        };
+        let key = build_key(runtime, &Self::base_of(&default), &lock);
+        self.install(runtime, &key, &lock, &default, log).await?;
+        let packages = o16n_compute::lock_packages(runtime, &lock);
+        Ok((lock, packages))
+    }
+
+    /// The launch of the workers of `environment`, building it first when this node has no
+    /// build of its lock: `Preparing` while that runs, then ready or unavailable with the
+    /// reason. The same receiver for every caller of one build.
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        environment: &EnvironmentRef,
+    ) -> watch::Receiver<Launch> {
+        // The key needs the default launch, which may still be preparing; an environment keyed
+        // by name and lock until then would be built twice, so the receiver is keyed by what
+        // the caller knows and the build keys itself.
+        let handle = format!(
+            "{}:{}",
+            environment.runtime,
+            build_key(environment.runtime, "", &environment.lock)
+        );
+        let mut builds = self
+            .builds
+            .lock()
+            .expect("environments lock poisoned. This is a bug.");
+        if let Some(existing) = builds.get(&handle) {
+            let failed = matches!(&*existing.borrow(), Launch::Unavailable(_));
+            if !failed {
+                return existing.clone();
+            }
+        }
+        let (sender, receiver) = watch::channel(Launch::Preparing(format!(
+            "environment `{}` is being built on this compute node",
+            environment.name
+        )));
+        builds.insert(handle, receiver.clone());
+        drop(builds);
+        let environments = self.clone();
+        let environment = environment.clone();
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            let prepared = tokio::select! {
+                () = stop.cancelled() => return,
+                prepared = environments.prepare(&environment) => prepared,
+            };
+            let _ = sender.send(match prepared {
+                Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+                Err(err) => {
+                    tracing::warn!(environment = %environment.name, error = %err, "cannot build an environment");
+                    Launch::Unavailable(format!(
+                        "environment `{}` cannot be built on this compute node: {err}",
+                        environment.name
+                    ))
+                }
+            });
+        });
+        receiver
+    }
+
+    /// Builds `environment` from its lock if needed and describes how its workers start.
+    async fn prepare(&self, environment: &EnvironmentRef) -> Result<LaunchSpec, RuntimeError> {
+        let default = self.default_spec(environment.runtime).await?;
+        let key = build_key(
+            environment.runtime,
+            &Self::base_of(&default),
+            &environment.lock,
+        );
+        let mut log = String::new();
+        self.install(
+            environment.runtime,
+            &key,
+            &environment.lock,
+            &default,
+            &mut log,
+        )
+        .await
+        .map_err(|err| RuntimeError::RuntimeUnavailable(format!("{err}\n{}", tail(log))))?;
+        let dir = self.finished_dir(environment.runtime, &key);
+        Ok(match environment.runtime {
+            RuntimeType::Python => python_launch(default, &dir),
+            RuntimeType::R => r_launch(default, &dir),
+        })
+    }
+
+    fn finished_dir(&self, runtime: RuntimeType, key: &str) -> PathBuf {
+        self.config
+            .root
+            .join(runtime.as_str().to_lowercase())
+            .join(key)
+    }
+
+    fn build_dir(&self) -> PathBuf {
+        self.config.root.join("build")
+    }
+
+    /// Installs `lock` as build `key` unless it exists.
+    async fn install(
+        &self,
+        runtime: RuntimeType,
+        key: &str,
+        lock: &str,
+        default: &LaunchSpec,
+        log: &mut String,
+    ) -> Result<(), RuntimeError> {
+        let finished = self.finished_dir(runtime, key);
+        if finished.join(LOCK_FILE).exists() {
+            log.push_str("this compute node already has a build of this lock\n");
+            return Ok(());
+        }
+        let _one_at_a_time = self.building.lock().await;
+        if finished.join(LOCK_FILE).exists() {
+            return Ok(());
+        }
+        let staging = self.staging()?;
+        let outcome = async {
+            tokio::fs::write(staging.host.join("lock"), lock).await?;
+            let built = match runtime {
+                RuntimeType::Python => {
+                    self.run_step(
+                        default,
+                        &staging,
+                        log,
+                        &self.uv_venv_args(&staging, default),
+                    )
+                    .await?;
+                    self.run_step(default, &staging, log, &self.uv_sync_args(&staging))
+                        .await?;
+                    staging.host.join("env")
+                }
+                RuntimeType::R => {
+                    let library = staging.host.join("library");
+                    tokio::fs::create_dir_all(&library).await?;
+                    self.run_step(default, &staging, log, &r_args(&staging, "install"))
+                        .await?;
+                    library
+                }
+            };
+            tokio::fs::write(built.join(LOCK_FILE), lock).await?;
+            if let Some(parent) = finished.parent() {
+                tokio::fs::create_dir_all(parent).await?;
+            }
+            tokio::fs::rename(&built, &finished).await?;
+            Ok::<(), RuntimeError>(())
+        }
+        .await;
+        let _ = tokio::fs::remove_dir_all(&staging.host).await;
+        outcome
+    }
+
+    /// Resolves a spec into a lock.
+    async fn resolve(
+        &self,
+        spec: &EnvironmentSpec,
+        default: &LaunchSpec,
+        log: &mut String,
+    ) -> Result<String, RuntimeError> {
+        let staging = self.staging()?;
+        let outcome = async {
+            match spec {
+                EnvironmentSpec::Python { requirements } => {
+                    tokio::fs::write(staging.host.join("requirements.in"), requirements).await?;
+                    self.run_step(
+                        default,
+                        &staging,
+                        log,
+                        &self.uv_compile_args(&staging, default),
+                    )
+                    .await?;
+                }
+                EnvironmentSpec::R {
+                    packages,
+                    repositories,
+                } => {
+                    let repositories = self.r_repositories(repositories)?;
+                    let request = serde_json::json!({
+                        "packages": packages,
+                        "repositories": repositories,
+                    });
+                    tokio::fs::write(staging.host.join("spec.json"), request.to_string()).await?;
+                    tokio::fs::create_dir_all(staging.host.join("library")).await?;
+                    self.run_step(default, &staging, log, &r_args(&staging, "resolve"))
+                        .await?;
+                }
+            }
+            Ok::<String, RuntimeError>(tokio::fs::read_to_string(staging.host.join("lock")).await?)
+        }
+        .await;
+        let _ = tokio::fs::remove_dir_all(&staging.host).await;
+        outcome
+    }
+
+    /// The repositories an R environment asked for, each one the node is configured with.
+    fn r_repositories(&self, asked: &[String]) -> Result<Vec<String>, RuntimeError> {
+        if asked.is_empty() {
+            return Ok(self.config.r_repositories.clone());
+        }
+        let normal = |url: &str| url.trim_end_matches('/').to_owned();
+        for repository in asked {
+            if !self
+                .config
+                .r_repositories
+                .iter()
+                .any(|known| normal(known) == normal(repository))
+            {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "the R repository {repository} is not one this server takes packages from ({})",
+                    self.config.r_repositories.join(", ")
+                )));
+            }
+        }
+        Ok(asked.to_vec())
+    }
+
+    /// A fresh directory for one build step under the build view, owned by the builder.
+    fn staging(&self) -> Result<Staging, RuntimeError> {
+        let build = self.build_dir();
+        let staging = build.join("staging");
+        std::fs::create_dir_all(staging.join("..").join("cache"))?;
+        std::fs::create_dir_all(&staging)?;
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        let host = staging.join(&name);
+        std::fs::create_dir(&host)?;
+        Ok(Staging {
+            host,
+            relative: PathBuf::from("staging").join(name),
+        })
+    }
+
+    fn uv_index_args(&self) -> Vec<Arg> {
+        let mut args = vec![
+            Arg::plain("--index-url"),
+            Arg::plain(&self.config.python_index_url),
+        ];
+        for extra in &self.config.python_extra_index_urls {
+            args.push(Arg::plain("--extra-index-url"));
+            args.push(Arg::plain(extra));
+        }
+        args
+    }
+
+    fn uv_compile_args(&self, staging: &Staging, default: &LaunchSpec) -> Vec<Arg> {
+        let mut args = vec![
+            Arg::plain("pip"),
+            Arg::plain("compile"),
+            Arg::plain("--generate-hashes"),
+            Arg::plain("--no-header"),
+            Arg::plain("--no-annotate"),
+            Arg::plain("--python"),
+            default.program.clone(),
+        ];
+        args.extend(self.uv_index_args());
+        args.extend([
+            Arg::plain(staging.relative.join("requirements.in")),
+            Arg::plain("-o"),
+            Arg::plain(staging.relative.join("lock")),
+        ]);
+        args
+    }
+
+    fn uv_venv_args(&self, staging: &Staging, default: &LaunchSpec) -> Vec<Arg> {
+        vec![
+            Arg::plain("venv"),
+            Arg::plain("--relocatable"),
+            Arg::plain("--python"),
+            default.program.clone(),
+            Arg::plain(staging.relative.join("env")),
+        ]
+    }
+
+    fn uv_sync_args(&self, staging: &Staging) -> Vec<Arg> {
+        let mut args = vec![
+            Arg::plain("pip"),
+            Arg::plain("sync"),
+            Arg::plain("--python"),
+            Arg::plain(staging.relative.join("env").join("bin").join("python")),
+        ];
+        args.extend(self.uv_index_args());
+        args.push(Arg::plain(staging.relative.join("lock")));
+        args
+    }
+
+    /// Runs one build step in the sandbox, as the builder, with its output appended to `log`.
+    async fn run_step(
+        &self,
+        default: &LaunchSpec,
+        staging: &Staging,
+        log: &mut String,
+        args: &[Arg],
+    ) -> Result<(), RuntimeError> {
+        let identity = self
+            .sandbox
+            .builder_identity(self.config.build_timeout)
+            .await?;
+        let build = self.build_dir();
+        if let Some(owner) = identity.file_owner() {
+            for dir in [build.clone(), build.join("cache"), build.join("staging")] {
+                std::os::unix::fs::chown(&dir, Some(owner), Some(owner))?;
+            }
+            chown_tree(&staging.host, owner)?;
+        }
+        let (program, env) = match default.runtime {
+            RuntimeType::Python => (
+                beside(&default.program, "uv"),
+                vec![
+                    ("UV_CACHE_DIR".to_owned(), "cache/uv".to_owned()),
+                    ("UV_NO_CONFIG".to_owned(), "1".to_owned()),
+                    ("UV_NO_PROGRESS".to_owned(), "1".to_owned()),
+                    ("UV_PYTHON_DOWNLOADS".to_owned(), "never".to_owned()),
+                    ("UV_LINK_MODE".to_owned(), "copy".to_owned()),
+                ],
+            ),
+            RuntimeType::R => (
+                default
+                    .args
+                    .iter()
+                    .find(|arg| is_rscript(arg))
+                    .cloned()
+                    .unwrap_or_else(|| Arg::plain("Rscript")),
+                vec![("MAKEFLAGS".to_owned(), "-j1".to_owned())],
+            ),
+        };
+        let mut all_args = args.to_vec();
+        if default.runtime == RuntimeType::R {
+            all_args.insert(0, Arg::InRuntime(PathBuf::from("o16n_build_env.R")));
+            all_args.insert(0, Arg::plain("--vanilla"));
+            let script = default.runtime_dir.join("o16n_build_env.R");
+            if tokio::fs::read_to_string(&script).await.unwrap_or_default() != R_BUILD_SCRIPT {
+                tokio::fs::write(&script, R_BUILD_SCRIPT).await?;
+            }
+        }
+        let mut command = self.sandbox.command(
+            &SandboxLaunch {
+                runtime_dir: &default.runtime_dir,
+                program: &program,
+                args: &all_args,
+                env: &env,
+                read_only: &default.read_only,
+                limits: WorkerLimits {
+                    memory_mb: 0,
+                    network: true,
+                },
+            },
+            &build,
+            &identity,
+        );
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().map_err(|err| {
+            RuntimeError::RuntimeUnavailable(format!("cannot start an environment build: {err}"))
+        })?;
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let mut stderr = child.stderr.take().expect("stderr is piped");
+        let run = async {
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let (read_out, read_err, status) = tokio::join!(
+                stdout.read_to_end(&mut out),
+                stderr.read_to_end(&mut err),
+                child.wait()
+            );
+            read_out?;
+            read_err?;
+            Ok::<_, std::io::Error>((status?, out, err))
+        };
+        let (status, out, err) = tokio::time::timeout(self.config.build_timeout, run)
+            .await
+            .map_err(|_| {
+                RuntimeError::RuntimeUnavailable(format!(
+                    "the build did not finish within {} s (runtime.environments.build_timeout_seconds)",
+                    self.config.build_timeout.as_secs()
+                ))
+            })??;
+        log.push_str(&String::from_utf8_lossy(&out));
+        log.push_str(&String::from_utf8_lossy(&err));
+        if status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::RuntimeUnavailable(format!(
+                "a build step failed ({status})"
+            )))
+        }
+    }
+}
+
+/// A build step's directory: on the host, and relative to the build view (the step's working
+/// directory, inside the sandbox or not).
+struct Staging {
+    host: PathBuf,
+    relative: PathBuf,
+}
+
+/// The program called `name` in the same directory as `program` (uv beside the interpreter
+/// of the default environment, where `o16n runtime setup python` installs it).
+fn beside(program: &Arg, name: &str) -> Arg {
+    match program {
+        Arg::InRuntime(path) => Arg::InRuntime(path.with_file_name(name)),
+        Arg::Plain(path) => Arg::Plain(Path::new(path).with_file_name(name).into_os_string()),
+    }
+}
+
+/// Hands what the server put into a build step's directory to the builder.
+fn chown_tree(path: &Path, owner: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(path, Some(owner), Some(owner))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), owner)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_rscript(arg: &Arg) -> bool {
+    matches!(arg, Arg::Plain(text) if Path::new(text).file_name().is_some_and(|name| name == "Rscript"))
+}
+
+fn r_args(staging: &Staging, mode: &str) -> Vec<Arg> {
+    vec![
+        Arg::plain(mode),
+        Arg::plain(staging.relative.join("spec.json")),
+        Arg::plain(staging.relative.join("lock")),
+        Arg::plain(staging.relative.join("library")),
+    ]
+}
+
+/// A Python environment's workers: its interpreter, and the default environment (whose site
+/// directory the worker script puts after the environment's own).
+fn python_launch(mut spec: LaunchSpec, env: &Path) -> LaunchSpec {
+    let prefix_of = |program: &Path| {
+        program
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    };
+    let base = match &spec.program {
+        Arg::InRuntime(relative) => Arg::InRuntime(prefix_of(relative)),
+        Arg::Plain(program) => Arg::plain(prefix_of(Path::new(program))),
+    };
+    spec.program = Arg::plain(env.join("bin").join("python"));
+    spec.args.push(Arg::plain("--base-prefix"));
+    spec.args.push(base);
+    spec.read_only.push(env.to_path_buf());
+    spec
+}
+
+/// An R environment's workers: the default ones with the private library first.
+fn r_launch(mut spec: LaunchSpec, library: &Path) -> LaunchSpec {
+    spec.env
+        .push(("R_LIBS".to_owned(), library.display().to_string()));
+    spec.read_only.push(library.to_path_buf());
+    spec
+}
+
+/// The end of a log, within the limit.
+fn tail(log: String) -> String {
+    if log.len() <= LOG_LIMIT {
+        return log;
+    }
+    let mut start = log.len() - LOG_LIMIT;
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("[...]\n{}", &log[start..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_locks_share_a_key_and_other_bases_do_not() {
+        let a = build_key(RuntimeType::Python, "base", "x==1");
+        assert_eq!(a, build_key(RuntimeType::Python, "base", "x==1"));
+        assert_ne!(a, build_key(RuntimeType::Python, "other", "x==1"));
+        assert_ne!(a, build_key(RuntimeType::R, "base", "x==1"));
+    }
+
+    #[test]
+    fn a_long_log_keeps_its_end() {
+        let log = "é".repeat(LOG_LIMIT);
+        let kept = tail(log);
+        assert!(kept.starts_with("[...]\n"));
+        assert!(kept.len() <= LOG_LIMIT + 8);
+    }
+}
