@@ -9,10 +9,10 @@ ask <- function(prompt, value) {
 
 # What every login does once it has a token: the optional remote session, diff report and
 # remote command line.
-start_remote <- function(session, diff, commandline, prompt) {
+start_remote <- function(session, diff, commandline, prompt, environment = NULL) {
   .o16n$prompt <- prompt
   if (isTRUE(session)) {
-    created <- request("POST", "/sessions", json = list(runtimeType = "R"))
+    created <- request("POST", "/sessions", json = list(runtimeType = "R", environment = environment))
     .o16n$session <- created$sessionId
     if (isTRUE(diff)) diffLocalRemote()
     if (isTRUE(commandline) && interactive()) remoteCommandLine(prompt = prompt)
@@ -33,10 +33,13 @@ start_remote <- function(session, diff, commandline, prompt) {
 #'   \code{session = TRUE}, in an interactive R).
 #' @param prompt The remote prompt.
 #' @param username,password The credentials; asked for when \code{NULL} in an interactive R.
+#' @param environment An o16n addition: the named environment the remote session runs in
+#'   (see \code{createEnvironment}); the R default when \code{NULL}.
 #' @return \code{NULL}, invisibly. A failed login is an error with the server's message.
 #' @export
 remoteLogin <- function(deployr_endpoint, session = TRUE, diff = TRUE, commandline = TRUE,
-                        prompt = "REMOTE> ", username = NULL, password = NULL) {
+                        prompt = "REMOTE> ", username = NULL, password = NULL,
+                        environment = NULL) {
   username <- ask("username", username)
   password <- ask("password", password)
   answer <- request("POST", "/login", json = list(username = username, password = password),
@@ -44,7 +47,7 @@ remoteLogin <- function(deployr_endpoint, session = TRUE, diff = TRUE, commandli
   .o16n$endpoint <- deployr_endpoint
   .o16n$token <- answer$access_token
   .o16n$refresh <- answer$refresh_token
-  start_remote(session, diff, commandline, prompt)
+  start_remote(session, diff, commandline, prompt, environment)
 }
 
 #' Logs in to an o16n server through Azure Active Directory
@@ -63,7 +66,8 @@ remoteLogin <- function(deployr_endpoint, session = TRUE, diff = TRUE, commandli
 #' @export
 remoteLoginAAD <- function(deployr_endpoint, authuri = NULL, tenantid = NULL, clientid = NULL,
                            resource = NULL, session = TRUE, diff = TRUE, commandline = TRUE,
-                           prompt = "REMOTE> ", username = NULL, password = NULL) {
+                           prompt = "REMOTE> ", username = NULL, password = NULL,
+                           environment = NULL) {
   for (argument in c("authuri", "tenantid", "clientid", "resource")) {
     if (is.null(get(argument))) stop(sprintf("remoteLoginAAD needs %s", argument), call. = FALSE)
   }
@@ -84,7 +88,7 @@ remoteLoginAAD <- function(deployr_endpoint, authuri = NULL, tenantid = NULL, cl
     stop(sprintf("Azure Active Directory refused the login at %s: %s", token_url, reason), call. = FALSE)
   }
   remoteLoginToken(deployr_endpoint, answer$access_token, session = session, diff = diff,
-                   commandline = commandline, prompt = prompt)
+                   commandline = commandline, prompt = prompt, environment = environment)
 }
 
 #' Logs in to an o16n server with a bearer token obtained elsewhere
@@ -98,7 +102,7 @@ remoteLoginAAD <- function(deployr_endpoint, authuri = NULL, tenantid = NULL, cl
 #' @return \code{NULL}, invisibly.
 #' @export
 remoteLoginToken <- function(deployr_endpoint, token, session = TRUE, diff = TRUE,
-                             commandline = TRUE, prompt = "REMOTE> ") {
+                             commandline = TRUE, prompt = "REMOTE> ", environment = NULL) {
   .o16n$endpoint <- deployr_endpoint
   .o16n$token <- token
   checked <- tryCatch(request("GET", "/snapshots"), error = function(e) e)
@@ -106,7 +110,7 @@ remoteLoginToken <- function(deployr_endpoint, token, session = TRUE, diff = TRU
     connection_reset()
     stop(conditionMessage(checked), call. = FALSE)
   }
-  start_remote(session, diff, commandline, prompt)
+  start_remote(session, diff, commandline, prompt, environment)
 }
 
 #' Logs out

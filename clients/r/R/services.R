@@ -91,9 +91,10 @@ model_objects <- function(model, model_name) {
   stats::setNames(list(model), model_name)
 }
 
-# A snapshot of a temporary session holding the model's objects (merged with `snapshot`).
-model_snapshot <- function(objects, snapshot) {
-  session <- request("POST", "/sessions", json = list(runtimeType = "R"))$sessionId
+# A snapshot of a temporary session holding the model's objects (merged with `snapshot`), in
+# the environment the service will run in.
+model_snapshot <- function(objects, snapshot, environment = NULL) {
+  session <- request("POST", "/sessions", json = list(runtimeType = "R", environment = environment))$sessionId
   on.exit(try(request("DELETE", paste0("/sessions/", segment(session))), silent = TRUE))
   path <- function(...) paste0("/sessions/", segment(session), ...)
   if (!is.null(snapshot)) request("POST", path("/loadsnapshot/", segment(snapshot)))
@@ -125,8 +126,8 @@ realtime_form <- function(model, descr, alias) {
 
 # The snapshot a Script service starts from: one made with the model's objects (merged with
 # `snapshot`), the given snapshot, or none.
-service_snapshot <- function(model, model_name, snapshot) {
-  if (!is.null(model)) model_snapshot(model_objects(model, model_name), snapshot) else snapshot
+service_snapshot <- function(model, model_name, snapshot, environment = NULL) {
+  if (!is.null(model)) model_snapshot(model_objects(model, model_name), snapshot, environment) else snapshot
 }
 
 # The declared parameters of a service record as a named list of R types.
@@ -149,11 +150,14 @@ parameter_types <- function(definitions) {
 #' @param destination Accepted for compatibility.
 #' @param descr The description.
 #' @param serviceType \code{"Script"} or \code{"Realtime"}.
+#' @param environment An o16n addition: the named environment a Script service runs in (see
+#'   \code{createEnvironment}); the R default when \code{NULL}.
 #' @return The service object (see \code{getService}).
 #' @export
 publishService <- function(name, code, model = NULL, snapshot = NULL, inputs = list(),
                            outputs = list(), artifacts = c(), v = character(0), alias = NULL,
-                           destination = NULL, descr = NULL, serviceType = c("Script", "Realtime")) {
+                           destination = NULL, descr = NULL, serviceType = c("Script", "Realtime"),
+                           environment = NULL) {
   serviceType <- getValidatedServiceType(match.arg(serviceType))
   require_login()
   if (identical(serviceType, "Realtime")) {
@@ -172,7 +176,8 @@ publishService <- function(name, code, model = NULL, snapshot = NULL, inputs = l
     )
     body$description <- descr
     body$operationId <- alias
-    body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot)
+    body$environment <- environment
+    body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot, environment)
     answer <- request("POST", service_path("/services/", name, v), json = body)
   }
   if (length(v) == 0 || !nzchar(v)) v <- utils::tail(strsplit(as.character(answer), "/")[[1]], 1)
@@ -188,7 +193,8 @@ publishService <- function(name, code, model = NULL, snapshot = NULL, inputs = l
 #' @export
 updateService <- function(name, v, code = NULL, model = NULL, snapshot = NULL, inputs = NULL,
                           outputs = NULL, artifacts = c(), alias = NULL, destination = NULL,
-                          descr = NULL, serviceType = c("Script", "Realtime")) {
+                          descr = NULL, serviceType = c("Script", "Realtime"),
+                          environment = NULL) {
   serviceType <- getValidatedServiceType(match.arg(serviceType))
   require_login()
   if (identical(serviceType, "Realtime")) {
@@ -211,7 +217,9 @@ updateService <- function(name, v, code = NULL, model = NULL, snapshot = NULL, i
   if (length(artifacts) > 0) body$outputFileNames <- I(as.character(artifacts))
   body$description <- descr
   body$operationId <- alias
-  body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot)
+  body$environment <- environment
+  if (!is.null(model) && is.null(environment)) environment <- service_record(name, v)$environment
+  body$snapshotId <- service_snapshot(model, deparse(substitute(model)), snapshot, environment)
   request("PATCH", service_path("/services/", name, v), json = body)
   getService(name, v)
 }

@@ -15,6 +15,7 @@ start_o16n <- function() {
     sprintf("O16N_RUNTIME__PYTHON__EXECUTABLE=%s", Sys.getenv("O16N_TEST_PYTHON")),
     "O16N_RUNTIME__PYTHON__INITIAL_SIZE=0",
     "O16N_RUNTIME__R__INITIAL_SIZE=1",
+    sprintf("O16N_ENVIRONMENTS__R_REPOSITORIES=[\"%s\"]", repository$url),
     "RUST_LOG=warn"
   )
   # `exec` keeps the shell's pid, printed first, for the server, so that it can be stopped.
