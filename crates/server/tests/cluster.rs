@@ -15,6 +15,9 @@ use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "api/package_index.rs"]
+mod package_index;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_o16n");
 const SECRET: &str = "cluster-secret-for-tests";
 const ADMIN_PASSWORD: &str = "Admin-Pass-1";
@@ -183,8 +186,13 @@ fn http_client() -> reqwest::Client {
 
 impl Cluster {
     async fn start() -> Cluster {
+        Cluster::start_with(Vec::new()).await
+    }
+
+    /// A cluster whose compute nodes also get `compute_settings` (as `O16N_...` variables).
+    async fn start_with(compute_settings: Vec<(String, String)>) -> Cluster {
         let database = Database::create().await;
-        let compute_env = vec![
+        let mut compute_env = vec![
             (
                 "O16N_RUNTIME__PYTHON__EXECUTABLE".to_owned(),
                 test_python().to_string_lossy().into_owned(),
@@ -195,6 +203,7 @@ impl Cluster {
             ),
             ("O16N_RUNTIME__R__INITIAL_SIZE".to_owned(), "0".to_owned()),
         ];
+        compute_env.extend(compute_settings);
         let first = Process::start(
             "compute",
             "127.0.0.2",
@@ -1070,4 +1079,100 @@ async fn a_call_to_a_compute_node_without_the_cluster_secret_is_refused() {
         .await
         .unwrap();
     assert_eq!(sessions.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Adds a wheel of the test package `hello-o16n` to the index.
+fn make_wheel(index: &package_index::PackageIndex, version: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/environments/make_wheel.py");
+    let status = std::process::Command::new("python3")
+        .arg(script)
+        .args(["hello-o16n", version])
+        .arg(index.path("simple/hello-o16n"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn an_environment_resolved_on_one_compute_node_runs_the_same_on_the_other() {
+    let index = package_index::PackageIndex::start().await;
+    make_wheel(&index, "1.0");
+    let cluster = Cluster::start_with(vec![(
+        "O16N_ENVIRONMENTS__PYTHON_INDEX_URL".to_owned(),
+        format!("{}/simple/", index.url),
+    )])
+    .await;
+    let token = cluster.token(0).await;
+    cluster.register(&token).await;
+
+    let (status, body) = cluster
+        .call(
+            0,
+            Method::POST,
+            "/environments/greetings",
+            Some(&token),
+            Some(json!({"runtimeType": "Python", "requirements": "hello-o16n"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let built = loop {
+        let (_, body) = cluster
+            .call(
+                1,
+                Method::GET,
+                "/environments/greetings",
+                Some(&token),
+                None,
+            )
+            .await;
+        if body["state"] == "Ready" || body["state"] == "Failed" {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "not built: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(built["state"], "Ready", "{built}");
+    assert!(built["lock"].as_str().unwrap().contains("hello-o16n==1.0"));
+
+    // The index moves on; both nodes still run the lock's 1.0. A web node places sessions on
+    // the node with the fewest, so two open through it are one per node.
+    make_wheel(&index, "2.0");
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let (status, created) = cluster
+            .call(
+                0,
+                Method::POST,
+                "/sessions",
+                Some(&token),
+                Some(json!({"runtimeType": "Python", "environment": "greetings"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        sessions.push(created["sessionId"].as_str().unwrap().to_owned());
+    }
+    for session in &sessions {
+        let (status, ran) = cluster
+            .call(
+                1,
+                Method::POST,
+                &format!("/sessions/{session}/execute"),
+                Some(&token),
+                Some(json!({"code": "import hello_o16n\nversion = hello_o16n.VERSION", "outputParameters": ["version"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{ran}");
+        assert_eq!(ran["outputParameters"][0]["value"], "1.0", "{ran}");
+    }
+    let backends = cluster.backends(0, &token).await;
+    for node in backends["components"].as_object().unwrap().values() {
+        let pool = &node["components"]["environmentPools"]["components"]["greetings"]["details"];
+        assert_eq!(
+            pool["busy"], 1,
+            "each node runs one session in the environment: {backends}"
+        );
+    }
 }
