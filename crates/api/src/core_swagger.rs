@@ -52,6 +52,7 @@ fn operations() -> Vec<Operation> {
     const SESSIONS: &str = "Session APIs";
     const SNAPSHOTS: &str = "Snapshot APIs";
     const STATUS: &str = "Status APIs";
+    const ENVIRONMENTS: &str = "Environment APIs (o16n)";
     let op = |method, path, id, tag, summary| O {
         method,
         path,
@@ -462,6 +463,49 @@ fn operations() -> Vec<Operation> {
                 "Liveness: answers without a token while the HTTP server runs.",
             )
         },
+        O {
+            success: ("200", Some(array_of(reference("Environment")))),
+            ..op(
+                "get",
+                "/environments",
+                "getAllEnvironments",
+                ENVIRONMENTS,
+                "Lists the named environments, the runtimes' defaults first.",
+            )
+        },
+        O {
+            body: Some(reference("EnvironmentRequest")),
+            success: ("201", Some(reference("Environment"))),
+            errors: "400 (bad requirements, or a source not configured), 401, 403",
+            ..op(
+                "post",
+                "/environments/{name}",
+                "createOrRebuildEnvironment",
+                ENVIRONMENTS,
+                "Creates a named environment (201), or rebuilds it with new packages (200); the build runs asynchronously.",
+            )
+        },
+        O {
+            success: ("200", Some(reference("Environment"))),
+            errors: "401, 404",
+            ..op(
+                "get",
+                "/environments/{name}",
+                "getEnvironment",
+                ENVIRONMENTS,
+                "An environment: its state, resolved packages, lock and build log.",
+            )
+        },
+        O {
+            errors: "400 (a default environment), 401, 403, 404, 409 (a service runs in it)",
+            ..op(
+                "delete",
+                "/environments/{name}",
+                "deleteEnvironment",
+                ENVIRONMENTS,
+                "Deletes an environment that no service runs in.",
+            )
+        },
     ]
 }
 
@@ -488,16 +532,17 @@ fn definitions() -> Value {
             "snapshotId": string(), "code": string(), "description": string(), "operationId": string(),
             "inputParameterDefinitions": array_of(reference("ParameterDefinition")),
             "outputParameterDefinitions": array_of(reference("ParameterDefinition")),
-            "runtimeType": {"type": "string", "enum": ["R", "Python"]}, "initCode": string(), "outputFileNames": array_of(string())
+            "runtimeType": {"type": "string", "enum": ["R", "Python"]}, "initCode": string(), "outputFileNames": array_of(string()),
+            "environment": string()
         })),
         "WebService": object(json!({
             "name": string(), "version": string(), "versionPublishedBy": string(), "creationTime": string(), "snapshotId": string(),
             "runtimeType": {"type": "string", "enum": ["R", "Python", "Realtime"]}, "initCode": string(), "code": string(), "description": string(), "operationId": string(),
             "inputParameterDefinitions": array_of(reference("ParameterDefinition")),
             "outputParameterDefinitions": array_of(reference("ParameterDefinition")),
-            "outputFileNames": array_of(string()), "myPermissionOnService": string()
+            "outputFileNames": array_of(string()), "myPermissionOnService": string(), "environment": string()
         })),
-        "CreateSessionRequest": object(json!({"name": string(), "snapshotId": string(), "runtimeType": {"type": "string", "enum": ["R", "Python"]}})),
+        "CreateSessionRequest": object(json!({"name": string(), "snapshotId": string(), "runtimeType": {"type": "string", "enum": ["R", "Python"]}, "environment": string()})),
         "CreateSessionResponse": object(json!({"sessionId": string()})),
         "Session": object(json!({"id": string(), "name": string(), "owner": string(), "runtimeType": {"type": "string", "enum": ["R", "Python"]}})),
         "ExecuteRequest": object(json!({"code": string(), "inputParameters": array_of(reference("WorkspaceObject")), "outputParameters": array_of(string())})),
@@ -505,7 +550,15 @@ fn definitions() -> Value {
         "ConsoleOutputResponse": object(json!({"consoleOutput": string()})),
         "CreateSnapshotRequest": object(json!({"name": string()})),
         "CreateSnapshotResponse": object(json!({"snapshotId": string()})),
-        "Snapshot": object(json!({"id": string(), "name": string(), "owner": string(), "creationTime": string(), "contentSize": {"type": "integer", "format": "int64"}})),
+        "Snapshot": object(json!({"id": string(), "name": string(), "owner": string(), "creationTime": string(), "contentSize": {"type": "integer", "format": "int64"}, "environment": string()})),
+        "EnvironmentRequest": object(json!({"runtimeType": {"type": "string", "enum": ["R", "Python"]}, "requirements": string(), "packages": array_of(string()), "repositories": array_of(string())})),
+        "Environment": object(json!({
+            "name": string(), "runtimeType": {"type": "string", "enum": ["R", "Python"]}, "owner": string(),
+            "state": {"type": "string", "enum": ["Pending", "Building", "Ready", "Failed"]}, "isDefault": {"type": "boolean"},
+            "requirements": string(), "packages": array_of(string()), "repositories": array_of(string()),
+            "resolvedPackages": array_of(object(json!({"name": string(), "version": string()}))),
+            "lock": string(), "log": string(), "creationTime": string(), "lastUpdateTime": string()
+        })),
         "StatusResponse": object(json!({"statusCode": {"type": "string", "enum": ["pass", "warn", "fail"]}, "details": {"type": "object"}, "components": {"type": "object", "additionalProperties": reference("StatusResponse")}})),
         "Error": object(json!({"message": string(), "link": string(), "exceptionType": string()}))
     })
