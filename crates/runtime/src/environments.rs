@@ -81,6 +81,12 @@ pub(crate) struct Environments {
     stop: CancellationToken,
 }
 
+/// What names one environment's lock on this node (its launch, its pool), before the default
+/// launch that the build key also depends on is known.
+pub(crate) fn lock_handle(environment: &EnvironmentRef) -> String {
+    build_key(environment.runtime, "", &environment.lock)
+}
+
 /// The key of a build: the runtime, the default environment it layers on, and the lock.
 pub(crate) fn build_key(runtime: RuntimeType, base: &str, lock: &str) -> String {
     let mut digest = Sha256::new();
@@ -151,7 +157,8 @@ impl Environments {
         }
     }
 
-    /// What identifies the default environment that `runtime`'s environments layer on.
+    /// What identifies the default environment that an environment layers on: how its workers
+    /// start (interpreter and script), so that a node whose default changed builds anew.
     fn base_of(spec: &LaunchSpec) -> String {
         format!("{:?} {:?}", spec.program, spec.args)
     }
@@ -206,19 +213,13 @@ impl Environments {
 
     /// The launch of the workers of `environment`, building it first when this node has no
     /// build of its lock: `Preparing` while that runs, then ready or unavailable with the
-    /// reason. The same receiver for every caller of one build.
+    /// reason. Every caller for one lock gets the same receiver (one build), except after a
+    /// failure, which the next caller tries again.
     pub(crate) fn launch(
         self: &Arc<Self>,
         environment: &EnvironmentRef,
     ) -> watch::Receiver<Launch> {
-        // The key needs the default launch, which may still be preparing; an environment keyed
-        // by name and lock until then would be built twice, so the receiver is keyed by what
-        // the caller knows and the build keys itself.
-        let handle = format!(
-            "{}:{}",
-            environment.runtime,
-            build_key(environment.runtime, "", &environment.lock)
-        );
+        let handle = lock_handle(environment);
         let mut builds = self
             .builds
             .lock()

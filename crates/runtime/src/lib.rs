@@ -297,7 +297,7 @@ impl ComputeNode {
                 }
             }
         }
-        let key = environments::build_key(environment.runtime, "", &environment.lock);
+        let key = environments::lock_handle(environment);
         let mut pools = self
             .inner
             .environment_pools
@@ -342,6 +342,9 @@ impl ComputeNode {
             pool,
             services,
         });
+        // The pool of the environment's previous build goes: its idle workers stop, and
+        // sessions and requests running on it finish there (they hold it).
+        pools.retain(|_, pool| pool.name != environment.name);
         pools.insert(key, created.clone());
         tracing::info!(environment = %environment.name, "environment pool created");
         Ok(created)
