@@ -292,6 +292,38 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
         answer["outputParameters"]["answer"], "hello bob from hello-o16n 1.0",
         "{answer}"
     );
+    // A dedicated pool of the service runs its workers in the environment too.
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/services/greeter/1.0/pool",
+            Some(&token),
+            Some(json!({"InitialPoolSize": 1, "MaxPoolSize": 1})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let (status, answer) = consume("erin").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer["outputParameters"]["answer"],
+        "hello erin from hello-o16n 1.0"
+    );
+    let (_, status_report) = app.call(Method::GET, "/status", Some(&token), None).await;
+    let runtimes = &status_report["components"]["runtimes"]["components"];
+    assert_eq!(
+        runtimes["dedicatedPools"]["components"]["greeter/1.0"]["details"]["busy"]
+            .as_u64()
+            .unwrap()
+            + runtimes["dedicatedPools"]["components"]["greeter/1.0"]["details"]["idle"]
+                .as_u64()
+                .unwrap(),
+        1,
+        "{status_report}"
+    );
+    assert!(
+        runtimes["environmentPools"]["components"]["greetings"].is_object(),
+        "{status_report}"
+    );
     let (_, service) = app
         .call(Method::GET, "/services/greeter/1.0", Some(&token), None)
         .await;
@@ -561,23 +593,29 @@ async fn bad_requirements_sources_and_environments_get_clear_answers() {
 
 /// Builds the source package `o16nhello` in a CRAN-like repository the test serves.
 fn build_r_package(index: &PackageIndex, version: &str) {
+    build_r_package_source(
+        index,
+        "o16nhello",
+        version,
+        &format!("hello <- function(who) paste('hello', who, 'from o16nhello {version}')\n"),
+    );
+}
+
+/// Builds a source package `name` whose one R file is `code` and indexes the repository.
+fn build_r_package_source(index: &PackageIndex, name: &str, version: &str, code: &str) {
     let source = tempfile::tempdir().unwrap();
-    let package = source.path().join("o16nhello");
+    let package = source.path().join(name);
     std::fs::create_dir_all(package.join("R")).unwrap();
     std::fs::write(
         package.join("DESCRIPTION"),
         format!(
-            "Package: o16nhello\nVersion: {version}\nTitle: An o16n Test Package\n\
+            "Package: {name}\nVersion: {version}\nTitle: An o16n Test Package\n\
              Description: Says hello.\nLicense: MIT\nAuthor: o16n\nMaintainer: o16n <o16n@example.org>\n"
         ),
     )
     .unwrap();
-    std::fs::write(package.join("NAMESPACE"), "export(hello)\n").unwrap();
-    std::fs::write(
-        package.join("R/hello.R"),
-        format!("hello <- function(who) paste('hello', who, 'from o16nhello {version}')\n"),
-    )
-    .unwrap();
+    std::fs::write(package.join("NAMESPACE"), "exportPattern('.')\n").unwrap();
+    std::fs::write(package.join("R/code.R"), code).unwrap();
     let contrib = index.path("src/contrib");
     std::fs::create_dir_all(&contrib).unwrap();
     let built = std::process::Command::new("R")
@@ -693,6 +731,26 @@ async fn an_r_environment_installs_a_package_from_the_configured_repository() {
     assert_eq!(
         answer["outputParameters"]["answer"], "hello bob from o16nhello 1.0",
         "{answer}"
+    );
+
+    // A package that does not build: Failed, with R's complaint in the log.
+    build_r_package_source(&repository, "o16nbroken", "1.0", "broken <- function( {\n");
+    let (status, _) = put_environment(
+        &app,
+        &token,
+        "broken-r",
+        json!({"runtimeType": "R", "packages": ["o16nbroken"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let failed = wait_built(&app, &token, "broken-r").await;
+    assert_eq!(failed["state"], "Failed", "{failed}");
+    assert!(
+        failed["log"]
+            .as_str()
+            .unwrap()
+            .contains("o16nbroken 1.0 did not install"),
+        "{failed}"
     );
 
     // A package the repository does not have: Failed, naming it.
