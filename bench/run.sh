@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch,
-# realtime, sandbox, cluster or auth).
+# realtime, sandbox, cluster, auth or environments).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -34,5 +34,6 @@ case "$name" in
     sandbox) exec python3 bench/sandbox.py ;;
     cluster) o16n_start_postgres; exec python3 bench/cluster.py ;;
     auth) o16n_install_slapd; exec python3 bench/auth.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster or auth)" >&2; exit 2 ;;
+    environments) exec python3 bench/environments.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth or environments)" >&2; exit 2 ;;
 esac
