@@ -3,7 +3,9 @@
 //! linear in the number of leaves per tree, and it has no regressor); `LinearClassifier`,
 //! `LinearRegressor` and `Normalizer`, evaluated by `linear.rs` (tract runs them as about ten
 //! generic operators, slower than the arithmetic for a few rows); and `Scaler`, which tract
-//! lacks and which scikit-learn's `StandardScaler` exports to.
+//! lacks and which scikit-learn's `StandardScaler` exports to; `Imputer`, `Binarizer` and
+//! `FeatureVectorizer`, which skl2onnx emits for `SimpleImputer`, `Binarizer` and a pipeline
+//! with one input per column, and tract lacks.
 //!
 //! Each operator is parsed into an inference-level expansion (shape and type rules) that wires
 //! one typed operator (`NativeScorer`, `NativeNormalizer`) or tract's own arithmetic
@@ -30,6 +32,9 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("LinearRegressor", linear_regressor);
     register.insert("Normalizer", normalizer);
     register.insert("Scaler", scaler);
+    register.insert("Imputer", imputer);
+    register.insert("Binarizer", binarizer);
+    register.insert("FeatureVectorizer", feature_vectorizer);
 }
 
 /// The message of a load error without its prefix, which the caller adds to the whole chain.
@@ -527,6 +532,357 @@ impl EvalOp for NativeNormalizer {
 impl TypedOp for NativeNormalizer {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+fn imputer(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    if node
+        .attribute
+        .iter()
+        .any(|attribute| attribute.name == "imputed_value_int64s")
+    {
+        bail!("`Imputer` with integer values is not supported; impute float columns");
+    }
+    let values = floats(node, "imputed_value_floats")?;
+    if values.is_empty() {
+        bail!("`Imputer` has no imputed_value_floats");
+    }
+    let replaced = node
+        .get_attr_opt::<f32>("replaced_value_float")?
+        .unwrap_or(0.0);
+    Ok((expand(NativeImputer { values, replaced }), vec![]))
+}
+
+/// Replaces the missing value (`replaced`, which may be NaN) of each column with its imputed
+/// value (one for every column, or one per column).
+#[derive(Debug, Clone)]
+struct NativeImputer {
+    values: Vec<f32>,
+    replaced: f32,
+}
+
+/// Operators are compared by their bits: NaN, the usual missing value, equals itself here.
+impl PartialEq for NativeImputer {
+    fn eq(&self, other: &Self) -> bool {
+        self.replaced.to_bits() == other.replaced.to_bits()
+            && self
+                .values
+                .iter()
+                .map(|value| value.to_bits())
+                .eq(other.values.iter().map(|value| value.to_bits()))
+    }
+}
+
+impl Eq for NativeImputer {}
+
+impl NativeImputer {
+    fn check_width(&self, width: usize) -> TractResult<()> {
+        if self.values.len() != 1 && self.values.len() != width {
+            bail!(
+                "`Imputer` has {} imputed values for {width} columns",
+                self.values.len()
+            );
+        }
+        Ok(())
+    }
+
+    fn is_missing(&self, value: f32) -> bool {
+        if self.replaced.is_nan() {
+            value.is_nan()
+        } else {
+            value == self.replaced
+        }
+    }
+}
+
+impl Expansion for NativeImputer {
+    fn name(&self) -> StaticName {
+        "NativeImputer".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        same_shape_in_f32(s, inputs, outputs)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeImputer {
+    fn name(&self) -> StaticName {
+        "NativeImputer".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeImputer {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let mut output = input.cast_to::<f32>()?.into_owned();
+        let width = output.shape().last().copied().unwrap_or(1).max(1);
+        self.check_width(width)?;
+        let mut plain = output.try_as_plain_ram_mut()?;
+        for (index, value) in plain.as_slice_mut::<f32>()?.iter_mut().enumerate() {
+            if self.is_missing(*value) {
+                *value = if self.values.len() == 1 {
+                    self.values[0]
+                } else {
+                    self.values[index % width]
+                };
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeImputer {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        if let Some(width) = inputs[0].shape.last()
+            && let Ok(width) = width.to_usize()
+        {
+            self.check_width(width)?;
+        }
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+fn binarizer(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let threshold = node.get_attr_opt::<f32>("threshold")?.unwrap_or(0.0);
+    Ok((expand(NativeBinarizer { threshold }), vec![]))
+}
+
+/// 1 where a value is above the threshold, else 0.
+#[derive(Debug, Clone)]
+struct NativeBinarizer {
+    threshold: f32,
+}
+
+impl PartialEq for NativeBinarizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.threshold.to_bits() == other.threshold.to_bits()
+    }
+}
+
+impl Eq for NativeBinarizer {}
+
+impl Expansion for NativeBinarizer {
+    fn name(&self) -> StaticName {
+        "NativeBinarizer".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        same_shape_in_f32(s, inputs, outputs)
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeBinarizer {
+    fn name(&self) -> StaticName {
+        "NativeBinarizer".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeBinarizer {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let mut output = input.cast_to::<f32>()?.into_owned();
+        let mut plain = output.try_as_plain_ram_mut()?;
+        for value in plain.as_slice_mut::<f32>()? {
+            *value = if *value > self.threshold { 1.0 } else { 0.0 };
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeBinarizer {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+fn feature_vectorizer(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let dimensions = ints(node, "inputdimensions")?
+        .into_iter()
+        .map(|dimension| {
+            usize::try_from(dimension)
+                .ok()
+                .filter(|&dimension| dimension > 0)
+                .ok_or_else(|| anyhow!("`FeatureVectorizer` has an input dimension of {dimension}"))
+        })
+        .collect::<TractResult<Vec<usize>>>()?;
+    if dimensions.len() != node.input.len() {
+        bail!(
+            "`FeatureVectorizer` has {} input dimensions for {} inputs",
+            dimensions.len(),
+            node.input.len()
+        );
+    }
+    Ok((expand(NativeFeatureVectorizer { dimensions }), vec![]))
+}
+
+/// The inputs' columns side by side, in `f32`: each input `[rows, dimension]` (or `[rows]` for
+/// a dimension of 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NativeFeatureVectorizer {
+    dimensions: Vec<usize>,
+}
+
+impl NativeFeatureVectorizer {
+    fn width(&self) -> usize {
+        self.dimensions.iter().sum()
+    }
+
+    /// The columns of input `index` of `shape`, checked against its declared dimension.
+    fn check_input(&self, index: usize, shape: &[usize]) -> TractResult<usize> {
+        let columns = match shape {
+            [_] => 1,
+            [_, columns] => *columns,
+            _ => bail!("`FeatureVectorizer` takes 1-D or 2-D inputs"),
+        };
+        if columns != self.dimensions[index] {
+            bail!(
+                "input {index} of `FeatureVectorizer` has {columns} columns, not the {} declared",
+                self.dimensions[index]
+            );
+        }
+        Ok(columns)
+    }
+}
+
+impl Expansion for NativeFeatureVectorizer {
+    fn name(&self) -> StaticName {
+        "NativeFeatureVectorizer".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, self.dimensions.len())?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, DatumType::F32)?;
+        s.equals(&outputs[0].rank, 2)?;
+        s.equals(&outputs[0].shape[0], &inputs[0].shape[0])?;
+        s.equals(&outputs[0].shape[1], self.width().to_dim())?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeFeatureVectorizer {
+    fn name(&self) -> StaticName {
+        "NativeFeatureVectorizer".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeFeatureVectorizer {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if inputs.len() != self.dimensions.len() {
+            bail!("`FeatureVectorizer` got {} inputs", inputs.len());
+        }
+        let rows = inputs[0].shape().first().copied().unwrap_or(0);
+        let width = self.width();
+        let mut output = vec![0f32; rows * width];
+        let mut offset = 0;
+        for (index, input) in inputs.iter().enumerate() {
+            let columns = self.check_input(index, input.shape())?;
+            if input.shape()[0] != rows {
+                bail!("the inputs of `FeatureVectorizer` have different numbers of rows");
+            }
+            let values = input.cast_to::<f32>()?;
+            let plain = values.try_as_plain_ram()?;
+            let values = plain.as_slice::<f32>()?;
+            for row in 0..rows {
+                output[row * width + offset..row * width + offset + columns]
+                    .copy_from_slice(&values[row * columns..(row + 1) * columns]);
+            }
+            offset += columns;
+        }
+        Ok(tvec!(
+            Tensor::from_shape(&[rows, width], &output)?.into_tvalue()
+        ))
+    }
+}
+
+impl TypedOp for NativeFeatureVectorizer {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        for (index, input) in inputs.iter().enumerate() {
+            if let Some(shape) = input.shape.as_concrete() {
+                self.check_input(index, shape)?;
+            } else if let Some(columns) = input.shape.get(1)
+                && let Ok(columns) = columns.to_usize()
+                && columns != self.dimensions[index]
+            {
+                bail!(
+                    "input {index} of `FeatureVectorizer` has {columns} columns, not the {} declared",
+                    self.dimensions[index]
+                );
+            }
+        }
+        Ok(tvec!(f32::fact([
+            inputs[0].shape[0].clone(),
+            self.width().to_dim()
+        ])))
     }
 
     as_op!();

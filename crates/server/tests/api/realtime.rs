@@ -425,6 +425,80 @@ async fn bad_inputs_get_a_bad_request_that_names_the_problem() {
     );
 }
 
+/// Two named inputs side by side (`FeatureVectorizer`), missing values imputed per column,
+/// then each value binarized at 1.5.
+fn preprocessing_model() -> Vec<u8> {
+    model(
+        vec![
+            node(
+                "FeatureVectorizer",
+                &["a", "b"],
+                &["joined"],
+                vec![ints("inputdimensions", &[1, 1])],
+            ),
+            node(
+                "Imputer",
+                &["joined"],
+                &["filled"],
+                vec![
+                    floats("imputed_value_floats", &[10.0, 20.0]),
+                    AttributeProto {
+                        name: "replaced_value_float".to_owned(),
+                        r#type: AttributeType::Float as i32,
+                        f: f32::NAN,
+                        ..AttributeProto::default()
+                    },
+                ],
+            ),
+            node(
+                "Binarizer",
+                &["filled"],
+                &["high"],
+                vec![AttributeProto {
+                    name: "threshold".to_owned(),
+                    r#type: AttributeType::Float as i32,
+                    f: 15.0,
+                    ..AttributeProto::default()
+                }],
+            ),
+        ],
+        vec![tensor("a", FLOAT, Some(1)), tensor("b", FLOAT, Some(1))],
+        vec![
+            tensor("filled", FLOAT, Some(2)),
+            tensor("high", FLOAT, Some(2)),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn per_column_inputs_are_joined_imputed_and_binarized() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/prep/v1",
+        Some(preprocessing_model()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/prep/v1",
+        json!({"b": [null, 30.0, 1.0], "a": [1.0, null, 16.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let output = &body["outputParameters"]["outputData"];
+    assert_eq!(output["filled_0"], json!([1.0, 10.0, 16.0]), "{body}");
+    assert_eq!(output["filled_1"], json!([20.0, 30.0, 1.0]), "{body}");
+    assert_eq!(output["high_0"], json!([0.0, 0.0, 1.0]), "{body}");
+    assert_eq!(output["high_1"], json!([1.0, 1.0, 0.0]), "{body}");
+}
+
 #[tokio::test]
 async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
     let app = spawn_app().await;
@@ -436,7 +510,38 @@ async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
     );
     let mut blob = b"blob".to_vec();
     blob.extend_from_slice(&[0, 1, 2, 3]);
-    let cases: [(Option<Vec<u8>>, &str); 5] = [
+    // Hostile preprocessing: an imputer with values for 2 of 3 columns, a vectorizer whose
+    // declared dimensions do not match its inputs.
+    let short_imputer = model(
+        vec![node(
+            "Imputer",
+            &["X"],
+            &["Y"],
+            vec![floats("imputed_value_floats", &[1.0, 2.0])],
+        )],
+        vec![tensor("X", FLOAT, Some(3))],
+        vec![tensor("Y", FLOAT, Some(3))],
+    );
+    let vectorizer = |dimensions: &[i64]| {
+        model(
+            vec![node(
+                "FeatureVectorizer",
+                &["a", "b"],
+                &["Y"],
+                vec![ints("inputdimensions", dimensions)],
+            )],
+            vec![tensor("a", FLOAT, Some(1)), tensor("b", FLOAT, Some(2))],
+            vec![tensor("Y", FLOAT, Some(3))],
+        )
+    };
+    let cases: [(Option<Vec<u8>>, &str); 9] = [
+        (Some(short_imputer), "2 imputed values for 3 columns"),
+        (
+            Some(vectorizer(&[1, 1])),
+            "has 2 columns, not the 1 declared",
+        ),
+        (Some(vectorizer(&[1])), "1 input dimensions for 2 inputs"),
+        (Some(vectorizer(&[1, 0])), "input dimension of 0"),
         (Some(unknown_operator), "`FancyScorer` (ai.onnx.ml)"),
         (Some(blob), "`blob` format"),
         (Some(b"not a model at all".to_vec()), "not an ONNX model"),
