@@ -16,12 +16,12 @@ from sklearn.ensemble import (
     RandomForestRegressor,
 )
 from skl2onnx import convert_sklearn
-from skl2onnx.common.data_types import FloatTensorType
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import Binarizer, StandardScaler
+from sklearn.preprocessing import Binarizer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from conftest import ADMIN_PASSWORD, Server
@@ -205,6 +205,56 @@ def test_an_imputed_regressor_with_a_column_per_input_answers_as_scikit_learn(se
     assert publish(server, token, "imputed-forest", per_column_export(model, columns)).status_code == 201
     output = score_columns(server, token, "imputed-forest", frame)
     np.testing.assert_allclose(output["variable"], model.predict(frame), rtol=TOLERANCE)
+
+
+def categorical_frame():
+    """Iris with missing numbers and two string columns: one derived from the data, one not."""
+    frame = pd.DataFrame(with_missing_values(IRIS_X), columns=IRIS_COLUMNS)
+    frame["size"] = np.where(IRIS_X[:, 0] > 5.8, "large", "small")
+    frame["hue"] = np.array(["red", "green", "blue"])[np.arange(len(IRIS_X)) % 3]
+    return frame
+
+
+CATEGORICAL = {
+    "onehot-logistic": lambda: LogisticRegression(max_iter=500),
+    "onehot-forest": lambda: RandomForestClassifier(n_estimators=50, random_state=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CATEGORICAL))
+def test_string_columns_are_one_hot_encoded_as_scikit_learn_does(server, name):
+    frame = categorical_frame()
+    numeric = ("numeric", SimpleImputer(strategy="median"), IRIS_COLUMNS)
+    if name == "onehot-logistic":
+        numeric = ("numeric", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), IRIS_COLUMNS)
+    model = Pipeline([
+        ("columns", ColumnTransformer([numeric, ("categories", OneHotEncoder(handle_unknown="ignore"), ["size", "hue"])])),
+        ("model", CATEGORICAL[name]()),
+    ]).fit(frame, IRIS_Y)
+    types = [(c, FloatTensorType([None, 1])) for c in IRIS_COLUMNS] + [
+        (c, StringTensorType([None, 1])) for c in ("size", "hue")]
+    onnx_bytes = convert_sklearn(model, initial_types=types,
+                                 options={id(model.steps[-1][1]): {"zipmap": False}}).SerializeToString()
+    token = server.token()
+    response = publish(server, token, name, onnx_bytes)
+    assert response.status_code == 201, response.text
+    # The swagger says which column takes strings.
+    swagger = requests.get(f"{server.url}/api/{name}/v1/swagger.json",
+                           headers={"Authorization": f"Bearer {token}"}).json()
+    assert "string" in str(swagger["definitions"]), swagger["definitions"]
+
+    unseen = frame.iloc[:3].copy()
+    unseen["hue"] = "purple"  # a category not seen in training: all zeros, as scikit-learn
+    for rows in (frame.iloc[7:8], frame, unseen):
+        columns = {c: [None if isinstance(v, float) and np.isnan(v) else (v if isinstance(v, str) else float(v))
+                       for v in rows[c]] for c in rows}
+        response = requests.post(f"{server.url}/api/{name}/v1", headers={"Authorization": f"Bearer {token}"},
+                                 json={"inputData": columns})
+        assert response.status_code == 200, response.text
+        output = response.json()["outputParameters"]["outputData"]
+        probabilities = np.array([output[f"probabilities_{c}"] for c in range(3)]).T
+        np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=TOLERANCE)
+        np.testing.assert_array_equal(output["label"], model.predict(rows))
 
 
 def test_the_official_client_consumes_a_realtime_service(server):

@@ -156,10 +156,16 @@ impl RealtimeModel {
     ) -> Result<Map<String, Value>, RealtimeError> {
         let tensors = input_tensors(&self.inputs, input_data)?;
         let rows = tensors[0].shape()[0];
-        let outputs = self
-            .plan
-            .run(tensors)
-            .map_err(|err| RealtimeError::Scoring(format!("{err:#}")))?;
+        let outputs = self.plan.run(tensors).map_err(|err| {
+            // A value the model was not made for is the request's fault, not the server's.
+            match err
+                .chain()
+                .find_map(|cause| cause.downcast_ref::<crate::ops::InputRejected>())
+            {
+                Some(rejected) => RealtimeError::InvalidInput(rejected.to_string()),
+                None => RealtimeError::Scoring(format!("{err:#}")),
+            }
+        })?;
         output_columns(&self.outputs, &outputs, rows)
     }
 

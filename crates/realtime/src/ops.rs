@@ -5,7 +5,8 @@
 //! generic operators, slower than the arithmetic for a few rows); and `Scaler`, which tract
 //! lacks and which scikit-learn's `StandardScaler` exports to; `Imputer`, `Binarizer` and
 //! `FeatureVectorizer`, which skl2onnx emits for `SimpleImputer`, `Binarizer` and a pipeline
-//! with one input per column, and tract lacks.
+//! with one input per column, and `OneHotEncoder` (of string or integer categories), which
+//! tract lacks.
 //!
 //! Each operator is parsed into an inference-level expansion (shape and type rules) that wires
 //! one typed operator (`NativeScorer`, `NativeNormalizer`) or tract's own arithmetic
@@ -35,7 +36,14 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("Imputer", imputer);
     register.insert("Binarizer", binarizer);
     register.insert("FeatureVectorizer", feature_vectorizer);
+    register.insert("OneHotEncoder", one_hot_encoder);
 }
+
+/// A value of a request that the model cannot take (a category it was not trained with):
+/// the request's fault, answered with a 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct InputRejected(String);
 
 /// The message of a load error without its prefix, which the caller adds to the whole chain.
 fn plain(err: RealtimeError) -> TractError {
@@ -883,6 +891,194 @@ impl TypedOp for NativeFeatureVectorizer {
             inputs[0].shape[0].clone(),
             self.width().to_dim()
         ])))
+    }
+
+    as_op!();
+}
+
+fn one_hot_encoder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let strings = node.get_attr_opt_vec::<String>("cats_strings")?;
+    let integers = node.get_attr_opt_vec::<i64>("cats_int64s")?;
+    let categories = match (strings, integers) {
+        (Some(strings), None) if !strings.is_empty() => Categories::Strings(strings),
+        (None, Some(integers)) if !integers.is_empty() => Categories::Integers(integers),
+        _ => bail!("`OneHotEncoder` needs either cats_strings or cats_int64s"),
+    };
+    let zeros = node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) != 0;
+    Ok((expand(NativeOneHotEncoder { categories, zeros }), vec![]))
+}
+
+/// The categories of a one-hot encoder, in output order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Categories {
+    Strings(Vec<String>),
+    Integers(Vec<i64>),
+}
+
+impl Categories {
+    /// The first few categories, for messages.
+    fn describe(&self) -> String {
+        let shown: Vec<String> = match self {
+            Categories::Strings(names) => names
+                .iter()
+                .take(10)
+                .map(|name| format!("{name:?}"))
+                .collect(),
+            Categories::Integers(values) => values.iter().take(10).map(i64::to_string).collect(),
+        };
+        let more = if self.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        format!("{}{more}", shown.join(", "))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Categories::Strings(names) => names.len(),
+            Categories::Integers(values) => values.len(),
+        }
+    }
+}
+
+/// One more dimension than the input, of one column per category: 1 where the value is that
+/// category. A value of no category is all zeros when `zeros` is set, else an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NativeOneHotEncoder {
+    categories: Categories,
+    zeros: bool,
+}
+
+impl NativeOneHotEncoder {
+    /// The position of each input value among the categories (`None`: none of them).
+    fn positions(&self, input: &Tensor) -> TractResult<Vec<Option<usize>>> {
+        match &self.categories {
+            Categories::Strings(names) => {
+                if input.datum_type() != DatumType::String {
+                    bail!("`OneHotEncoder` of string categories needs a string input");
+                }
+                let index: std::collections::HashMap<&str, usize> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(position, name)| (name.as_str(), position))
+                    .collect();
+                let plain = input.try_as_plain_ram()?;
+                Ok(plain
+                    .as_slice::<String>()?
+                    .iter()
+                    .map(|value| index.get(value.as_str()).copied())
+                    .collect())
+            }
+            Categories::Integers(values) => {
+                if input.datum_type() == DatumType::String {
+                    bail!("`OneHotEncoder` of integer categories needs a numeric input");
+                }
+                let index: std::collections::HashMap<i64, usize> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(position, &value)| (value, position))
+                    .collect();
+                let whole = input.cast_to::<i64>()?;
+                let plain = whole.try_as_plain_ram()?;
+                Ok(plain
+                    .as_slice::<i64>()?
+                    .iter()
+                    .map(|value| index.get(value).copied())
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Expansion for NativeOneHotEncoder {
+    fn name(&self) -> StaticName {
+        "NativeOneHotEncoder".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, DatumType::F32)?;
+        s.equals(&outputs[0].rank, inputs[0].rank.bex() + 1)?;
+        let width = self.categories.len();
+        s.given(&inputs[0].rank, move |s, rank| {
+            let rank = rank as usize;
+            for axis in 0..rank {
+                s.equals(&outputs[0].shape[axis], &inputs[0].shape[axis])?;
+            }
+            s.equals(&outputs[0].shape[rank], width.to_dim())
+        })
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeOneHotEncoder {
+    fn name(&self) -> StaticName {
+        "NativeOneHotEncoder".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeOneHotEncoder {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let width = self.categories.len();
+        let positions = self.positions(&input)?;
+        let mut output = vec![0f32; positions.len() * width];
+        for (row, position) in positions.iter().enumerate() {
+            match position {
+                Some(column) => output[row * width + column] = 1.0,
+                None if self.zeros => {}
+                None => {
+                    return Err(InputRejected(format!(
+                        "row {row} has a value that is not one of the categories the model was trained with ({})",
+                        self.categories.describe()
+                    ))
+                    .into());
+                }
+            }
+        }
+        let mut shape: Vec<usize> = input.shape().to_vec();
+        shape.push(width);
+        Ok(tvec!(Tensor::from_shape(&shape, &output)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeOneHotEncoder {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let string_input = inputs[0].datum_type == DatumType::String;
+        match &self.categories {
+            Categories::Strings(_) if !string_input => {
+                bail!("`OneHotEncoder` has string categories for an input of numbers")
+            }
+            Categories::Integers(_) if string_input => {
+                bail!("`OneHotEncoder` has integer categories for an input of strings")
+            }
+            _ => {}
+        }
+        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        shape.push(self.categories.len().to_dim());
+        Ok(tvec!(f32::fact(shape)))
     }
 
     as_op!();

@@ -500,6 +500,58 @@ async fn per_column_inputs_are_joined_imputed_and_binarized() {
 }
 
 #[tokio::test]
+async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_request() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let encoder = model(
+        vec![node(
+            "OneHotEncoder",
+            &["colour"],
+            &["encoded"],
+            vec![strings("cats_strings", &["blue", "red"]), int("zeros", 0)],
+        )],
+        // A 1-D input, so that the output is one row of categories per input row.
+        vec![tensor("colour", STRING, None)],
+        vec![tensor("encoded", FLOAT, Some(2))],
+    );
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/colours/v1",
+        Some(encoder),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/colours/v1",
+        json!({"colour": ["red", "blue", "red"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let output = &body["outputParameters"]["outputData"];
+    assert_eq!(output["encoded_0"], json!([0.0, 1.0, 0.0]), "{body}");
+    assert_eq!(output["encoded_1"], json!([1.0, 0.0, 1.0]), "{body}");
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/colours/v1",
+        json!({"colour": ["red", "purple"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        assert_error_shape(&body).contains("row 1 has a value that is not one of the categories"),
+        "{body}"
+    );
+    let (status, body) = score(&app, &token, "/api/colours/v1", json!({"colour": [1.5]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
 async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
@@ -534,8 +586,22 @@ async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
             vec![tensor("Y", FLOAT, Some(3))],
         )
     };
-    let cases: [(Option<Vec<u8>>, &str); 9] = [
+    let numbers_as_strings = model(
+        vec![node(
+            "OneHotEncoder",
+            &["X"],
+            &["Y"],
+            vec![strings("cats_strings", &["a", "b"])],
+        )],
+        vec![tensor("X", FLOAT, Some(1))],
+        vec![tensor("Y", FLOAT, None)],
+    );
+    let cases: [(Option<Vec<u8>>, &str); 10] = [
         (Some(short_imputer), "2 imputed values for 3 columns"),
+        (
+            Some(numbers_as_strings),
+            "string categories for an input of numbers",
+        ),
         (
             Some(vectorizer(&[1, 1])),
             "has 2 columns, not the 1 declared",
