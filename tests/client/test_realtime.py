@@ -20,6 +20,7 @@ from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Binarizer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -41,6 +42,7 @@ CLASSIFIERS = {
     "forest": lambda: RandomForestClassifier(n_estimators=100, random_state=0),
     "boosting": lambda: GradientBoostingClassifier(random_state=0),
     "scaled": lambda: Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]),
+    "knn": lambda: KNeighborsClassifier(n_neighbors=5),
 }
 REGRESSORS = {
     "linear": lambda: LinearRegression(),

@@ -5,8 +5,8 @@
 //! generic operators, slower than the arithmetic for a few rows); and `Scaler`, which tract
 //! lacks and which scikit-learn's `StandardScaler` exports to; `Imputer`, `Binarizer` and
 //! `FeatureVectorizer`, which skl2onnx emits for `SimpleImputer`, `Binarizer` and a pipeline
-//! with one input per column, and `OneHotEncoder` (of string or integer categories), which
-//! tract lacks.
+//! with one input per column, and `OneHotEncoder` (of string or integer categories) and
+//! `LabelEncoder`, which tract lacks.
 //!
 //! Each operator is parsed into an inference-level expansion (shape and type rules) that wires
 //! one typed operator (`NativeScorer`, `NativeNormalizer`) or tract's own arithmetic
@@ -37,6 +37,7 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("Binarizer", binarizer);
     register.insert("FeatureVectorizer", feature_vectorizer);
     register.insert("OneHotEncoder", one_hot_encoder);
+    register.insert("LabelEncoder", label_encoder);
 }
 
 /// A value of a request that the model cannot take (a category it was not trained with):
@@ -1079,6 +1080,240 @@ impl TypedOp for NativeOneHotEncoder {
         let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
         shape.push(self.categories.len().to_dim());
         Ok(tvec!(f32::fact(shape)))
+    }
+
+    as_op!();
+}
+
+fn label_encoder(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let keys = labels(node, "keys")?;
+    let values = labels(node, "values")?;
+    if keys.len() != values.len() {
+        bail!(
+            "`LabelEncoder` has {} keys and {} values; they must pair up",
+            keys.len(),
+            values.len()
+        );
+    }
+    if keys.len() == 0 {
+        bail!("`LabelEncoder` has no keys");
+    }
+    let default = match &values {
+        Labels::Strings(_) => {
+            Label::String(text(node, "default_string")?.unwrap_or_else(|| "_Unused".to_owned()))
+        }
+        Labels::Integers(_) => {
+            Label::Integer(node.get_attr_opt::<i64>("default_int64")?.unwrap_or(-1))
+        }
+        Labels::Floats(_) => Label::Float(
+            node.get_attr_opt::<f32>("default_float")?
+                .unwrap_or(-0.0)
+                .to_bits(),
+        ),
+    };
+    let mapping = (0..keys.len())
+        .map(|index| (keys.get(index), values.get(index)))
+        .collect();
+    Ok((
+        expand(NativeLabelEncoder {
+            key_type: keys.datum_type(),
+            value_type: values.datum_type(),
+            mapping,
+            default,
+        }),
+        vec![],
+    ))
+}
+
+/// One of a label encoder's key or value lists.
+enum Labels {
+    Strings(Vec<String>),
+    Integers(Vec<i64>),
+    Floats(Vec<f32>),
+}
+
+/// A key or value of a label encoder (floats by their bits, so that they can be looked up).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Label {
+    String(String),
+    Integer(i64),
+    Float(u32),
+}
+
+impl Labels {
+    fn len(&self) -> usize {
+        match self {
+            Labels::Strings(list) => list.len(),
+            Labels::Integers(list) => list.len(),
+            Labels::Floats(list) => list.len(),
+        }
+    }
+
+    fn get(&self, index: usize) -> Label {
+        match self {
+            Labels::Strings(list) => Label::String(list[index].clone()),
+            Labels::Integers(list) => Label::Integer(list[index]),
+            Labels::Floats(list) => Label::Float(list[index].to_bits()),
+        }
+    }
+
+    fn datum_type(&self) -> DatumType {
+        match self {
+            Labels::Strings(_) => DatumType::String,
+            Labels::Integers(_) => DatumType::I64,
+            Labels::Floats(_) => DatumType::F32,
+        }
+    }
+}
+
+/// The `keys_*` or `values_*` list of a label encoder: exactly one kind.
+fn labels(node: &NodeProto, prefix: &str) -> TractResult<Labels> {
+    let strings = node.get_attr_opt_vec::<String>(&format!("{prefix}_strings"))?;
+    let integers = node.get_attr_opt_vec::<i64>(&format!("{prefix}_int64s"))?;
+    let floats = node.get_attr_opt_vec::<f32>(&format!("{prefix}_floats"))?;
+    match (strings, integers, floats) {
+        (Some(list), None, None) => Ok(Labels::Strings(list)),
+        (None, Some(list), None) => Ok(Labels::Integers(list)),
+        (None, None, Some(list)) => Ok(Labels::Floats(list)),
+        _ => bail!(
+            "`LabelEncoder` needs exactly one of {prefix}_strings, {prefix}_int64s and {prefix}_floats"
+        ),
+    }
+}
+
+/// Maps each value through the key-value pairs; a value of no key becomes the default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NativeLabelEncoder {
+    key_type: DatumType,
+    value_type: DatumType,
+    mapping: std::collections::HashMap<Label, Label>,
+    default: Label,
+}
+
+impl NativeLabelEncoder {
+    fn keys_of(&self, input: &Tensor) -> TractResult<Vec<Label>> {
+        Ok(match self.key_type {
+            DatumType::String => input
+                .try_as_plain_ram()?
+                .as_slice::<String>()?
+                .iter()
+                .map(|value| Label::String(value.clone()))
+                .collect(),
+            DatumType::I64 => input
+                .cast_to::<i64>()?
+                .try_as_plain_ram()?
+                .as_slice::<i64>()?
+                .iter()
+                .map(|&value| Label::Integer(value))
+                .collect(),
+            _ => input
+                .cast_to::<f32>()?
+                .try_as_plain_ram()?
+                .as_slice::<f32>()?
+                .iter()
+                .map(|&value| Label::Float(value.to_bits()))
+                .collect(),
+        })
+    }
+}
+
+impl Expansion for NativeLabelEncoder {
+    fn name(&self) -> StaticName {
+        "NativeLabelEncoder".into()
+    }
+
+    fn rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 1)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, self.value_type)?;
+        s.equals(&inputs[0].shape, &outputs[0].shape)?;
+        Ok(())
+    }
+
+    fn wire(
+        &self,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<TVec<OutletId>> {
+        model.wire_node(prefix, self.clone(), inputs)
+    }
+}
+
+impl Op for NativeLabelEncoder {
+    fn name(&self) -> StaticName {
+        "NativeLabelEncoder".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for NativeLabelEncoder {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let keys = self.keys_of(&input)?;
+        let mapped: Vec<&Label> = keys
+            .iter()
+            .map(|key| self.mapping.get(key).unwrap_or(&self.default))
+            .collect();
+        let values = match self.value_type {
+            DatumType::String => tensor1(
+                &mapped
+                    .iter()
+                    .map(|label| match label {
+                        Label::String(text) => text.clone(),
+                        _ => String::new(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            DatumType::I64 => tensor1(
+                &mapped
+                    .iter()
+                    .map(|label| match label {
+                        Label::Integer(value) => *value,
+                        _ => 0,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => tensor1(
+                &mapped
+                    .iter()
+                    .map(|label| match label {
+                        Label::Float(bits) => f32::from_bits(*bits),
+                        _ => 0.0,
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let output = values.into_shape(input.shape())?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeLabelEncoder {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let string_input = inputs[0].datum_type == DatumType::String;
+        if string_input != (self.key_type == DatumType::String) {
+            bail!(
+                "`LabelEncoder` has {:?} keys for an input of {:?}",
+                self.key_type,
+                inputs[0].datum_type
+            );
+        }
+        Ok(tvec!(TypedFact::dt_shape(
+            self.value_type,
+            inputs[0].shape.clone()
+        )))
     }
 
     as_op!();

@@ -18,6 +18,7 @@ use crate::helpers::{TestApp, assert_error_shape, spawn_app};
 
 const FLOAT: i32 = 1;
 const STRING: i32 = 8;
+const INT64: i32 = 7;
 
 /// A tensor of `[N, width]` (or `[N]` without a width).
 fn tensor(name: &str, elem_type: i32, width: Option<i64>) -> ValueInfoProto {
@@ -552,6 +553,49 @@ async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_req
 }
 
 #[tokio::test]
+async fn a_label_encoder_maps_strings_to_numbers_with_its_default_for_the_rest() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    let encoder = model(
+        vec![node(
+            "LabelEncoder",
+            &["species"],
+            &["code"],
+            vec![
+                strings("keys_strings", &["setosa", "versicolor"]),
+                ints("values_int64s", &[0, 1]),
+                int("default_int64", 99),
+            ],
+        )],
+        vec![tensor("species", STRING, None)],
+        vec![tensor("code", INT64, None)],
+    );
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/codes/v1",
+        Some(encoder),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/codes/v1",
+        json!({"species": ["versicolor", "setosa", "unknown"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"]["code"],
+        json!([1, 0, 99]),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
     let app = spawn_app().await;
     let token = app.admin_token().await;
@@ -596,7 +640,27 @@ async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
         vec![tensor("X", FLOAT, Some(1))],
         vec![tensor("Y", FLOAT, None)],
     );
-    let cases: [(Option<Vec<u8>>, &str); 10] = [
+    let label_encoder = |keys: &[&str], values: &[i64], input_type: i32| {
+        model(
+            vec![node(
+                "LabelEncoder",
+                &["X"],
+                &["Y"],
+                vec![strings("keys_strings", keys), ints("values_int64s", values)],
+            )],
+            vec![tensor("X", input_type, None)],
+            vec![tensor("Y", INT64, None)],
+        )
+    };
+    let cases: [(Option<Vec<u8>>, &str); 12] = [
+        (
+            Some(label_encoder(&["a", "b", "c"], &[1, 2], STRING)),
+            "3 keys and 2 values",
+        ),
+        (
+            Some(label_encoder(&["a"], &[1], FLOAT)),
+            "`LabelEncoder` has String keys for an input of F32",
+        ),
         (Some(short_imputer), "2 imputed values for 3 columns"),
         (
             Some(numbers_as_strings),
