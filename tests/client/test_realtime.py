@@ -21,6 +21,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.svm import SVC, SVR
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Binarizer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
@@ -43,9 +44,13 @@ CLASSIFIERS = {
     "boosting": lambda: GradientBoostingClassifier(random_state=0),
     "scaled": lambda: Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]),
     "knn": lambda: KNeighborsClassifier(n_neighbors=5),
+    "svc": lambda: SVC(probability=True, random_state=0),
+    "svc-poly": lambda: SVC(kernel="poly", degree=3, probability=True, random_state=0),
 }
 REGRESSORS = {
     "linear": lambda: LinearRegression(),
+    "svr": lambda: SVR(C=100.0),
+    "svr-linear": lambda: SVR(kernel="linear", C=10.0),
     "tree-reg": lambda: DecisionTreeRegressor(random_state=0),
     "forest-reg": lambda: RandomForestRegressor(n_estimators=100, random_state=0),
     "boosting-reg": lambda: GradientBoostingRegressor(random_state=0),
@@ -98,7 +103,7 @@ def test_classifiers_answer_as_scikit_learn(server, name, zipmap):
         np.testing.assert_array_equal(output[labels_column], model.predict(rows))
 
 
-@pytest.mark.parametrize("name", ["logistic", "boosting", "forest"])
+@pytest.mark.parametrize("name", ["logistic", "boosting", "forest", "svc"])
 def test_binary_classifiers_answer_as_scikit_learn(server, name):
     binary = IRIS_Y > 1
     model = CLASSIFIERS[name]().fit(IRIS_X, binary)

@@ -23,6 +23,7 @@ use tract_onnx::tract_hir::tract_core::ops::math::{mul, sub};
 
 use crate::RealtimeError;
 use crate::linear::{LinearModel, Norm};
+use crate::svm::{Kernel, SvmClassifier, SvmClassifierAttributes, SvmRegressor};
 use crate::tree::{Aggregate, PostTransform, TreeAttributes, TreeEnsemble};
 
 /// Puts o16n's operators into tract's ONNX operator register, replacing tract's own.
@@ -38,6 +39,8 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("FeatureVectorizer", feature_vectorizer);
     register.insert("OneHotEncoder", one_hot_encoder);
     register.insert("LabelEncoder", label_encoder);
+    register.insert("SVMClassifier", svm_classifier);
+    register.insert("SVMRegressor", svm_regressor);
 }
 
 /// A value of a request that the model cannot take (a category it was not trained with):
@@ -211,11 +214,78 @@ fn tree_regressor(
     ))
 }
 
+fn svm_kernel(node: &NodeProto) -> TractResult<Kernel> {
+    Kernel::parse(
+        &text(node, "kernel_type")?.unwrap_or_else(|| "LINEAR".to_owned()),
+        &floats(node, "kernel_params")?,
+    )
+    .map_err(plain)
+}
+
+fn svm_classifier(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    if !matches!(post_transform(node)?, PostTransform::None) {
+        bail!("`SVMClassifier` with a post_transform is not supported");
+    }
+    let labels = class_labels(node, "classlabels_ints")?;
+    let vectors_per_class = ints(node, "vectors_per_class")?;
+    if vectors_per_class.is_empty() {
+        bail!("`SVMClassifier` without support vectors (a linear SVM) is not supported");
+    }
+    let model = SvmClassifier::new(SvmClassifierAttributes {
+        kernel: svm_kernel(node)?,
+        support_vectors: floats(node, "support_vectors")?,
+        vectors_per_class,
+        coefficients: floats(node, "coefficients")?,
+        rho: floats(node, "rho")?,
+        prob_a: floats(node, "prob_a")?,
+        prob_b: floats(node, "prob_b")?,
+        n_labels: labels.len(),
+    })
+    .map_err(plain)?;
+    Ok((
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::SvmClassifier(model)),
+            labels: Some(labels.into_arc_tensor()),
+        }),
+        vec![],
+    ))
+}
+
+fn svm_regressor(
+    _ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    if !matches!(post_transform(node)?, PostTransform::None) {
+        bail!("`SVMRegressor` with a post_transform is not supported");
+    }
+    let model = SvmRegressor::new(
+        svm_kernel(node)?,
+        floats(node, "support_vectors")?,
+        node.get_attr_opt::<i64>("n_supports")?.unwrap_or(0),
+        floats(node, "coefficients")?,
+        &floats(node, "rho")?,
+        node.get_attr_opt::<i64>("one_class")?.unwrap_or(0) != 0,
+    )
+    .map_err(plain)?;
+    Ok((
+        expand(NativeScorer {
+            scorer: Arc::new(Scorer::SvmRegressor(model)),
+            labels: None,
+        }),
+        vec![],
+    ))
+}
+
 /// A model evaluated natively, row by row.
 #[derive(Debug)]
 enum Scorer {
     Trees(TreeEnsemble),
     Linear(LinearModel),
+    SvmClassifier(SvmClassifier),
+    SvmRegressor(SvmRegressor),
 }
 
 impl Scorer {
@@ -224,6 +294,8 @@ impl Scorer {
         match self {
             Scorer::Trees(ensemble) => ensemble.n_targets(),
             Scorer::Linear(model) => model.outputs(),
+            Scorer::SvmClassifier(model) => model.outputs(),
+            Scorer::SvmRegressor(_) => 1,
         }
     }
 
@@ -240,15 +312,30 @@ impl Scorer {
                 "the linear model has {} coefficients per target and the input {width} features",
                 model.features()
             ),
+            Scorer::SvmClassifier(model) => ensure!(
+                width == model.n_features(),
+                "the support vectors have {} features and the input {width}",
+                model.n_features()
+            ),
+            Scorer::SvmRegressor(model) => ensure!(
+                width == model.n_features(),
+                "the SVM regressor takes {} features and the input has {width}",
+                model.n_features()
+            ),
         }
         Ok(())
     }
 
-    fn score(&self, features: &[f32], width: usize, out: &mut [f32]) {
+    /// Scores the rows into `out`; returns each row's class when the model decides it
+    /// otherwise than by the highest score (an SVM, by its one-versus-one votes).
+    fn score(&self, features: &[f32], width: usize, out: &mut [f32]) -> Option<Vec<usize>> {
         match self {
             Scorer::Trees(ensemble) => ensemble.score(features, width, out),
             Scorer::Linear(model) => model.score(features, out),
+            Scorer::SvmClassifier(model) => return Some(model.score(features, width, out)),
+            Scorer::SvmRegressor(model) => model.score(features, width, out),
         }
+        None
     }
 }
 
@@ -265,6 +352,7 @@ impl fmt::Debug for NativeScorer {
         let kind = match *self.scorer {
             Scorer::Trees(_) => "trees",
             Scorer::Linear(_) => "linear",
+            Scorer::SvmClassifier(_) | Scorer::SvmRegressor(_) => "svm",
         };
         write!(f, "NativeScorer({kind}, {} outputs)", self.scorer.outputs())
     }
@@ -349,24 +437,27 @@ impl EvalOp for NativeScorer {
         let features = plain.as_slice::<f32>()?;
         let n_targets = self.scorer.outputs();
         let mut scores = vec![0f32; rows * n_targets];
-        self.scorer.score(features, width, &mut scores);
+        let decided = self.scorer.score(features, width, &mut scores);
         let Some(labels) = &self.labels else {
             return Ok(tvec!(
                 Tensor::from_shape(&[rows, n_targets], &scores)?.into_tvalue()
             ));
         };
-        // The label of a row is its class of highest probability, the first one on a tie.
-        let winners: Vec<usize> = scores
-            .chunks_exact(n_targets)
-            .map(|row| {
-                row.iter().enumerate().fold(
-                    0,
-                    |best, (class, &score)| {
-                        if score > row[best] { class } else { best }
-                    },
-                )
-            })
-            .collect();
+        // The label of a row is its class of highest probability, the first one on a tie,
+        // unless the model decided otherwise.
+        let winners: Vec<usize> = decided.unwrap_or_else(|| {
+            scores
+                .chunks_exact(n_targets)
+                .map(|row| {
+                    row.iter().enumerate().fold(
+                        0,
+                        |best, (class, &score)| {
+                            if score > row[best] { class } else { best }
+                        },
+                    )
+                })
+                .collect()
+        });
         let labels_plain = labels.try_as_plain_ram()?;
         let row_labels = if labels.datum_type() == DatumType::String {
             let names = labels_plain.as_slice::<String>()?;

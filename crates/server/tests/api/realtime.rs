@@ -652,7 +652,30 @@ async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
             vec![tensor("Y", INT64, None)],
         )
     };
-    let cases: [(Option<Vec<u8>>, &str); 12] = [
+    let short_svm = model(
+        vec![node(
+            "SVMClassifier",
+            &["X"],
+            &["label", "scores"],
+            vec![
+                ints("classlabels_ints", &[0, 1]),
+                ints("vectors_per_class", &[1, 1]),
+                floats("support_vectors", &[0.0, 1.0, 1.0, 0.0]),
+                floats("coefficients", &[1.0]),
+                floats("rho", &[0.0]),
+            ],
+        )],
+        vec![tensor("X", FLOAT, Some(2))],
+        vec![
+            tensor("label", INT64, None),
+            tensor("scores", FLOAT, Some(2)),
+        ],
+    );
+    let cases: [(Option<Vec<u8>>, &str); 13] = [
+        (
+            Some(short_svm),
+            "1 coefficients for 2 classes and 2 support vectors",
+        ),
         (
             Some(label_encoder(&["a", "b", "c"], &[1, 2], STRING)),
             "3 keys and 2 values",
