@@ -15,6 +15,10 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
+import lightgbm
+import xgboost
+from onnxmltools import convert_lightgbm, convert_xgboost
+from onnxmltools.convert.common.data_types import FloatTensorType as MlFloatTensorType
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from sklearn.compose import ColumnTransformer
@@ -68,7 +72,8 @@ def publish(server, token, name, onnx_bytes, version="v1", method="POST"):
 
 
 def score(server, token, name, rows, version="v1"):
-    columns = {f"x{j}": rows[:, j].tolist() for j in range(rows.shape[1])}
+    # Missing values (NaN) travel as JSON null.
+    columns = {f"x{j}": [None if np.isnan(v) else float(v) for v in rows[:, j]] for j in range(rows.shape[1])}
     response = requests.post(
         f"{server.url}/api/{name}/{version}",
         headers={"Authorization": f"Bearer {token}"},
@@ -262,6 +267,45 @@ def test_string_columns_are_one_hot_encoded_as_scikit_learn_does(server, name):
         probabilities = np.array([output[f"probabilities_{c}"] for c in range(3)]).T
         np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=TOLERANCE)
         np.testing.assert_array_equal(output["label"], model.predict(rows))
+
+
+BOOSTED = {
+    "lgbm": (lambda: lightgbm.LGBMClassifier(n_estimators=50, verbose=-1), convert_lightgbm),
+    "xgb": (lambda: xgboost.XGBClassifier(n_estimators=50), convert_xgboost),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BOOSTED))
+def test_gradient_boosted_classifiers_with_missing_values_answer_as_their_library(server, name):
+    make, convert = BOOSTED[name]
+    rows = with_missing_values(IRIS_X)
+    model = make().fit(rows, IRIS_Y)
+    onnx_model = convert(model, initial_types=[("input", MlFloatTensorType([None, 4]))])
+    token = server.token()
+    response = publish(server, token, name, onnx_model.SerializeToString())
+    assert response.status_code == 201, response.text
+    for batch in (rows[7:8], rows):
+        output = score(server, token, name, batch)
+        probability_columns = sorted(c for c in output if c != "label")
+        probabilities = np.array([output[c] for c in probability_columns]).T
+        np.testing.assert_allclose(probabilities, model.predict_proba(batch), atol=TOLERANCE)
+        np.testing.assert_array_equal(output["label"], model.predict(batch))
+
+
+@pytest.mark.parametrize("name", ["lgbm-reg", "xgb-reg"])
+def test_gradient_boosted_regressors_with_missing_values_answer_as_their_library(server, name):
+    rows = with_missing_values(DIABETES_X)
+    if name == "lgbm-reg":
+        model, convert = lightgbm.LGBMRegressor(n_estimators=50, verbose=-1), convert_lightgbm
+    else:
+        model, convert = xgboost.XGBRegressor(n_estimators=50), convert_xgboost
+    model.fit(rows, DIABETES_Y)
+    onnx_model = convert(model, initial_types=[("input", MlFloatTensorType([None, rows.shape[1]]))])
+    token = server.token()
+    assert publish(server, token, name, onnx_model.SerializeToString()).status_code == 201
+    output = score(server, token, name, rows)
+    (column,) = output
+    np.testing.assert_allclose(output[column], model.predict(rows), rtol=TOLERANCE)
 
 
 def test_the_official_client_consumes_a_realtime_service(server):
