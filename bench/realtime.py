@@ -8,6 +8,9 @@ Targets, for LogisticRegression and a 100-tree RandomForest on iris:
   throughput of `GET /health`; 1 concurrent: p99 at most 1 ms;
 * 1,000 rows per request: LogisticRegression at least 1,000,000 rows/s; the forest at least
   0.8x ONNX Runtime's rows/s (one thread, in-process, no HTTP).
+For the full pipeline (imputation and one-hot encoding of a string column before a 100-tree
+RandomForest, one input per column) and a 100-tree LightGBM classifier (issue 17): one row
+per request at 16 concurrent at least 10x MLflow; 1,000 rows at least 0.8x ONNX Runtime.
 """
 
 import json
@@ -44,8 +47,17 @@ def publish(server, token, name, model_bytes):
     response.read()
 
 
-def columns(rows):
-    return {name: [row[j] for row in rows] for j, name in enumerate(["sl", "sw", "pl", "pw"])}
+MODELS = ("logistic", "forest", "pipeline", "lightgbm")
+# The models of issue 7, held to every target; the others to MLflow's and ONNX Runtime's.
+FIRST_MODELS = ("logistic", "forest")
+
+
+def columns(rows, with_size=False):
+    data = {name: [row[j] for row in rows] for j, name in enumerate(["sl", "sw", "pl", "pw"])}
+    if with_size:
+        # The pipeline's string column, as it was trained.
+        data["size"] = ["large" if row[0] > 5.8 else "small" for row in rows]
+    return data
 
 
 def main():
@@ -59,8 +71,11 @@ def main():
         # 1,000 rows cycling through a few distinct flowers.
         flowers = [[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 5.1, 1.8]]
         batch = [flowers[i % len(flowers)] for i in range(ROWS)]
-        one_row = json.dumps({"inputData": columns(iris)})
-        many_rows = json.dumps({"inputData": columns(batch)})
+        bodies = {
+            name: (json.dumps({"inputData": columns(iris, name == "pipeline")}),
+                   json.dumps({"inputData": columns(batch, name == "pipeline")}))
+            for name in MODELS
+        }
 
         results = {}
         # The prepared Python runtime, so that the server does not build one while measured.
@@ -74,7 +89,8 @@ def main():
             token = login(server)
             base = "http://%s:%d" % (server.host, server.port)
             headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
-            for name in ("logistic", "forest"):
+            for name in MODELS:
+                one_row, many_rows = bodies[name]
                 publish(server, token, name, (work / f"{name}.onnx").read_bytes())
                 url = f"{base}/api/{name}/v1"
                 results[name, 1] = wrk(url, one_row, headers, 1, workdir)
@@ -89,6 +105,7 @@ def main():
                 ratio, results[name, 16], results["health", name] = pairs[len(pairs) // 2]
                 results["ratio", name] = ratio
                 results[name, "rows"] = wrk(url, many_rows, headers, 4, workdir)
+            one_row = bodies["logistic"][0]
             # The same model on a server with metrics off, paired runs at 16 concurrent.
             quiet = Server(work / "o16n-quiet", dict(o16n_env, **METRICS_OFF))
             try:
@@ -104,8 +121,10 @@ def main():
         finally:
             server.stop()
 
-        mlflow_body = json.dumps({"dataframe_split": {"columns": ["sl", "sw", "pl", "pw"], "data": iris}})
-        for name in ("logistic", "forest"):
+        for name in MODELS:
+            frame_columns = ["sl", "sw", "pl", "pw"] + (["size"] if name == "pipeline" else [])
+            data = [row + (["large" if row[0] > 5.8 else "small"] if name == "pipeline" else []) for row in iris]
+            mlflow_body = json.dumps({"dataframe_split": {"columns": frame_columns, "data": data}})
             port = free_port()
             mlflow = start_mlflow_model(mlflow_python, work / f"mlflow-{name}", port, mlflow_body)
             try:
@@ -117,7 +136,7 @@ def main():
 
     rows = []
     met = True
-    for name in ("logistic", "forest"):
+    for name in MODELS:
         o16n1, o16n16, mlflow16 = results[name, 1], results[name, 16], results["mlflow-" + name, 16]
         rows_per_s = results[name, "rows"]["rps"] * ROWS
         ratio_mlflow = o16n16["rps"] / mlflow16["rps"]
@@ -139,19 +158,21 @@ def main():
             ("%s, ONNX Runtime in-process, 1 thread: rows/s" % name,
              "%10.0f" % trained[name]["onnxruntime_rows_per_s"]),
         ]
-        met &= ratio_mlflow >= 10 and ratio_health >= 0.5 and o16n1["p99_ms"] <= 1
+        met &= ratio_mlflow >= 10
+        if name in FIRST_MODELS:
+            met &= ratio_health >= 0.5 and o16n1["p99_ms"] <= 1
         if name == "logistic":
             rows.append(("logistic: 1,000-row rows/s (target >= 1,000,000)", "%.0f" % rows_per_s))
             met &= rows_per_s >= 1_000_000
         else:
             ratio_ort = rows_per_s / trained[name]["onnxruntime_rows_per_s"]
-            rows.append(("forest: o16n / ONNX Runtime rows/s (target >= 0.8)", "%.2f" % ratio_ort))
+            rows.append(("%s: o16n / ONNX Runtime rows/s (target >= 0.8)" % name, "%.2f" % ratio_ort))
             met &= ratio_ort >= 0.8
     metrics_ratio, metrics_on, metrics_off = results["metrics"]
     rows.append(("logistic, 16 concurrent: metrics on / off, median of %d pairs (target >= 0.97)" % METRICS_ROUNDS,
                  "%.3f (%.0f vs %.0f req/s)" % (metrics_ratio, metrics_on, metrics_off)))
     met &= metrics_ratio >= 0.97
-    report("Realtime services: iris, LogisticRegression and RandomForest(100) as ONNX (2 cores, wrk on the same machine)", rows)
+    report("Realtime services: iris, LogisticRegression, RandomForest(100), a full pipeline and LightGBM(100) as ONNX (2 cores, wrk on the same machine)", rows)
     print("\nall targets met" if met else "\nsome targets missed")
     return 0 if met else 1
 
