@@ -293,13 +293,13 @@ impl App {
                 EnvironmentBuildOutcome {
                     state: EnvironmentState::Ready,
                     lock: report.lock.map(|lock| (lock, packages)),
-                    log: report.log,
+                    log: format!("{}\nbuilt in {} ms\n", report.log, report.duration_ms),
                 }
             }
             Ok(report) => EnvironmentBuildOutcome {
                 state: EnvironmentState::Failed,
                 lock: None,
-                log: report.log,
+                log: format!("{}\nfailed after {} ms\n", report.log, report.duration_ms),
             },
             Err(err) => EnvironmentBuildOutcome {
                 state: EnvironmentState::Failed,

@@ -158,7 +158,8 @@ impl Environments {
     }
 
     /// What identifies the default environment that an environment layers on: how its workers
-    /// start (interpreter and script), so that a node whose default changed builds anew.
+    /// start, which names the interpreter its virtual environment is made for (the default's
+    /// packages are not part of a build: workers find them at start).
     fn base_of(spec: &LaunchSpec) -> String {
         format!("{:?} {:?}", spec.program, spec.args)
     }

@@ -155,6 +155,10 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
         "{lock}"
     );
     assert!(
+        built["log"].as_str().unwrap().contains("built in"),
+        "{built}"
+    );
+    assert!(
         lock.contains("--hash=sha256:"),
         "the lock pins every file: {lock}"
     );
