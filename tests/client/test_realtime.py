@@ -71,16 +71,27 @@ def publish(server, token, name, onnx_bytes, version="v1", method="POST"):
     )
 
 
-def score(server, token, name, rows, version="v1"):
-    # Missing values (NaN) travel as JSON null.
-    columns = {f"x{j}": [None if np.isnan(v) else float(v) for v in rows[:, j]] for j in range(rows.shape[1])}
+def cell(value):
+    """A value as JSON: strings as they are, numbers as floats, missing values (NaN) as null."""
+    if isinstance(value, str):
+        return value
+    return None if np.isnan(value) else float(value)
+
+
+def score_data(server, token, name, columns, version="v1"):
+    """Scores `inputData` columns and returns `outputData`."""
     response = requests.post(
         f"{server.url}/api/{name}/{version}",
         headers={"Authorization": f"Bearer {token}"},
-        json={"inputData": columns},
+        json={"inputData": {column: [cell(v) for v in values] for column, values in columns.items()}},
     )
     assert response.status_code == 200, response.text
     return response.json()["outputParameters"]["outputData"]
+
+
+def score(server, token, name, rows, version="v1"):
+    """Scores the rows of an array, its columns named x0, x1, ..."""
+    return score_data(server, token, name, {f"x{j}": rows[:, j] for j in range(rows.shape[1])}, version)
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIFIERS))
@@ -150,15 +161,8 @@ def per_column_export(model, columns, final_step=None):
 
 
 def score_columns(server, token, name, frame):
-    """Scores a data frame by column name; missing values travel as JSON null."""
-    columns = {column: [None if np.isnan(v) else float(v) for v in frame[column]] for column in frame}
-    response = requests.post(
-        f"{server.url}/api/{name}/v1",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"inputData": columns},
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["outputParameters"]["outputData"]
+    """Scores a data frame by column name."""
+    return score_data(server, token, name, {column: frame[column] for column in frame})
 
 
 IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -258,12 +262,7 @@ def test_string_columns_are_one_hot_encoded_as_scikit_learn_does(server, name):
     unseen = frame.iloc[:3].copy()
     unseen["hue"] = "purple"  # a category not seen in training: all zeros, as scikit-learn
     for rows in (frame.iloc[7:8], frame, unseen):
-        columns = {c: [None if isinstance(v, float) and np.isnan(v) else (v if isinstance(v, str) else float(v))
-                       for v in rows[c]] for c in rows}
-        response = requests.post(f"{server.url}/api/{name}/v1", headers={"Authorization": f"Bearer {token}"},
-                                 json={"inputData": columns})
-        assert response.status_code == 200, response.text
-        output = response.json()["outputParameters"]["outputData"]
+        output = score_columns(server, token, name, rows)
         probabilities = np.array([output[f"probabilities_{c}"] for c in range(3)]).T
         np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=TOLERANCE)
         np.testing.assert_array_equal(output["label"], model.predict(rows))

@@ -494,6 +494,66 @@ impl TypedOp for NativeScorer {
     as_op!();
 }
 
+/// Runs an elementwise operator: its one input in `f32`, changed in place by `change`, which
+/// gets the values and the width of the last axis (at least 1).
+fn in_place_f32(
+    inputs: TVec<TValue>,
+    change: impl FnOnce(&mut [f32], usize) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    let input = args_1!(inputs);
+    let mut output = input.cast_to::<f32>()?.into_owned();
+    let width = output.shape().last().copied().unwrap_or(1).max(1);
+    let mut plain = output.try_as_plain_ram_mut()?;
+    change(plain.as_slice_mut::<f32>()?, width)?;
+    Ok(tvec!(output.into_tvalue()))
+}
+
+/// Implements tract's `Op` and an `Expansion` that wires the operator as it is, for one of our
+/// typed operators: its inference rules are `same_shape_in_f32`, or its own
+/// `inference_rules`.
+macro_rules! native_operator {
+    ($op:ident, same_shape_in_f32) => {
+        native_operator!(@impl $op, |_this, s, inputs, outputs| same_shape_in_f32(s, inputs, outputs));
+    };
+    ($op:ident) => {
+        native_operator!(@impl $op, |this, s, inputs, outputs| this.inference_rules(s, inputs, outputs));
+    };
+    (@impl $op:ident, |$this:ident, $s:ident, $inputs:ident, $outputs:ident| $rules:expr) => {
+        impl Expansion for $op {
+            fn name(&self) -> StaticName {
+                stringify!($op).into()
+            }
+
+            fn rules<'r, 'p: 'r, 's: 'r>(
+                &'s self,
+                $s: &mut Solver<'r>,
+                $inputs: &'p [TensorProxy],
+                $outputs: &'p [TensorProxy],
+            ) -> InferenceResult {
+                let $this = self;
+                $rules
+            }
+
+            fn wire(
+                &self,
+                prefix: &str,
+                model: &mut TypedModel,
+                inputs: &[OutletId],
+            ) -> TractResult<TVec<OutletId>> {
+                model.wire_node(prefix, self.clone(), inputs)
+            }
+        }
+
+        impl Op for $op {
+            fn name(&self) -> StaticName {
+                stringify!($op).into()
+            }
+
+            op_as_typed_op!();
+        }
+    };
+}
+
 /// The rules of a one-input operator whose output is its input's shape in `f32`.
 fn same_shape_in_f32<'r, 'p: 'r>(
     s: &mut Solver<'r>,
@@ -584,48 +644,16 @@ struct NativeNormalizer {
     norm: Norm,
 }
 
-impl Expansion for NativeNormalizer {
-    fn name(&self) -> StaticName {
-        "NativeNormalizer".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        same_shape_in_f32(s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeNormalizer {
-    fn name(&self) -> StaticName {
-        "NativeNormalizer".into()
-    }
-
-    op_as_typed_op!();
-}
+native_operator!(NativeNormalizer, same_shape_in_f32);
 
 impl EvalOp for NativeNormalizer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let mut output = input.cast_to::<f32>()?.into_owned();
-        let width = output.shape().last().copied().unwrap_or(1);
-        let mut plain = output.try_as_plain_ram_mut()?;
-        self.norm.apply(plain.as_slice_mut::<f32>()?, width);
-        Ok(tvec!(output.into_tvalue()))
+        in_place_f32(inputs, |values, width| {
+            self.norm.apply(values, width);
+            Ok(())
+        })
     }
 }
 
@@ -700,57 +728,25 @@ impl NativeImputer {
     }
 }
 
-impl Expansion for NativeImputer {
-    fn name(&self) -> StaticName {
-        "NativeImputer".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        same_shape_in_f32(s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeImputer {
-    fn name(&self) -> StaticName {
-        "NativeImputer".into()
-    }
-
-    op_as_typed_op!();
-}
+native_operator!(NativeImputer, same_shape_in_f32);
 
 impl EvalOp for NativeImputer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let mut output = input.cast_to::<f32>()?.into_owned();
-        let width = output.shape().last().copied().unwrap_or(1).max(1);
-        self.check_width(width)?;
-        let mut plain = output.try_as_plain_ram_mut()?;
-        for (index, value) in plain.as_slice_mut::<f32>()?.iter_mut().enumerate() {
-            if self.is_missing(*value) {
-                *value = if self.values.len() == 1 {
-                    self.values[0]
-                } else {
-                    self.values[index % width]
-                };
+        in_place_f32(inputs, |values, width| {
+            self.check_width(width)?;
+            for (index, value) in values.iter_mut().enumerate() {
+                if self.is_missing(*value) {
+                    *value = if self.values.len() == 1 {
+                        self.values[0]
+                    } else {
+                        self.values[index % width]
+                    };
+                }
             }
-        }
-        Ok(tvec!(output.into_tvalue()))
+            Ok(())
+        })
     }
 }
 
@@ -789,49 +785,18 @@ impl PartialEq for NativeBinarizer {
 
 impl Eq for NativeBinarizer {}
 
-impl Expansion for NativeBinarizer {
-    fn name(&self) -> StaticName {
-        "NativeBinarizer".into()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        same_shape_in_f32(s, inputs, outputs)
-    }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeBinarizer {
-    fn name(&self) -> StaticName {
-        "NativeBinarizer".into()
-    }
-
-    op_as_typed_op!();
-}
+native_operator!(NativeBinarizer, same_shape_in_f32);
 
 impl EvalOp for NativeBinarizer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = args_1!(inputs);
-        let mut output = input.cast_to::<f32>()?.into_owned();
-        let mut plain = output.try_as_plain_ram_mut()?;
-        for value in plain.as_slice_mut::<f32>()? {
-            *value = if *value > self.threshold { 1.0 } else { 0.0 };
-        }
-        Ok(tvec!(output.into_tvalue()))
+        in_place_f32(inputs, |values, _| {
+            for value in values {
+                *value = if *value > self.threshold { 1.0 } else { 0.0 };
+            }
+            Ok(())
+        })
     }
 }
 
@@ -895,12 +860,10 @@ impl NativeFeatureVectorizer {
     }
 }
 
-impl Expansion for NativeFeatureVectorizer {
-    fn name(&self) -> StaticName {
-        "NativeFeatureVectorizer".into()
-    }
+native_operator!(NativeFeatureVectorizer);
 
-    fn rules<'r, 'p: 'r, 's: 'r>(
+impl NativeFeatureVectorizer {
+    fn inference_rules<'r, 'p: 'r, 's: 'r>(
         &'s self,
         s: &mut Solver<'r>,
         inputs: &'p [TensorProxy],
@@ -914,23 +877,6 @@ impl Expansion for NativeFeatureVectorizer {
         s.equals(&outputs[0].shape[1], self.width().to_dim())?;
         Ok(())
     }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeFeatureVectorizer {
-    fn name(&self) -> StaticName {
-        "NativeFeatureVectorizer".into()
-    }
-
-    op_as_typed_op!();
 }
 
 impl EvalOp for NativeFeatureVectorizer {
@@ -1086,12 +1032,10 @@ impl NativeOneHotEncoder {
     }
 }
 
-impl Expansion for NativeOneHotEncoder {
-    fn name(&self) -> StaticName {
-        "NativeOneHotEncoder".into()
-    }
+native_operator!(NativeOneHotEncoder);
 
-    fn rules<'r, 'p: 'r, 's: 'r>(
+impl NativeOneHotEncoder {
+    fn inference_rules<'r, 'p: 'r, 's: 'r>(
         &'s self,
         s: &mut Solver<'r>,
         inputs: &'p [TensorProxy],
@@ -1110,23 +1054,6 @@ impl Expansion for NativeOneHotEncoder {
             s.equals(&outputs[0].shape[rank], width.to_dim())
         })
     }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeOneHotEncoder {
-    fn name(&self) -> StaticName {
-        "NativeOneHotEncoder".into()
-    }
-
-    op_as_typed_op!();
 }
 
 impl EvalOp for NativeOneHotEncoder {
@@ -1311,12 +1238,10 @@ impl NativeLabelEncoder {
     }
 }
 
-impl Expansion for NativeLabelEncoder {
-    fn name(&self) -> StaticName {
-        "NativeLabelEncoder".into()
-    }
+native_operator!(NativeLabelEncoder);
 
-    fn rules<'r, 'p: 'r, 's: 'r>(
+impl NativeLabelEncoder {
+    fn inference_rules<'r, 'p: 'r, 's: 'r>(
         &'s self,
         s: &mut Solver<'r>,
         inputs: &'p [TensorProxy],
@@ -1328,23 +1253,6 @@ impl Expansion for NativeLabelEncoder {
         s.equals(&inputs[0].shape, &outputs[0].shape)?;
         Ok(())
     }
-
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
-        model.wire_node(prefix, self.clone(), inputs)
-    }
-}
-
-impl Op for NativeLabelEncoder {
-    fn name(&self) -> StaticName {
-        "NativeLabelEncoder".into()
-    }
-
-    op_as_typed_op!();
 }
 
 impl EvalOp for NativeLabelEncoder {

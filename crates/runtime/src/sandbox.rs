@@ -307,31 +307,18 @@ impl Sandbox {
             })?;
         let deadline = tokio::time::Instant::now() + patience;
         loop {
-            let path = self.config.lock_dir.join(format!("uid-{uid}"));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => {
-                    return Ok(Identity {
-                        id: uid,
-                        _lease: Some(UidLease { _lock: lock }),
-                    });
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK))
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    return Err(RuntimeError::RuntimeUnavailable(format!(
-                        "another server on this machine is building an environment as user id {uid}"
-                    )));
-                }
-                Err((_, errno)) => return Err(RuntimeError::Io(std::io::Error::from(errno))),
+            if let Some(lease) = self.try_lock_uid(uid)? {
+                return Ok(Identity {
+                    id: uid,
+                    _lease: Some(lease),
+                });
             }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::RuntimeUnavailable(format!(
+                    "another server on this machine is building an environment as user id {uid}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -341,24 +328,29 @@ impl Sandbox {
             let Some(uid) = self.config.first_uid.checked_add(offset) else {
                 break;
             };
-            let path = self.config.lock_dir.join(format!("uid-{uid}"));
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok((uid, UidLease { _lock: lock })),
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => continue,
-                Err((_, errno)) => {
-                    return Err(RuntimeError::Io(std::io::Error::from(errno)));
-                }
+            if let Some(lease) = self.try_lock_uid(uid)? {
+                return Ok((uid, lease));
             }
         }
         Err(RuntimeError::RuntimeUnavailable(format!(
             "all {} worker user ids from {} are in use (runtime.sandbox.uid_count)",
             self.config.uid_count, self.config.first_uid
         )))
+    }
+
+    /// Locks user id `uid` host-wide, or `None` when something else holds it.
+    fn try_lock_uid(&self, uid: u32) -> Result<Option<UidLease>, RuntimeError> {
+        let path = self.config.lock_dir.join(format!("uid-{uid}"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(UidLease { _lock: lock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(RuntimeError::Io(std::io::Error::from(errno))),
+        }
     }
 
     /// The command that starts `launch` in `workdir` as `identity`, sandboxed unless the
