@@ -19,20 +19,11 @@ start_repository <- function() {
     stdout = FALSE, stderr = FALSE))
   if (built != 0) stop("cannot build the test package")
   tools::write_PACKAGES(contrib, type = "source")
-  out <- tempfile("o16n-repository-out-")
-  command <- sprintf("echo $$; exec python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s",
-                     shQuote(root))
-  system2("sh", c("-c", shQuote(command)), stdout = out, stderr = FALSE, wait = FALSE)
-  deadline <- Sys.time() + 30
-  repeat {
-    lines <- if (file.exists(out)) readLines(out, warn = FALSE) else character(0)
-    serving <- grep("port [0-9]+", lines, value = TRUE)
-    if (length(serving) > 0) break
-    if (Sys.time() > deadline) stop("the test repository did not start")
-    Sys.sleep(0.05)
-  }
-  port <- sub(".*port ([0-9]+).*", "\\1", serving[1])
-  list(pid = as.integer(lines[1]), url = sprintf("http://127.0.0.1:%s", port))
+  started <- start_background(
+    sprintf("python3 -u -m http.server 0 --bind 127.0.0.1 --directory %s", shQuote(root)),
+    "port [0-9]+", "the test repository", timeout = 30)
+  port <- sub(".*port ([0-9]+).*", "\\1", started$line)
+  list(pid = started$pid, url = sprintf("http://127.0.0.1:%s", port))
 }
 
 repository <- start_repository()

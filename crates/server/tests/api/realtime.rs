@@ -279,20 +279,26 @@ async fn a_published_model_scores_many_rows_with_columns_in_order() {
     );
 }
 
-#[tokio::test]
-async fn columns_go_to_inputs_by_name_when_the_model_has_one_per_column() {
+/// A server with `model` published as realtime service `name` version `v1`, and an admin token.
+async fn with_published(name: &str, model: Vec<u8>) -> (TestApp, String) {
     let app = spawn_app().await;
     let token = app.admin_token().await;
     let (status, body) = publish(
         &app,
         &token,
         Method::POST,
-        "/realtime-services/named/v1",
-        Some(two_input_model()),
+        &format!("/realtime-services/{name}/v1"),
+        Some(model),
         &[],
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
+    (app, token)
+}
+
+#[tokio::test]
+async fn columns_go_to_inputs_by_name_when_the_model_has_one_per_column() {
+    let (app, token) = with_published("named", two_input_model()).await;
 
     let (status, body) = score(
         &app,
@@ -473,18 +479,7 @@ fn preprocessing_model() -> Vec<u8> {
 
 #[tokio::test]
 async fn per_column_inputs_are_joined_imputed_and_binarized() {
-    let app = spawn_app().await;
-    let token = app.admin_token().await;
-    let (status, body) = publish(
-        &app,
-        &token,
-        Method::POST,
-        "/realtime-services/prep/v1",
-        Some(preprocessing_model()),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (app, token) = with_published("prep", preprocessing_model()).await;
     let (status, body) = score(
         &app,
         &token,
@@ -502,8 +497,6 @@ async fn per_column_inputs_are_joined_imputed_and_binarized() {
 
 #[tokio::test]
 async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_request() {
-    let app = spawn_app().await;
-    let token = app.admin_token().await;
     let encoder = model(
         vec![node(
             "OneHotEncoder",
@@ -515,16 +508,7 @@ async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_req
         vec![tensor("colour", STRING, None)],
         vec![tensor("encoded", FLOAT, Some(2))],
     );
-    let (status, body) = publish(
-        &app,
-        &token,
-        Method::POST,
-        "/realtime-services/colours/v1",
-        Some(encoder),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (app, token) = with_published("colours", encoder).await;
     let (status, body) = score(
         &app,
         &token,
@@ -554,8 +538,6 @@ async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_req
 
 #[tokio::test]
 async fn a_label_encoder_maps_strings_to_numbers_with_its_default_for_the_rest() {
-    let app = spawn_app().await;
-    let token = app.admin_token().await;
     let encoder = model(
         vec![node(
             "LabelEncoder",
@@ -570,16 +552,7 @@ async fn a_label_encoder_maps_strings_to_numbers_with_its_default_for_the_rest()
         vec![tensor("species", STRING, None)],
         vec![tensor("code", INT64, None)],
     );
-    let (status, body) = publish(
-        &app,
-        &token,
-        Method::POST,
-        "/realtime-services/codes/v1",
-        Some(encoder),
-        &[],
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (app, token) = with_published("codes", encoder).await;
     let (status, body) = score(
         &app,
         &token,
