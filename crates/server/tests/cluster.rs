@@ -1081,24 +1081,10 @@ async fn a_call_to_a_compute_node_without_the_cluster_secret_is_refused() {
     assert_eq!(sessions.status(), StatusCode::UNAUTHORIZED);
 }
 
-/// Adds a wheel of the test package `hello-o16n` to the index.
-fn make_wheel(index: &package_index::PackageIndex, version: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/environments/make_wheel.py");
-    let status = std::process::Command::new("python3")
-        .arg(script)
-        .args(["hello-o16n", version])
-        .arg(index.path("simple/hello-o16n"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test]
 async fn an_environment_resolved_on_one_compute_node_runs_the_same_on_the_other() {
     let index = package_index::PackageIndex::start().await;
-    make_wheel(&index, "1.0");
+    index.add_wheel("hello-o16n", "1.0");
     let cluster = Cluster::start_with(vec![(
         "O16N_ENVIRONMENTS__PYTHON_INDEX_URL".to_owned(),
         format!("{}/simple/", index.url),
@@ -1139,7 +1125,7 @@ async fn an_environment_resolved_on_one_compute_node_runs_the_same_on_the_other(
 
     // The index moves on; both nodes still run the lock's 1.0. A web node places sessions on
     // the node with the fewest, so two open through it are one per node.
-    make_wheel(&index, "2.0");
+    index.add_wheel("hello-o16n", "2.0");
     let mut sessions = Vec::new();
     for _ in 0..2 {
         let (status, created) = cluster

@@ -3,7 +3,6 @@
 //! once, as an organisation's mirror would hold it), and R's own tools from an R repository the
 //! test builds; real workers import what was built.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use o16n_types::Role;
@@ -20,7 +19,7 @@ const REAL_PACKAGE: &str = "tabulate";
 /// A Python package index with `hello-o16n` 1.0 and the real package.
 async fn python_index() -> PackageIndex {
     let index = PackageIndex::start().await;
-    make_wheel(&index, "hello-o16n", "1.0");
+    index.add_wheel("hello-o16n", "1.0");
     let wheels = std::env::var_os("O16N_TEST_WHEELS").expect(
         "O16N_TEST_WHEELS must name a directory with the tabulate wheel; scripts/test.sh fills it",
     );
@@ -38,20 +37,6 @@ async fn python_index() -> PackageIndex {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(&real, dir.join(real.file_name().unwrap())).unwrap();
     index
-}
-
-/// Adds a wheel of `name` `version` to the index (made by the fixture script).
-fn make_wheel(index: &PackageIndex, name: &str, version: &str) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures/environments/make_wheel.py");
-    let status = std::process::Command::new("python3")
-        .arg(script)
-        .args([name, version])
-        .arg(index.path(&format!("simple/{name}")))
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 async fn put_environment(
@@ -371,7 +356,7 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
 
     // A second node with the same database and nothing built: the index has a newer
     // hello-o16n now, but the node builds the lock, so it runs 1.0 as the first did.
-    make_wheel(&index, "hello-o16n", "2.0");
+    index.add_wheel("hello-o16n", "2.0");
     drop(app);
     let configure = python_app_config(&index);
     let second = spawn_app_with(|config| {

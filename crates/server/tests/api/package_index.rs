@@ -38,6 +38,21 @@ impl PackageIndex {
     pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.root.path().join(relative)
     }
+
+    /// Adds to the index a pure-Python wheel of `name` `version` that the fixture script
+    /// makes (a module with `VERSION` and `greet()`).
+    pub(crate) fn add_wheel(&self, name: &str, version: &str) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/environments/make_wheel.py");
+        let status = std::process::Command::new("python3")
+            .arg(script)
+            .args([name, version])
+            .arg(self.path(&format!("simple/{name}")))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
 }
 
 async fn serve(State(root): State<PathBuf>, request: Request) -> Response {
