@@ -178,7 +178,10 @@ impl DedicatedPools {
         wanted: &DedicatedPoolSpec,
     ) -> Result<DedicatedPool, RuntimeError> {
         let launch = match &spec.environment {
-            Some(environment) => Some(self.environments.launch(environment)),
+            Some(environment) => Some(
+                self.environments
+                    .launch(&crate::environments::lock_handle(environment), environment),
+            ),
             None => self.launch.get(&spec.runtime).cloned(),
         };
         let (Some(launch), Some(node_limit)) = (launch, self.node_limits.get(&spec.runtime)) else {

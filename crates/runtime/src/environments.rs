@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
-use crate::pool::Launch;
+use crate::pool::{Launch, NotReady, ready};
 use crate::sandbox::{Arg, Launch as SandboxLaunch, Sandbox, WorkerLimits};
 use crate::worker::{LaunchSpec, Launcher};
 
@@ -135,25 +135,16 @@ impl Environments {
                 RuntimeError::RuntimeNotSupported(format!("this process runs no {runtime} workers"))
             })?
             .clone();
-        loop {
-            match &*launch.borrow_and_update() {
-                Launch::Ready(Launcher::Process(spec)) => return Ok(spec.clone()),
-                #[cfg(test)]
-                Launch::Ready(Launcher::Fake(_)) => {
-                    return Err(RuntimeError::RuntimeUnavailable(
-                        "fake workers have no environments".to_owned(),
-                    ));
-                }
-                Launch::Unavailable(why) => {
-                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
-                }
-                Launch::Preparing(_) => {}
-            }
-            if launch.changed().await.is_err() {
-                return Err(RuntimeError::RuntimeUnavailable(format!(
-                    "the {runtime} runtime stopped"
-                )));
-            }
+        match ready(&mut launch, None).await {
+            Ok(Launcher::Process(spec)) => Ok(spec),
+            #[cfg(test)]
+            Ok(Launcher::Fake(_)) => Err(RuntimeError::RuntimeUnavailable(
+                "fake workers have no environments".to_owned(),
+            )),
+            Err(NotReady::Unavailable(why)) => Err(RuntimeError::RuntimeUnavailable(why)),
+            Err(NotReady::Preparing(_)) => Err(RuntimeError::RuntimeUnavailable(format!(
+                "the {runtime} runtime stopped"
+            ))),
         }
     }
 
@@ -218,14 +209,14 @@ impl Environments {
     /// failure, which the next caller tries again.
     pub(crate) fn launch(
         self: &Arc<Self>,
+        handle: &str,
         environment: &EnvironmentRef,
     ) -> watch::Receiver<Launch> {
-        let handle = lock_handle(environment);
         let mut builds = self
             .builds
             .lock()
             .expect("environments lock poisoned. This is a bug.");
-        if let Some(existing) = builds.get(&handle) {
+        if let Some(existing) = builds.get(handle) {
             let failed = matches!(&*existing.borrow(), Launch::Unavailable(_));
             if !failed {
                 return existing.clone();
@@ -235,7 +226,7 @@ impl Environments {
             "environment `{}` is being built on this compute node",
             environment.name
         )));
-        builds.insert(handle, receiver.clone());
+        builds.insert(handle.to_owned(), receiver.clone());
         drop(builds);
         let environments = self.clone();
         let environment = environment.clone();

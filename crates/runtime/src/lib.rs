@@ -277,27 +277,28 @@ impl ComputeNode {
         &self,
         environment: &EnvironmentRef,
     ) -> Result<Arc<EnvironmentPool>, RuntimeError> {
-        let mut launch = self.inner.environments.launch(environment);
-        let deadline = tokio::time::Instant::now() + self.inner.environments.build_timeout();
-        loop {
-            match &*launch.borrow_and_update() {
-                Launch::Ready(_) => break,
-                Launch::Unavailable(why) => {
-                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
-                }
-                Launch::Preparing(_) => {}
-            }
-            match tokio::time::timeout_at(deadline, launch.changed()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) | Err(_) => {
-                    return Err(RuntimeError::RuntimeUnavailable(format!(
-                        "environment `{}` was not built on this compute node in time",
-                        environment.name
-                    )));
-                }
-            }
-        }
         let key = environments::lock_handle(environment);
+        let existing = self
+            .inner
+            .environment_pools
+            .lock()
+            .expect("environment pools lock poisoned. This is a bug.")
+            .get(&key)
+            .cloned();
+        if let Some(pool) = existing {
+            return Ok(pool);
+        }
+        let mut launch = self.inner.environments.launch(&key, environment);
+        let deadline = tokio::time::Instant::now() + self.inner.environments.build_timeout();
+        pool::ready(&mut launch, Some(deadline))
+            .await
+            .map_err(|not_ready| match not_ready {
+                pool::NotReady::Unavailable(why) => RuntimeError::RuntimeUnavailable(why),
+                pool::NotReady::Preparing(_) => RuntimeError::RuntimeUnavailable(format!(
+                    "environment `{}` was not built on this compute node in time",
+                    environment.name
+                )),
+            })?;
         let mut pools = self
             .inner
             .environment_pools

@@ -78,6 +78,39 @@ pub(crate) enum Launch {
     Unavailable(String),
 }
 
+/// Why a launch is not ready.
+pub(crate) enum NotReady {
+    /// It cannot be: the reason.
+    Unavailable(String),
+    /// It was still being prepared when the wait ended: what is under way.
+    Preparing(String),
+}
+
+/// Waits until `launch` is ready, at most until `deadline` (without one, for as long as it is
+/// being prepared).
+pub(crate) async fn ready(
+    launch: &mut watch::Receiver<Launch>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<Launcher, NotReady> {
+    loop {
+        let preparing = match &*launch.borrow_and_update() {
+            Launch::Ready(launcher) => return Ok(launcher.clone()),
+            Launch::Unavailable(why) => return Err(NotReady::Unavailable(why.clone())),
+            Launch::Preparing(what) => what.clone(),
+        };
+        let changed = match deadline {
+            Some(deadline) => matches!(
+                tokio::time::timeout_at(deadline, launch.changed()).await,
+                Ok(Ok(()))
+            ),
+            None => launch.changed().await.is_ok(),
+        };
+        if !changed {
+            return Err(NotReady::Preparing(preparing));
+        }
+    }
+}
+
 #[derive(Default)]
 struct PoolState {
     idle: VecDeque<WorkerHandle>,
@@ -159,26 +192,15 @@ impl Pool {
 
     /// The launch spec, waiting (until `deadline`) while the runtime is being prepared.
     async fn launch_spec(&self, deadline: tokio::time::Instant) -> Result<Launcher, RuntimeError> {
-        let mut launch = self.inner.launch.clone();
-        loop {
-            let preparing = match &*launch.borrow_and_update() {
-                Launch::Ready(spec) => return Ok(spec.clone()),
-                Launch::Unavailable(why) => {
-                    return Err(RuntimeError::RuntimeUnavailable(why.clone()));
-                }
-                Launch::Preparing(what) => what.clone(),
-            };
-            let not_ready = || {
-                RuntimeError::RuntimeUnavailable(format!(
-                    "the {} runtime is not ready yet: {preparing}",
+        ready(&mut self.inner.launch.clone(), Some(deadline))
+            .await
+            .map_err(|not_ready| match not_ready {
+                NotReady::Unavailable(why) => RuntimeError::RuntimeUnavailable(why),
+                NotReady::Preparing(what) => RuntimeError::RuntimeUnavailable(format!(
+                    "the {} runtime is not ready yet: {what}",
                     self.inner.runtime
-                ))
-            };
-            match tokio::time::timeout_at(deadline, launch.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return Err(not_ready()),
-            }
-        }
+                )),
+            })
     }
 
     /// Leases a worker: a warm one at once when there is one, else a new one (if the pool may
