@@ -59,7 +59,8 @@ pub struct EnvironmentsConfig {
     pub python_index_url: String,
     /// Further Python indexes, searched after the first.
     pub python_extra_index_urls: Vec<String>,
-    /// The R repositories (CRAN-like URLs) environments may take packages from.
+    /// The R repositories an R environment takes packages from when it names none (the web
+    /// node has checked any it names against its policy).
     pub r_repositories: Vec<String>,
     /// How long one build may run.
     pub build_timeout: Duration,
@@ -364,7 +365,13 @@ impl Environments {
                     packages,
                     repositories,
                 } => {
-                    let repositories = self.r_repositories(repositories)?;
+                    // The web node checked them against its policy; none asked means all the
+                    // configured ones.
+                    let repositories = if repositories.is_empty() {
+                        &self.config.r_repositories
+                    } else {
+                        repositories
+                    };
                     let request = serde_json::json!({
                         "packages": packages,
                         "repositories": repositories,
@@ -380,28 +387,6 @@ impl Environments {
         .await;
         let _ = tokio::fs::remove_dir_all(&staging.host).await;
         outcome
-    }
-
-    /// The repositories an R environment asked for, each one the node is configured with.
-    fn r_repositories(&self, asked: &[String]) -> Result<Vec<String>, RuntimeError> {
-        if asked.is_empty() {
-            return Ok(self.config.r_repositories.clone());
-        }
-        let normal = |url: &str| url.trim_end_matches('/').to_owned();
-        for repository in asked {
-            if !self
-                .config
-                .r_repositories
-                .iter()
-                .any(|known| normal(known) == normal(repository))
-            {
-                return Err(RuntimeError::InvalidInput(format!(
-                    "the R repository {repository} is not one this server takes packages from ({})",
-                    self.config.r_repositories.join(", ")
-                )));
-            }
-        }
-        Ok(asked.to_vec())
     }
 
     /// A fresh directory for one build step under the build view, owned by the builder.
