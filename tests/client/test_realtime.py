@@ -1,6 +1,8 @@
-"""Realtime services as a new user runs them: train scikit-learn models, export them to ONNX
-with skl2onnx, publish them with plain HTTP, consume them one row and many rows at a time
-(also with the official client), and get scikit-learn's answers."""
+"""Realtime services as a new user runs them: train scikit-learn, LightGBM and XGBoost models,
+export them to ONNX with skl2onnx and onnxmltools (and, for the double-precision and opset-5
+tree ensembles no exporter writes yet, with onnx's helper from a fitted model's own trees),
+publish them with plain HTTP, consume them one row and many rows at a time (also with the
+official client), and get the original library's answers."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,11 +14,15 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.ensemble import (
     GradientBoostingClassifier,
     GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
 )
 import lightgbm
+import onnx
 import xgboost
+from onnx import TensorProto, helper, numpy_helper
 from onnxmltools import convert_lightgbm, convert_xgboost
 from onnxmltools.convert.common.data_types import FloatTensorType as MlFloatTensorType
 from skl2onnx import convert_sklearn
@@ -32,8 +38,8 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from conftest import ADMIN_PASSWORD, Server
 
-# Models are float32 in ONNX; probabilities agree to about 1e-7, and predictions to about 1e-7
-# of their magnitude (diabetes targets reach 350).
+# Models mostly compute in float32 in ONNX; probabilities agree to about 1e-7, and predictions
+# to about 1e-7 of their magnitude (diabetes targets reach 350).
 TOLERANCE = 1e-5
 
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
@@ -182,9 +188,10 @@ PIPELINES = {
         ])),
         ("model", LogisticRegression(max_iter=500)),
     ]),
-    # Trees straight after imputation and binarization (a scaler before trees computes in
-    # float64 in scikit-learn and float32 in ONNX, which moves rows across split thresholds
-    # whatever the engine: ONNX's own reference evaluator differs by 0.06 there).
+    # Trees straight after imputation and binarization: exported with float32 inputs, a scaler
+    # before trees computes in float32 in ONNX and float64 in scikit-learn, which moves rows
+    # across split thresholds whatever the engine. A data frame's own export (float64 inputs)
+    # keeps scikit-learn's precision: see the full pipelines below.
     "columns-forest": lambda: Pipeline([
         ("columns", ColumnTransformer([
             ("numeric", SimpleImputer(strategy="median"), IRIS_COLUMNS[:3]),
@@ -266,6 +273,186 @@ def test_string_columns_are_one_hot_encoded_as_scikit_learn_does(server, name):
         probabilities = np.array([output[f"probabilities_{c}"] for c in range(3)]).T
         np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=TOLERANCE)
         np.testing.assert_array_equal(output["label"], model.predict(rows))
+
+
+def full_pipeline(estimator, numeric, categorical):
+    """The pipeline of a real data frame: strings one-hot encoded, numbers imputed and scaled."""
+    return Pipeline([
+        ("columns", ColumnTransformer([
+            ("numeric", Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())]), numeric),
+            ("categories", OneHotEncoder(handle_unknown="ignore"), categorical),
+        ])),
+        ("model", estimator),
+    ])
+
+
+def iris_frame():
+    """200 rows of iris as a float64 data frame with missing numbers and two string columns."""
+    x, _ = load_iris(return_X_y=True)
+    frame = pd.DataFrame(with_missing_values(x), columns=IRIS_COLUMNS)
+    frame["size"] = np.where(x[:, 0] > 5.8, "large", "small")
+    frame["hue"] = np.array(["red", "green", "blue"])[np.arange(len(x)) % 3]
+    return frame
+
+
+def diabetes_frame():
+    """The diabetes data as a float64 data frame with missing numbers; its `sex` column, two
+    values in the original, as the strings it stands for."""
+    frame, target = load_diabetes(return_X_y=True, as_frame=True)
+    numeric = [c for c in frame.columns if c != "sex"]
+    frame[numeric] = with_missing_values(frame[numeric].to_numpy())
+    frame["sex"] = np.where(frame["sex"] > 0, "male", "female")
+    return frame, target.to_numpy(), numeric
+
+
+FULL_CLASSIFIERS = {
+    "full-logistic": lambda: LogisticRegression(max_iter=500),
+    "full-forest": lambda: RandomForestClassifier(n_estimators=50, random_state=0),
+    "full-hist": lambda: HistGradientBoostingClassifier(max_iter=50, random_state=0),
+}
+FULL_REGRESSORS = {
+    "full-forest-reg": lambda: RandomForestRegressor(n_estimators=50, random_state=0),
+    "full-hist-reg": lambda: HistGradientBoostingRegressor(max_iter=50, random_state=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_CLASSIFIERS))
+def test_full_pipelines_of_a_data_frame_classify_as_scikit_learn(server, name):
+    frame, (_, labels) = iris_frame(), load_iris(return_X_y=True)
+    model = full_pipeline(FULL_CLASSIFIERS[name](), IRIS_COLUMNS, ["size", "hue"]).fit(frame, labels)
+    # The export a data frame gets by default: one input per column, float64 numbers (so the
+    # scaling is in double precision, as in scikit-learn) and strings.
+    onnx_bytes = to_onnx(model, frame[:1], options={id(model.steps[-1][1]): {"zipmap": False}}).SerializeToString()
+    token = server.token()
+    response = publish(server, token, name, onnx_bytes)
+    assert response.status_code == 201, response.text
+    swagger = requests.get(f"{server.url}/api/{name}/v1/swagger.json",
+                           headers={"Authorization": f"Bearer {token}"}).json()
+    properties = str(swagger["definitions"])
+    assert "'hue'" in properties and "'string'" in properties and "'sepal_width'" in properties
+
+    many = frame.iloc[np.arange(200) % len(frame)]
+    for rows in (frame.iloc[7:8], many):
+        output = score_columns(server, token, name, rows)
+        probabilities = np.array([output[f"probabilities_{c}"] for c in range(3)]).T
+        np.testing.assert_allclose(probabilities, model.predict_proba(rows), atol=TOLERANCE)
+        np.testing.assert_array_equal(output["label"], model.predict(rows))
+
+
+@pytest.mark.parametrize("name", sorted(FULL_REGRESSORS))
+def test_full_pipelines_of_a_data_frame_regress_as_scikit_learn(server, name):
+    frame, target, numeric = diabetes_frame()
+    model = full_pipeline(FULL_REGRESSORS[name](), numeric, ["sex"]).fit(frame, target)
+    token = server.token()
+    response = publish(server, token, name, to_onnx(model, frame[:1]).SerializeToString())
+    assert response.status_code == 201, response.text
+    for rows in (frame.iloc[3:4], frame.iloc[:200]):
+        output = score_columns(server, token, name, rows)
+        np.testing.assert_allclose(output["variable"], model.predict(rows), rtol=TOLERANCE)
+
+
+def hist_trees(model):
+    """The trees of a fitted HistGradientBoostingRegressor: per tree, its nodes as
+    scikit-learn keeps them (thresholds and values in double precision)."""
+    return [predictor.nodes for (predictor,) in model._predictors]
+
+
+def double_precision_model(model, width):
+    """A HistGradientBoostingRegressor as `TreeEnsembleRegressor` with the double-precision
+    attributes (`*_as_tensor`) of ONNX-ML opset 3: double input, float output."""
+    attributes = {key: [] for key in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_values",
+        "nodes_truenodeids", "nodes_falsenodeids", "nodes_missing_value_tracks_true",
+        "target_treeids", "target_nodeids", "target_ids", "target_weights")}
+    for tree, nodes in enumerate(hist_trees(model)):
+        for index, node in enumerate(nodes):
+            leaf = bool(node["is_leaf"])
+            attributes["nodes_treeids"].append(tree)
+            attributes["nodes_nodeids"].append(index)
+            attributes["nodes_featureids"].append(0 if leaf else int(node["feature_idx"]))
+            attributes["nodes_modes"].append("LEAF" if leaf else "BRANCH_LEQ")
+            attributes["nodes_values"].append(0.0 if leaf else float(node["num_threshold"]))
+            attributes["nodes_truenodeids"].append(0 if leaf else int(node["left"]))
+            attributes["nodes_falsenodeids"].append(0 if leaf else int(node["right"]))
+            attributes["nodes_missing_value_tracks_true"].append(0 if leaf else int(node["missing_go_to_left"]))
+            if leaf:
+                attributes["target_treeids"].append(tree)
+                attributes["target_nodeids"].append(index)
+                attributes["target_ids"].append(0)
+                attributes["target_weights"].append(float(node["value"]))
+    doubles = {f"{name}_as_tensor": numpy_helper.from_array(np.array(attributes.pop(name), dtype=np.float64))
+               for name in ("nodes_values", "target_weights")}
+    baseline = np.array([np.ravel(model._baseline_prediction)[0]], dtype=np.float64)
+    doubles["base_values_as_tensor"] = numpy_helper.from_array(baseline)
+    trees = helper.make_node("TreeEnsembleRegressor", ["input"], ["variable"], domain="ai.onnx.ml",
+                             n_targets=1, **attributes, **doubles)
+    graph = helper.make_graph(
+        [trees], "hist", [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [None, width])],
+        [helper.make_tensor_value_info("variable", TensorProto.FLOAT, [None, 1])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+
+
+def opset_5_model(model, width):
+    """A HistGradientBoostingRegressor as ONNX-ML opset 5's `TreeEnsemble` in double precision,
+    its baseline a tree of a single leaf: double input, double output."""
+    trees = hist_trees(model)
+    # The baseline's tree comes first: branch 0, whose both ways lead to leaf 0 (ONNX Runtime
+    # takes a single-leaf tree's leaf from the root's child index, ONNX's reference evaluator
+    # from the root's own index; here they are the same).
+    branch, leaf = {"baseline": 0}, {"baseline": 0}
+    for tree, nodes in enumerate(trees):
+        for index, node in enumerate(nodes):
+            table = leaf if node["is_leaf"] else branch
+            table[(tree, index)] = len(table)
+    branches = sorted(branch, key=branch.get)[1:]
+    leaves = sorted(leaf, key=leaf.get)[1:]
+
+    def child(tree, index):
+        return (leaf[(tree, index)], 1) if (tree, index) in leaf else (branch[(tree, index)], 0)
+
+    true_ids, true_leafs, false_ids, false_leafs = [0], [1], [0], [1]
+    for tree, index in branches:
+        node = trees[tree][index]
+        for ids, leafs, side in ((true_ids, true_leafs, "left"), (false_ids, false_leafs, "right")):
+            at, is_leaf = child(tree, int(node[side]))
+            ids.append(at)
+            leafs.append(is_leaf)
+    splits = [0.0] + [float(trees[t][i]["num_threshold"]) for t, i in branches]
+    weights = [float(np.ravel(model._baseline_prediction)[0])] + [float(trees[t][i]["value"]) for t, i in leaves]
+    features = [0] + [int(trees[t][i]["feature_idx"]) for t, i in branches]
+    missing = [0] + [int(trees[t][i]["missing_go_to_left"]) for t, i in branches]
+    roots = [0] + [branch[(tree, 0)] for tree in range(len(trees))]
+    ensemble = helper.make_node(
+        "TreeEnsemble", ["input"], ["variable"], domain="ai.onnx.ml",
+        n_targets=1, aggregate_function=1, post_transform=0, tree_roots=roots,
+        nodes_featureids=features, nodes_truenodeids=true_ids, nodes_falsenodeids=false_ids,
+        nodes_trueleafs=true_leafs, nodes_falseleafs=false_leafs,
+        nodes_missing_value_tracks_true=missing, leaf_targetids=[0] * len(weights),
+        nodes_modes=numpy_helper.from_array(np.zeros(len(splits), dtype=np.uint8)),
+        nodes_splits=numpy_helper.from_array(np.array(splits, dtype=np.float64)),
+        leaf_weights=numpy_helper.from_array(np.array(weights, dtype=np.float64)))
+    graph = helper.make_graph(
+        [ensemble], "hist", [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [None, width])],
+        [helper.make_tensor_value_info("variable", TensorProto.DOUBLE, [None, 1])])
+    return helper.make_model(graph, ir_version=10,
+                             opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("ai.onnx.ml", 5)])
+
+
+def test_double_precision_and_opset_5_tree_ensembles_score_as_scikit_learn(server):
+    # scikit-learn's histogram boosting compares float64 features with float64 thresholds; only
+    # ONNX's double-precision trees keep every row on the same side of every split.
+    rows = with_missing_values(load_diabetes(return_X_y=True)[0])
+    model = HistGradientBoostingRegressor(max_iter=50, random_state=0).fit(rows, load_diabetes(return_X_y=True)[1])
+    expected = model.predict(rows)
+    token = server.token()
+    for name, onnx_model, rtol in (("hist-double", double_precision_model(model, rows.shape[1]), TOLERANCE),
+                                   ("hist-opset5", opset_5_model(model, rows.shape[1]), 1e-12)):
+        onnx.checker.check_model(onnx_model)
+        response = publish(server, token, name, onnx_model.SerializeToString())
+        assert response.status_code == 201, response.text
+        for batch, wanted in ((rows[9:10], expected[9:10]), (rows[:200], expected[:200])):
+            output = score(server, token, name, batch)
+            np.testing.assert_allclose(output["variable"], wanted, rtol=rtol)
 
 
 BOOSTED = {

@@ -385,3 +385,27 @@ pub(crate) fn output_columns(
     }
     Ok(data)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_arrive_exactly_as_written() {
+        // A value exactly on a model's threshold must stay on it: JSON numbers are parsed to
+        // the nearest double (serde_json's `float_roundtrip`), not approximately.
+        let column: Vec<Value> = serde_json::from_str("[-0.043275771306016404, 0.1]").unwrap();
+        let input = ModelInput {
+            name: "x".to_owned(),
+            datum_type: DatumType::F64,
+            rank: 2,
+            width: 1,
+        };
+        let tensor = input_tensor(&input, 2, &[("x", &column)]).unwrap();
+        let plain = tensor.try_as_plain_ram().unwrap();
+        assert_eq!(
+            plain.as_slice::<f64>().unwrap(),
+            [-0.043_275_771_306_016_404, 0.1]
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! over the rows.
 
 use crate::RealtimeError;
-use crate::tree::PostTransform;
+use crate::tree::{PostTransform, Real};
 
 /// `scores = x · coefficientsᵀ + intercepts`, then the post transform.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,14 +129,14 @@ impl Norm {
 
     /// Divides each row of `width` values by its norm (rows whose norm is zero stay as they
     /// are).
-    pub(crate) fn apply(self, values: &mut [f32], width: usize) {
+    pub(crate) fn apply<T: Real>(self, values: &mut [T], width: usize) {
         for row in values.chunks_exact_mut(width.max(1)) {
             let norm = match self {
-                Norm::Max => row.iter().fold(0f32, |m, v| m.max(v.abs())),
-                Norm::L1 => row.iter().map(|v| v.abs()).sum(),
-                Norm::L2 => row.iter().map(|v| v * v).sum::<f32>().sqrt(),
+                Norm::Max => row.iter().fold(T::zero(), |m, v| m.max(v.abs())),
+                Norm::L1 => row.iter().fold(T::zero(), |sum, v| sum + v.abs()),
+                Norm::L2 => row.iter().fold(T::zero(), |sum, &v| sum + v * v).sqrt(),
             };
-            if norm > 0.0 {
+            if norm > T::zero() {
                 row.iter_mut().for_each(|v| *v /= norm);
             }
         }

@@ -1,22 +1,23 @@
-//! The ONNX-ML operators o16n adds to tract: `TreeEnsembleClassifier` and
-//! `TreeEnsembleRegressor`, evaluated by the native evaluator of `tree.rs` (tract's own is
-//! linear in the number of leaves per tree, and it has no regressor); `LinearClassifier`,
-//! `LinearRegressor` and `Normalizer`, evaluated by `linear.rs` (tract runs them as about ten
-//! generic operators, slower than the arithmetic for a few rows); and `Scaler`, which tract
-//! lacks and which scikit-learn's `StandardScaler` exports to; `Imputer`, `Binarizer` and
-//! `FeatureVectorizer`, which skl2onnx emits for `SimpleImputer`, `Binarizer` and a pipeline
-//! with one input per column, and `OneHotEncoder` (of string or integer categories) and
-//! `LabelEncoder`, which tract lacks.
+//! The ONNX-ML operators o16n adds to tract: `TreeEnsembleClassifier`,
+//! `TreeEnsembleRegressor` (with their double-precision `*_as_tensor` attributes) and opset 5's
+//! `TreeEnsemble`, evaluated by the native evaluator of `tree.rs` (tract's own is linear in the
+//! number of leaves per tree, and it has no regressor); `LinearClassifier`, `LinearRegressor`
+//! and `Normalizer`, evaluated by `linear.rs` (tract runs them as about ten generic operators,
+//! slower than the arithmetic for a few rows); `SVMClassifier` and `SVMRegressor` (`svm.rs`);
+//! and the preprocessing operators tract lacks: `Scaler` (scikit-learn's `StandardScaler`),
+//! `Imputer`, `Binarizer`, `FeatureVectorizer` (a pipeline with one input per column),
+//! `ArrayFeatureExtractor` (class indices to labels), `OneHotEncoder` (of string or integer
+//! categories) and `LabelEncoder`.
 //!
 //! Each operator is parsed into an inference-level expansion (shape and type rules) that wires
-//! one typed operator (`NativeScorer`, `NativeNormalizer`) or tract's own arithmetic
-//! (`Scaler`).
+//! one typed operator of ours or, for `Scaler`, tract's own arithmetic. Operators whose ONNX
+//! output keeps a double input double (`Imputer`, `Binarizer`) compute in `f64` then.
 
 use std::fmt;
 use std::sync::Arc;
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
-use tract_onnx::pb::NodeProto;
+use tract_onnx::pb::{NodeProto, TensorProto};
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::tract_core::ops::change_axes::wire_with_rank_broadcast;
 use tract_onnx::tract_hir::tract_core::ops::math::{mul, sub};
@@ -24,12 +25,13 @@ use tract_onnx::tract_hir::tract_core::ops::math::{mul, sub};
 use crate::RealtimeError;
 use crate::linear::{LinearModel, Norm};
 use crate::svm::{Kernel, SvmClassifier, SvmClassifierAttributes, SvmRegressor};
-use crate::tree::{Aggregate, PostTransform, TreeAttributes, TreeEnsemble};
+use crate::tree::{Aggregate, PostTransform, Real, RootedTrees, TreeAttributes, TreeEnsemble};
 
 /// Puts o16n's operators into tract's ONNX operator register, replacing tract's own.
 pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("TreeEnsembleClassifier", tree_classifier);
     register.insert("TreeEnsembleRegressor", tree_regressor);
+    register.insert("TreeEnsemble", tree_ensemble);
     register.insert("LinearClassifier", linear_classifier);
     register.insert("LinearRegressor", linear_regressor);
     register.insert("Normalizer", normalizer);
@@ -37,6 +39,7 @@ pub(crate) fn register(register: &mut OnnxOpRegister) {
     register.insert("Imputer", imputer);
     register.insert("Binarizer", binarizer);
     register.insert("FeatureVectorizer", feature_vectorizer);
+    register.insert("ArrayFeatureExtractor", array_feature_extractor);
     register.insert("OneHotEncoder", one_hot_encoder);
     register.insert("LabelEncoder", label_encoder);
     register.insert("SVMClassifier", svm_classifier);
@@ -64,24 +67,54 @@ fn ints(node: &NodeProto, name: &str) -> TractResult<Vec<i64>> {
 }
 
 fn floats(node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
-    if node
-        .attribute
-        .iter()
-        .any(|attribute| attribute.name == format!("{name}_as_tensor"))
-    {
-        bail!(
-            "`{}` uses the attribute `{name}_as_tensor` (double precision), which is not supported; export with float inputs",
-            node.op_type
-        );
-    }
     Ok(node.get_attr_opt_vec::<f32>(name)?.unwrap_or_default())
+}
+
+/// The values of a tensor attribute in precision `T`, or `None` when the node lacks it.
+fn tensor_values<T: Real + Datum>(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    name: &str,
+) -> TractResult<Option<Vec<T>>> {
+    let Some(proto) = node.get_attr_opt::<&TensorProto>(name)? else {
+        return Ok(None);
+    };
+    let tensor = ctx.load_tensor(proto)?;
+    let values = tensor.cast_to::<T>()?;
+    let plain = values.try_as_plain_ram()?;
+    Ok(Some(plain.as_slice::<T>()?.to_vec()))
+}
+
+/// A real-valued attribute of a tree ensemble: its double-precision form `{name}_as_tensor`
+/// when the node has one, else its `float` form.
+fn reals<T: Real + Datum>(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    name: &str,
+) -> TractResult<Vec<T>> {
+    match tensor_values(ctx, node, &format!("{name}_as_tensor"))? {
+        Some(values) => Ok(values),
+        None => Ok(floats(node, name)?.into_iter().map(Into::into).collect()),
+    }
+}
+
+/// Whether a tree ensemble has double-precision attributes: then it computes in `f64`.
+fn has_double_attributes(node: &NodeProto) -> bool {
+    node.attribute
+        .iter()
+        .any(|attribute| attribute.name.ends_with("_as_tensor"))
 }
 
 fn text(node: &NodeProto, name: &str) -> TractResult<Option<String>> {
     node.get_attr_opt::<String>(name)
 }
 
-fn tree_attributes(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResult<TreeAttributes> {
+fn tree_attributes<T: Real + Datum>(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    leaf: &str,
+    n_targets: usize,
+) -> TractResult<TreeAttributes<T>> {
     let aggregate = match text(node, "aggregate_function")? {
         Some(name) => Aggregate::parse(&name).map_err(plain)?,
         None => Aggregate::Sum,
@@ -94,32 +127,50 @@ fn tree_attributes(node: &NodeProto, leaf: &str, n_targets: usize) -> TractResul
         modes: node
             .get_attr_opt_vec::<String>("nodes_modes")?
             .unwrap_or_default(),
-        values: floats(node, "nodes_values")?,
+        values: reals(ctx, node, "nodes_values")?,
         true_ids: ints(node, "nodes_truenodeids")?,
         false_ids: ints(node, "nodes_falsenodeids")?,
         missing_tracks_true: ints(node, "nodes_missing_value_tracks_true")?,
         leaf_tree_ids: ints(node, &format!("{leaf}_treeids"))?,
         leaf_node_ids: ints(node, &format!("{leaf}_nodeids"))?,
         leaf_targets: ints(node, &format!("{leaf}_ids"))?,
-        leaf_weights: floats(node, &format!("{leaf}_weights"))?,
-        base_values: floats(node, "base_values")?,
+        leaf_weights: reals(ctx, node, &format!("{leaf}_weights"))?,
+        base_values: reals(ctx, node, "base_values")?,
         aggregate,
         post_transform,
         n_targets,
     })
 }
 
+/// The ensemble of a `TreeEnsembleClassifier` or `TreeEnsembleRegressor`, in double precision
+/// when the node has double-precision attributes.
+fn trees(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    leaf: &str,
+    n_targets: usize,
+    classifier: bool,
+) -> TractResult<Scorer> {
+    Ok(if has_double_attributes(node) {
+        let attributes = tree_attributes::<f64>(ctx, node, leaf, n_targets)?;
+        Scorer::DoubleTrees(TreeEnsemble::build(attributes, classifier).map_err(plain)?)
+    } else {
+        let attributes = tree_attributes::<f32>(ctx, node, leaf, n_targets)?;
+        Scorer::Trees(TreeEnsemble::build(attributes, classifier).map_err(plain)?)
+    })
+}
+
 fn tree_classifier(
-    _ctx: &ParsingContext,
+    ctx: &ParsingContext,
     node: &NodeProto,
 ) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let labels = class_labels(node, "classlabels_int64s")?;
-    let attributes = tree_attributes(node, "class", labels.len())?;
-    let ensemble = TreeEnsemble::build(attributes, true).map_err(plain)?;
+    let scorer = trees(ctx, node, "class", labels.len(), true)?;
     Ok((
         expand(NativeScorer {
-            scorer: Arc::new(Scorer::Trees(ensemble)),
+            scorer: Arc::new(scorer),
             labels: Some(labels.into_arc_tensor()),
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
@@ -163,6 +214,7 @@ fn linear_classifier(
         expand(NativeScorer {
             scorer: Arc::new(Scorer::Linear(model)),
             labels: Some(labels.into_arc_tensor()),
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
@@ -189,29 +241,113 @@ fn linear_regressor(
         expand(NativeScorer {
             scorer: Arc::new(Scorer::Linear(model)),
             labels: None,
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
 }
 
-fn tree_regressor(
-    _ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let n_targets: i64 = node.get_attr_opt("n_targets")?.unwrap_or(1);
-    let n_targets = usize::try_from(n_targets)
+fn n_targets(node: &NodeProto, default: Option<i64>) -> TractResult<usize> {
+    let n_targets = match default {
+        Some(default) => node.get_attr_opt("n_targets")?.unwrap_or(default),
+        None => node.get_attr::<i64>("n_targets")?,
+    };
+    usize::try_from(n_targets)
         .ok()
         .filter(|&n| n > 0)
-        .ok_or_else(|| anyhow!("n_targets must be positive"))?;
-    let attributes = tree_attributes(node, "target", n_targets)?;
-    let ensemble = TreeEnsemble::build(attributes, false).map_err(plain)?;
+        .ok_or_else(|| anyhow!("n_targets must be positive"))
+}
+
+fn tree_regressor(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let scorer = trees(ctx, node, "target", n_targets(node, Some(1))?, false)?;
     Ok((
         expand(NativeScorer {
-            scorer: Arc::new(Scorer::Trees(ensemble)),
+            scorer: Arc::new(scorer),
             labels: None,
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
+}
+
+/// ONNX-ML opset 5's `TreeEnsemble`: scores in the precision of its splits and weights, which
+/// is also its output's.
+fn tree_ensemble(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    let double = ["nodes_splits", "leaf_weights"]
+        .into_iter()
+        .try_fold(false, |double, name| {
+            let proto = node.get_attr::<&TensorProto>(name)?;
+            TractResult::Ok(
+                double || proto.data_type == tract_onnx::pb::tensor_proto::DataType::Double as i32,
+            )
+        })?;
+    let scorer = if double {
+        Scorer::DoubleTrees(rooted_trees::<f64>(ctx, node)?)
+    } else {
+        Scorer::Trees(rooted_trees::<f32>(ctx, node)?)
+    };
+    Ok((
+        expand(NativeScorer {
+            scorer: Arc::new(scorer),
+            labels: None,
+            scores_type: if double {
+                DatumType::F64
+            } else {
+                DatumType::F32
+            },
+        }),
+        vec![],
+    ))
+}
+
+fn rooted_trees<T: Real + Datum>(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+) -> TractResult<TreeEnsemble<T>> {
+    let required = |name: &str| {
+        tensor_values::<T>(ctx, node, name)?.ok_or_else(|| anyhow!("`TreeEnsemble` has no {name}"))
+    };
+    let modes = node.get_attr::<&TensorProto>("nodes_modes")?;
+    let modes = ctx.load_tensor(modes)?.cast_to::<i64>()?.into_owned();
+    let aggregate = match node.get_attr_opt::<i64>("aggregate_function")?.unwrap_or(1) {
+        0 => Aggregate::Average,
+        1 => Aggregate::Sum,
+        2 => Aggregate::Min,
+        3 => Aggregate::Max,
+        other => bail!("unknown aggregate_function {other}"),
+    };
+    let post_transform = match node.get_attr_opt::<i64>("post_transform")?.unwrap_or(0) {
+        0 => PostTransform::None,
+        1 => PostTransform::Softmax,
+        2 => PostTransform::Logistic,
+        3 => PostTransform::SoftmaxZero,
+        4 => bail!("the post transform PROBIT is not supported"),
+        other => bail!("unknown post_transform {other}"),
+    };
+    let trees = RootedTrees {
+        splits: required("nodes_splits")?,
+        feature_ids: ints(node, "nodes_featureids")?,
+        modes: modes.try_as_plain_ram()?.as_slice::<i64>()?.to_vec(),
+        true_ids: ints(node, "nodes_truenodeids")?,
+        false_ids: ints(node, "nodes_falsenodeids")?,
+        true_leafs: ints(node, "nodes_trueleafs")?,
+        false_leafs: ints(node, "nodes_falseleafs")?,
+        missing_tracks_true: ints(node, "nodes_missing_value_tracks_true")?,
+        leaf_targets: ints(node, "leaf_targetids")?,
+        leaf_weights: required("leaf_weights")?,
+        roots: ints(node, "tree_roots")?,
+        aggregate,
+        post_transform,
+        n_targets: n_targets(node, None)?,
+    };
+    let attributes = trees.into_attributes().map_err(plain)?;
+    TreeEnsemble::build(attributes, false).map_err(plain)
 }
 
 fn svm_kernel(node: &NodeProto) -> TractResult<Kernel> {
@@ -249,6 +385,7 @@ fn svm_classifier(
         expand(NativeScorer {
             scorer: Arc::new(Scorer::SvmClassifier(model)),
             labels: Some(labels.into_arc_tensor()),
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
@@ -274,6 +411,7 @@ fn svm_regressor(
         expand(NativeScorer {
             scorer: Arc::new(Scorer::SvmRegressor(model)),
             labels: None,
+            scores_type: DatumType::F32,
         }),
         vec![],
     ))
@@ -282,7 +420,8 @@ fn svm_regressor(
 /// A model evaluated natively, row by row.
 #[derive(Debug)]
 enum Scorer {
-    Trees(TreeEnsemble),
+    Trees(TreeEnsemble<f32>),
+    DoubleTrees(TreeEnsemble<f64>),
     Linear(LinearModel),
     SvmClassifier(SvmClassifier),
     SvmRegressor(SvmRegressor),
@@ -293,6 +432,7 @@ impl Scorer {
     fn outputs(&self) -> usize {
         match self {
             Scorer::Trees(ensemble) => ensemble.n_targets(),
+            Scorer::DoubleTrees(ensemble) => ensemble.n_targets(),
             Scorer::Linear(model) => model.outputs(),
             Scorer::SvmClassifier(model) => model.outputs(),
             Scorer::SvmRegressor(_) => 1,
@@ -303,6 +443,11 @@ impl Scorer {
     fn check_width(&self, width: usize) -> TractResult<()> {
         match self {
             Scorer::Trees(ensemble) => ensure!(
+                width >= ensemble.n_features(),
+                "the trees use {} features and the input has {width}",
+                ensemble.n_features()
+            ),
+            Scorer::DoubleTrees(ensemble) => ensure!(
                 width >= ensemble.n_features(),
                 "the trees use {} features and the input has {width}",
                 ensemble.n_features()
@@ -326,17 +471,71 @@ impl Scorer {
         Ok(())
     }
 
-    /// Scores the rows into `out`; returns each row's class when the model decides it
-    /// otherwise than by the highest score (an SVM, by its one-versus-one votes).
-    fn score(&self, features: &[f32], width: usize, out: &mut [f32]) -> Option<Vec<usize>> {
+    /// Scores the rows of `input` (`[rows, width]`), in the model's precision: the scores
+    /// `[rows, outputs]`, and with `classes`, each row's class (its highest score, the first
+    /// one on a tie, unless the model decides otherwise: an SVM, by its one-versus-one votes).
+    fn score(&self, input: &Tensor, classes: bool) -> TractResult<(Tensor, Vec<usize>)> {
+        let &[_, width] = input.shape() else {
+            bail!("the model needs a 2-D input");
+        };
+        self.check_width(width)?;
+        let outputs = self.outputs();
         match self {
-            Scorer::Trees(ensemble) => ensemble.score(features, width, out),
-            Scorer::Linear(model) => model.score(features, out),
-            Scorer::SvmClassifier(model) => return Some(model.score(features, width, out)),
-            Scorer::SvmRegressor(model) => model.score(features, width, out),
+            Scorer::Trees(ensemble) => rows_scored(input, outputs, classes, |features, out| {
+                ensemble.score(features, width, out);
+                None
+            }),
+            Scorer::DoubleTrees(ensemble) => {
+                rows_scored(input, outputs, classes, |features, out| {
+                    ensemble.score(features, width, out);
+                    None
+                })
+            }
+            Scorer::Linear(model) => rows_scored(input, outputs, classes, |features, out| {
+                model.score(features, out);
+                None
+            }),
+            Scorer::SvmClassifier(model) => {
+                rows_scored(input, outputs, classes, |features, out| {
+                    Some(model.score(features, width, out))
+                })
+            }
+            Scorer::SvmRegressor(model) => rows_scored(input, outputs, classes, |features, out| {
+                model.score(features, width, out);
+                None
+            }),
         }
-        None
     }
+}
+
+/// Runs `score` on the rows of `input` in precision `T`; see [`Scorer::score`].
+fn rows_scored<T: Real + Datum>(
+    input: &Tensor,
+    outputs: usize,
+    classes: bool,
+    score: impl FnOnce(&[T], &mut [T]) -> Option<Vec<usize>>,
+) -> TractResult<(Tensor, Vec<usize>)> {
+    let rows = input.shape()[0];
+    let features = input.cast_to::<T>()?;
+    let plain = features.try_as_plain_ram()?;
+    let mut scores = vec![T::zero(); rows * outputs];
+    let decided = score(plain.as_slice::<T>()?, &mut scores);
+    let winners = match decided {
+        Some(decided) => decided,
+        None if classes => scores
+            .chunks_exact(outputs)
+            .map(|row| {
+                row.iter().enumerate().fold(
+                    0,
+                    |best, (class, &score)| {
+                        if score > row[best] { class } else { best }
+                    },
+                )
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok((Tensor::from_shape(&[rows, outputs], &scores)?, winners))
 }
 
 /// A natively evaluated model: a classifier when it has class labels (outputs: labels and
@@ -345,12 +544,14 @@ impl Scorer {
 struct NativeScorer {
     scorer: Arc<Scorer>,
     labels: Option<Arc<Tensor>>,
+    /// The type of the scores output: `f32`, except for opset 5's double ensembles.
+    scores_type: DatumType,
 }
 
 impl fmt::Debug for NativeScorer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match *self.scorer {
-            Scorer::Trees(_) => "trees",
+            Scorer::Trees(_) | Scorer::DoubleTrees(_) => "trees",
             Scorer::Linear(_) => "linear",
             Scorer::SvmClassifier(_) | Scorer::SvmRegressor(_) => "svm",
         };
@@ -398,7 +599,7 @@ impl Expansion for NativeScorer {
                 &outputs[0]
             }
         };
-        s.equals(&scores.datum_type, DatumType::F32)?;
+        s.equals(&scores.datum_type, self.scores_type)?;
         s.equals(&scores.rank, 2)?;
         s.equals(&scores.shape[0], &inputs[0].shape[0])?;
         s.equals(&scores.shape[1], self.scorer.outputs().to_dim())?;
@@ -428,36 +629,16 @@ impl EvalOp for NativeScorer {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
-        let input = input.cast_to::<f32>()?;
-        let &[rows, width] = input.shape() else {
-            bail!("the model needs a 2-D input");
-        };
-        self.scorer.check_width(width)?;
-        let plain = input.try_as_plain_ram()?;
-        let features = plain.as_slice::<f32>()?;
-        let n_targets = self.scorer.outputs();
-        let mut scores = vec![0f32; rows * n_targets];
-        let decided = self.scorer.score(features, width, &mut scores);
-        let Some(labels) = &self.labels else {
-            return Ok(tvec!(
-                Tensor::from_shape(&[rows, n_targets], &scores)?.into_tvalue()
-            ));
-        };
-        // The label of a row is its class of highest probability, the first one on a tie,
-        // unless the model decided otherwise.
-        let winners: Vec<usize> = decided.unwrap_or_else(|| {
+        let (scores, winners) = self.scorer.score(&input, self.labels.is_some())?;
+        let scores = if scores.datum_type() == self.scores_type {
             scores
-                .chunks_exact(n_targets)
-                .map(|row| {
-                    row.iter().enumerate().fold(
-                        0,
-                        |best, (class, &score)| {
-                            if score > row[best] { class } else { best }
-                        },
-                    )
-                })
-                .collect()
-        });
+        } else {
+            scores.cast_to_dt(self.scores_type)?.into_owned()
+        }
+        .into_tvalue();
+        let Some(labels) = &self.labels else {
+            return Ok(tvec!(scores));
+        };
         let labels_plain = labels.try_as_plain_ram()?;
         let row_labels = if labels.datum_type() == DatumType::String {
             let names = labels_plain.as_slice::<String>()?;
@@ -471,10 +652,7 @@ impl EvalOp for NativeScorer {
             let ids = labels_plain.as_slice::<i64>()?;
             tensor1(&winners.iter().map(|&c| ids[c]).collect::<Vec<_>>())
         };
-        Ok(tvec!(
-            row_labels.into_tvalue(),
-            Tensor::from_shape(&[rows, n_targets], &scores)?.into_tvalue()
-        ))
+        Ok(tvec!(row_labels.into_tvalue(), scores))
     }
 }
 
@@ -484,7 +662,10 @@ impl TypedOp for NativeScorer {
         if let Ok(width) = inputs[0].shape[1].to_usize() {
             self.scorer.check_width(width)?;
         }
-        let scores = f32::fact([rows.clone(), self.scorer.outputs().to_dim()]);
+        let scores = TypedFact::dt_shape(
+            self.scores_type,
+            [rows.clone(), self.scorer.outputs().to_dim()],
+        );
         Ok(match &self.labels {
             Some(labels) => tvec!(TypedFact::dt_shape(labels.datum_type(), [rows]), scores),
             None => tvec!(scores),
@@ -494,26 +675,55 @@ impl TypedOp for NativeScorer {
     as_op!();
 }
 
-/// Runs an elementwise operator: its one input in `f32`, changed in place by `change`, which
-/// gets the values and the width of the last axis (at least 1).
-fn in_place_f32(
-    inputs: TVec<TValue>,
-    change: impl FnOnce(&mut [f32], usize) -> TractResult<()>,
-) -> TractResult<TVec<TValue>> {
-    let input = args_1!(inputs);
-    let mut output = input.cast_to::<f32>()?.into_owned();
-    let width = output.shape().last().copied().unwrap_or(1).max(1);
-    let mut plain = output.try_as_plain_ram_mut()?;
-    change(plain.as_slice_mut::<f32>()?, width)?;
-    Ok(tvec!(output.into_tvalue()))
+/// An operator that changes the values of its one input in place, in `f32`, or in `f64` for
+/// a double input of an operator whose output keeps its input's type.
+trait Elementwise {
+    /// Whether a double input gives a double output (ONNX's `Imputer` and `Binarizer`) rather
+    /// than `f32` (`Normalizer`).
+    const KEEPS_DOUBLE: bool;
+
+    /// Changes `values`, rows of `width` values (at least 1).
+    fn apply<T: Real>(&self, values: &mut [T], width: usize) -> TractResult<()>;
+
+    /// The output type for an input of type `input`.
+    fn output_type(input: DatumType) -> DatumType {
+        if Self::KEEPS_DOUBLE && input == DatumType::F64 {
+            DatumType::F64
+        } else {
+            DatumType::F32
+        }
+    }
+
+    fn eval_in_place(&self, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let output = match Self::output_type(input.datum_type()) {
+            DatumType::F64 => self.apply_to::<f64>(&input)?,
+            _ => self.apply_to::<f32>(&input)?,
+        };
+        Ok(tvec!(output.into_tvalue()))
+    }
+
+    fn apply_to<T: Real + Datum>(&self, input: &Tensor) -> TractResult<Tensor> {
+        let mut output = input.cast_to::<T>()?.into_owned();
+        let width = output.shape().last().copied().unwrap_or(1).max(1);
+        self.apply(output.try_as_plain_ram_mut()?.as_slice_mut::<T>()?, width)?;
+        Ok(output)
+    }
 }
 
 /// Implements tract's `Op` and an `Expansion` that wires the operator as it is, for one of our
-/// typed operators: its inference rules are `same_shape_in_f32`, or its own
-/// `inference_rules`.
+/// typed operators: its inference rules are `elementwise` (its output has its input's shape,
+/// in the type `Elementwise::output_type` says), or its own `inference_rules`.
 macro_rules! native_operator {
-    ($op:ident, same_shape_in_f32) => {
-        native_operator!(@impl $op, |_this, s, inputs, outputs| same_shape_in_f32(s, inputs, outputs));
+    ($op:ident, elementwise) => {
+        native_operator!(@impl $op, |_this, s, inputs, outputs| {
+            check_input_arity(inputs, 1)?;
+            check_output_arity(outputs, 1)?;
+            s.equals(&inputs[0].shape, &outputs[0].shape)?;
+            s.given(&inputs[0].datum_type, move |s, input| {
+                s.equals(&outputs[0].datum_type, <$op as Elementwise>::output_type(input))
+            })
+        });
     };
     ($op:ident) => {
         native_operator!(@impl $op, |this, s, inputs, outputs| this.inference_rules(s, inputs, outputs));
@@ -644,16 +854,22 @@ struct NativeNormalizer {
     norm: Norm,
 }
 
-native_operator!(NativeNormalizer, same_shape_in_f32);
+native_operator!(NativeNormalizer, elementwise);
+
+impl Elementwise for NativeNormalizer {
+    const KEEPS_DOUBLE: bool = false;
+
+    fn apply<T: Real>(&self, values: &mut [T], width: usize) -> TractResult<()> {
+        self.norm.apply(values, width);
+        Ok(())
+    }
+}
 
 impl EvalOp for NativeNormalizer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        in_place_f32(inputs, |values, width| {
-            self.norm.apply(values, width);
-            Ok(())
-        })
+        self.eval_in_place(inputs)
     }
 }
 
@@ -718,35 +934,42 @@ impl NativeImputer {
         }
         Ok(())
     }
-
-    fn is_missing(&self, value: f32) -> bool {
-        if self.replaced.is_nan() {
-            value.is_nan()
-        } else {
-            value == self.replaced
-        }
-    }
 }
 
-native_operator!(NativeImputer, same_shape_in_f32);
+native_operator!(NativeImputer, elementwise);
+
+impl Elementwise for NativeImputer {
+    const KEEPS_DOUBLE: bool = true;
+
+    fn apply<T: Real>(&self, values: &mut [T], width: usize) -> TractResult<()> {
+        self.check_width(width)?;
+        let replaced: T = self.replaced.into();
+        let is_missing = |value: T| {
+            if replaced.is_nan() {
+                value.is_nan()
+            } else {
+                value == replaced
+            }
+        };
+        for (index, value) in values.iter_mut().enumerate() {
+            if is_missing(*value) {
+                *value = if self.values.len() == 1 {
+                    self.values[0]
+                } else {
+                    self.values[index % width]
+                }
+                .into();
+            }
+        }
+        Ok(())
+    }
+}
 
 impl EvalOp for NativeImputer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        in_place_f32(inputs, |values, width| {
-            self.check_width(width)?;
-            for (index, value) in values.iter_mut().enumerate() {
-                if self.is_missing(*value) {
-                    *value = if self.values.len() == 1 {
-                        self.values[0]
-                    } else {
-                        self.values[index % width]
-                    };
-                }
-            }
-            Ok(())
-        })
+        self.eval_in_place(inputs)
     }
 }
 
@@ -757,7 +980,10 @@ impl TypedOp for NativeImputer {
         {
             self.check_width(width)?;
         }
-        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+        Ok(tvec!(TypedFact::dt_shape(
+            Self::output_type(inputs[0].datum_type),
+            inputs[0].shape.clone()
+        )))
     }
 
     as_op!();
@@ -785,24 +1011,38 @@ impl PartialEq for NativeBinarizer {
 
 impl Eq for NativeBinarizer {}
 
-native_operator!(NativeBinarizer, same_shape_in_f32);
+native_operator!(NativeBinarizer, elementwise);
+
+impl Elementwise for NativeBinarizer {
+    const KEEPS_DOUBLE: bool = true;
+
+    fn apply<T: Real>(&self, values: &mut [T], _width: usize) -> TractResult<()> {
+        let threshold: T = self.threshold.into();
+        for value in values {
+            *value = if *value > threshold {
+                T::one()
+            } else {
+                T::zero()
+            };
+        }
+        Ok(())
+    }
+}
 
 impl EvalOp for NativeBinarizer {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        in_place_f32(inputs, |values, _| {
-            for value in values {
-                *value = if *value > self.threshold { 1.0 } else { 0.0 };
-            }
-            Ok(())
-        })
+        self.eval_in_place(inputs)
     }
 }
 
 impl TypedOp for NativeBinarizer {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+        Ok(tvec!(TypedFact::dt_shape(
+            Self::output_type(inputs[0].datum_type),
+            inputs[0].shape.clone()
+        )))
     }
 
     as_op!();
@@ -929,6 +1169,107 @@ impl TypedOp for NativeFeatureVectorizer {
             inputs[0].shape[0].clone(),
             self.width().to_dim()
         ])))
+    }
+
+    as_op!();
+}
+
+fn array_feature_extractor(
+    _ctx: &ParsingContext,
+    _node: &NodeProto,
+) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+    Ok((expand(NativeArrayFeatureExtractor), vec![]))
+}
+
+/// The elements of the last axis of the first input at the indices of the second (which may
+/// have any shape), for every position of the other axes; a 1-D input is one row, as ONNX
+/// Runtime has it. skl2onnx uses it to turn class indices into labels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NativeArrayFeatureExtractor;
+
+native_operator!(NativeArrayFeatureExtractor);
+
+impl NativeArrayFeatureExtractor {
+    fn inference_rules<'r, 'p: 'r, 's: 'r>(
+        &'s self,
+        s: &mut Solver<'r>,
+        inputs: &'p [TensorProxy],
+        outputs: &'p [TensorProxy],
+    ) -> InferenceResult {
+        check_input_arity(inputs, 2)?;
+        check_output_arity(outputs, 1)?;
+        s.equals(&outputs[0].datum_type, &inputs[0].datum_type)?;
+        s.given(&inputs[0].rank, move |s, rank| {
+            s.equals(&outputs[0].rank, rank.max(2))
+        })
+    }
+
+    /// The indices, checked against the `last` elements they index.
+    fn positions(indices: &Tensor, last: usize) -> TractResult<Vec<usize>> {
+        let indices = indices.cast_to::<i64>()?;
+        let plain = indices.try_as_plain_ram()?;
+        plain
+            .as_slice::<i64>()?
+            .iter()
+            .map(|&index| {
+                usize::try_from(index)
+                    .ok()
+                    .filter(|&index| index < last)
+                    .ok_or_else(|| {
+                        TractError::from(InputRejected(format!(
+                            "`ArrayFeatureExtractor` index {index} is out of range for {last} elements"
+                        )))
+                    })
+            })
+            .collect()
+    }
+
+    /// The output shape for data of `shape` and `count` indices.
+    fn output_shape<D: DimLike>(shape: &[D], count: D) -> TVec<D> {
+        let mut output: TVec<D> = match shape {
+            [_] => tvec![D::one()],
+            _ => shape[..shape.len() - 1].into(),
+        };
+        output.push(count);
+        output
+    }
+}
+
+impl EvalOp for NativeArrayFeatureExtractor {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (data, indices) = args_2!(inputs);
+        let Some(&last) = data.shape().last() else {
+            bail!("`ArrayFeatureExtractor` needs data with at least one axis");
+        };
+        let positions = Self::positions(&indices, last)?;
+        let shape = Self::output_shape(data.shape(), positions.len());
+        let axis = data.rank() - 1;
+        let output = if positions.is_empty() {
+            Tensor::zero_dt(data.datum_type(), &shape)?
+        } else {
+            let columns = positions
+                .iter()
+                .map(|&at| data.slice(axis, at, at + 1))
+                .collect::<TractResult<Vec<Tensor>>>()?;
+            Tensor::stack_tensors(axis, &columns)?.into_shape(&shape)?
+        };
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for NativeArrayFeatureExtractor {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        // Constant indices (skl2onnx's) are checked once, when the model is loaded.
+        if let (Some(indices), Some(last)) = (&inputs[1].konst, inputs[0].shape.last())
+            && let Ok(last) = last.to_usize()
+        {
+            Self::positions(indices, last)?;
+        }
+        let count = inputs[1].shape.iter().product::<TDim>();
+        let shape = Self::output_shape(&inputs[0].shape.to_tvec(), count);
+        Ok(tvec!(TypedFact::dt_shape(inputs[0].datum_type, shape)))
     }
 
     as_op!();

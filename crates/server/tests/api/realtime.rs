@@ -10,13 +10,15 @@ use serde_json::{Value, json};
 use tract_onnx::pb::attribute_proto::AttributeType;
 use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
 use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto,
-    TypeProto, ValueInfoProto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto, type_proto,
 };
 
 use crate::helpers::{TestApp, assert_error_shape, spawn_app};
 
 const FLOAT: i32 = 1;
+const UINT8: i32 = 2;
+const DOUBLE: i32 = 11;
 const STRING: i32 = 8;
 const INT64: i32 = 7;
 
@@ -68,6 +70,26 @@ fn strings(name: &str, values: &[&str]) -> AttributeProto {
         name: name.to_owned(),
         r#type: AttributeType::Strings as i32,
         strings: values.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        ..AttributeProto::default()
+    }
+}
+
+/// A tensor attribute (`[values.len()]`) of `data_type` FLOAT, DOUBLE or UINT8.
+fn tensor_attribute(name: &str, data_type: i32, values: &[f64]) -> AttributeProto {
+    let mut tensor = TensorProto {
+        data_type,
+        dims: vec![values.len() as i64],
+        ..TensorProto::default()
+    };
+    match data_type {
+        DOUBLE => tensor.double_data = values.to_vec(),
+        FLOAT => tensor.float_data = values.iter().map(|&v| v as f32).collect(),
+        _ => tensor.int32_data = values.iter().map(|&v| v as i32).collect(),
+    }
+    AttributeProto {
+        name: name.to_owned(),
+        r#type: AttributeType::Tensor as i32,
+        t: Some(tensor),
         ..AttributeProto::default()
     }
 }
@@ -157,6 +179,72 @@ fn two_input_model() -> Vec<u8> {
         ],
         vec![tensor("a", FLOAT, Some(1)), tensor("b", FLOAT, Some(1))],
         vec![tensor("variable", FLOAT, Some(1))],
+    )
+}
+
+/// ONNX-ML opset 5's `TreeEnsemble` with two trees on `[N, 2]` doubles: the first splits
+/// feature 0 at `split` (at most: leaf weight 1, else branch 1, which splits feature 1 at 0:
+/// at most 10, else 100); the second is a single leaf of 1000. `first_false` is where branch 0
+/// sends the rest (1 for branch 1) and `roots` the trees' roots (`[0, 2]`).
+fn opset_5_ensemble(split: f64, first_false: i64, roots: &[i64]) -> Vec<u8> {
+    let mut bytes = model(
+        vec![node(
+            "TreeEnsemble",
+            &["X"],
+            &["Y"],
+            vec![
+                int("n_targets", 1),
+                ints("tree_roots", roots),
+                ints("nodes_featureids", &[0, 1, 0]),
+                tensor_attribute("nodes_modes", UINT8, &[0.0, 0.0, 0.0]),
+                tensor_attribute("nodes_splits", DOUBLE, &[split, 0.0, 0.0]),
+                ints("nodes_truenodeids", &[0, 1, 3]),
+                ints("nodes_trueleafs", &[1, 1, 1]),
+                ints("nodes_falsenodeids", &[first_false, 2, 3]),
+                ints("nodes_falseleafs", &[0, 1, 1]),
+                ints("leaf_targetids", &[0, 0, 0, 0]),
+                tensor_attribute("leaf_weights", DOUBLE, &[1.0, 10.0, 100.0, 1000.0]),
+            ],
+        )],
+        vec![tensor("X", DOUBLE, Some(2))],
+        vec![tensor("Y", DOUBLE, Some(1))],
+    );
+    // Opset 5 of ONNX-ML came with ONNX's opset 21.
+    let mut proto = ModelProto::decode(bytes.as_slice()).unwrap();
+    proto.ir_version = 10;
+    proto.opset_import[0].version = 21;
+    proto.opset_import[1].version = 5;
+    bytes.clear();
+    proto.encode(&mut bytes).unwrap();
+    bytes
+}
+
+/// `Y = X[:, index]` on `[N, 3]` floats, the index a constant as skl2onnx's are.
+fn array_feature_extractor(index: i64) -> Vec<u8> {
+    let indices = TensorProto {
+        data_type: INT64,
+        dims: vec![1],
+        int64_data: vec![index],
+        ..TensorProto::default()
+    };
+    let constant = NodeProto {
+        op_type: "Constant".to_owned(),
+        output: vec!["index".to_owned()],
+        attribute: vec![AttributeProto {
+            name: "value".to_owned(),
+            r#type: AttributeType::Tensor as i32,
+            t: Some(indices),
+            ..AttributeProto::default()
+        }],
+        ..NodeProto::default()
+    };
+    model(
+        vec![
+            constant,
+            node("ArrayFeatureExtractor", &["X", "index"], &["Y"], vec![]),
+        ],
+        vec![tensor("X", FLOAT, Some(3))],
+        vec![tensor("Y", FLOAT, Some(1))],
     )
 }
 
@@ -496,6 +584,43 @@ async fn per_column_inputs_are_joined_imputed_and_binarized() {
 }
 
 #[tokio::test]
+async fn opset_5_tree_ensembles_compare_in_double_precision() {
+    // 0.1 + 1e-12 is 0.1 in single precision: only a double comparison sends it the false way.
+    let (app, token) = with_published("trees5", opset_5_ensemble(0.1, 1, &[0, 2])).await;
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/trees5/v1",
+        json!({"x0": [0.1, 1.000_000_000_001e-1, 0.5, null], "x1": [0.0, 0.0, 1.0, -1.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"]["Y"],
+        json!([1001.0, 1010.0, 1100.0, 1010.0]),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_array_feature_extractor_picks_a_column() {
+    let (app, token) = with_published("pick", array_feature_extractor(2)).await;
+    let (status, body) = score(
+        &app,
+        &token,
+        "/api/pick/v1",
+        json!({"a": [1.0, 2.0], "b": [3.0, 4.0], "c": [5.0, 6.0]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["outputParameters"]["outputData"]["Y"],
+        json!([5.0, 6.0]),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_string_column_is_one_hot_encoded_and_an_unknown_category_is_a_bad_request() {
     let encoder = model(
         vec![node(
@@ -644,7 +769,20 @@ async fn models_the_engine_cannot_run_are_refused_at_publish_time() {
             tensor("scores", FLOAT, Some(2)),
         ],
     );
-    let cases: [(Option<Vec<u8>>, &str); 13] = [
+    let cases: [(Option<Vec<u8>>, &str); 17] = [
+        (
+            Some(array_feature_extractor(5)),
+            "index 5 is out of range for 3 elements",
+        ),
+        (
+            Some(opset_5_ensemble(0.5, 0, &[0, 2])),
+            "node 0 is reached twice",
+        ),
+        (Some(opset_5_ensemble(0.5, 1, &[0, 1])), "reached twice"),
+        (
+            Some(opset_5_ensemble(0.5, 1, &[0, 7])),
+            "tree root 7 does not exist",
+        ),
         (
             Some(short_svm),
             "1 coefficients for 2 classes and 2 support vectors",
