@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch,
-# realtime, sandbox, cluster, auth or environments).
+# realtime, sandbox, cluster, auth, environments or console).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -35,5 +35,6 @@ case "$name" in
     cluster) o16n_start_postgres; exec python3 bench/cluster.py ;;
     auth) o16n_install_slapd; exec python3 bench/auth.py ;;
     environments) exec python3 bench/environments.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth or environments)" >&2; exit 2 ;;
+    console) exec python3 bench/console.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth, environments or console)" >&2; exit 2 ;;
 esac

@@ -5,6 +5,9 @@
 //! The description and the page are public: they describe, they do not grant. Trying an
 //! operation needs a token from `POST /login`, entered with "Authorize".
 
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
@@ -646,8 +649,41 @@ pub(crate) fn router() -> Router {
         uri_prefix: UI_PREFIX,
         api_definition: swagger_ui_dist::OpenApiSource::Uri(DOCUMENT_PATH),
         title: Some("o16n API"),
-    });
+    })
+    .layer(axum::middleware::from_fn(ui_index));
     Router::new()
         .route(DOCUMENT_PATH, get(move || async move { Json(document) }))
         .merge(ui)
+}
+
+/// The Swagger UI page, with absolute links to its assets and the core document.
+const UI_INDEX: &str = r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>o16n API</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/swagger-ui/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="/swagger-ui/swagger-ui-bundle.js"></script>
+<script>
+window.onload = () => {
+  window.ui = SwaggerUIBundle({ url: "/swagger.json", dom_id: "#swagger-ui" });
+};
+</script>
+</body>
+</html>"##;
+
+/// Answers `/swagger-ui` and `/swagger-ui/` with [`UI_INDEX`]; the crate's own page builds its
+/// links from the request URI, which gives `/swagger-ui//swagger-ui.css` under `/swagger-ui/`
+/// and would copy a query string into the page unescaped.
+async fn ui_index(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path == UI_PREFIX || path.strip_prefix(UI_PREFIX) == Some("/") {
+        return Html(UI_INDEX).into_response();
+    }
+    next.run(request).await
 }

@@ -42,6 +42,23 @@ impl ApiError {
         }
     }
 
+    /// The kind of failure.
+    pub(crate) fn code(&self) -> Code {
+        self.code
+    }
+
+    /// What the client may read: the message, or for an internal error a generic one (the
+    /// detail is logged here, once).
+    pub(crate) fn public_message(&self) -> &str {
+        match &self.internal_detail {
+            Some(detail) => {
+                tracing::error!(error = %detail, "request failed with an internal error");
+                "an internal error occurred; the server log has the details under this request's correlation id"
+            }
+            None => self.message.as_str(),
+        }
+    }
+
     /// Marks a 401 as caused by a token that was presented but refused.
     pub(crate) fn with_bad_token(mut self) -> Self {
         self.bad_token = true;
@@ -76,15 +93,8 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .expect("every Code has a valid status. This is a bug.");
-        let message = match &self.internal_detail {
-            Some(detail) => {
-                tracing::error!(error = %detail, "request failed with an internal error");
-                "an internal error occurred; the server log has the details under this request's correlation id"
-            }
-            None => self.message.as_str(),
-        };
         let body = ErrorBody {
-            message,
+            message: self.public_message(),
             link: "",
             exception_type: self.code.exception_type(),
         };

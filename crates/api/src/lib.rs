@@ -5,9 +5,11 @@
 //! the result into the reference's JSON shapes (`dto`). Every failure, including the ones
 //! axum produces itself (bad JSON, wrong content type, unknown route, wrong method, oversize
 //! body, a panic), leaves through [`error::ApiError`] in the reference `Error` shape.
+//! The web console (`console`) is served here too, as HTML pages over the same [`App`].
 //! Start reading at `routes`.
 
 mod audit;
+mod console;
 mod core_swagger;
 mod dto;
 mod error;
@@ -36,13 +38,21 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// The largest uploaded file or model, in bytes.
     pub max_upload_bytes: usize,
+    /// Whether the console's cookies are marked `Secure` (browsers come over HTTPS).
+    pub secure_cookies: bool,
     /// The bearer token `/metrics` asks for; open when `None`.
     pub metrics_token: Option<std::sync::Arc<str>>,
 }
 
 /// The complete REST API.
 pub fn router(app: App, config: &ApiConfig) -> Router {
-    let mut api = routes::router(config).with_state(app.clone());
+    let console = console::router(console::ConsoleConfig {
+        secure_cookies: config.secure_cookies,
+        limits: routes::BodyLimits::of(config),
+    });
+    let mut api = routes::router(config)
+        .merge(console)
+        .with_state(app.clone());
     if app.metrics().is_some() {
         api = api
             .route(

@@ -214,6 +214,17 @@ impl App {
             .collect())
     }
 
+    /// The caller's newest batches of every service (everyone's for an Owner), at most
+    /// `limit`.
+    pub async fn recent_batches(
+        &self,
+        caller: &Principal,
+        limit: i64,
+    ) -> Result<Vec<BatchRecord>, AppError> {
+        let owner = (caller.role != Role::Owner).then(|| caller.username.as_str());
+        Ok(self.store().recent_batches(owner, limit).await?)
+    }
+
     /// A batch's state, with its results in record order when `with_results`.
     pub async fn batch_status(
         &self,

@@ -35,7 +35,7 @@ pub use batches::{BatchStatus, DEFAULT_PARALLELISM, encoded_output_files};
 pub use compute_nodes::EntriesChange;
 pub use environments::{DEFAULT_ENVIRONMENTS, EnvironmentPolicy, EnvironmentView};
 pub use error::AppError;
-pub use login::{Principal, TokenPair};
+pub use login::{Principal, SignInMethods, TokenPair};
 pub use metrics::{Metrics, ServiceStages};
 pub use o16n_compute::{
     ByteStream, ConsumeOutcome, Download, EnvironmentSpec, ExecuteOutcome, ExecuteRequest,
@@ -46,6 +46,7 @@ use o16n_types::Clock;
 pub use pools::{NodePoolState, PoolState};
 pub use realtime::{RealtimeDefinition, RealtimePatch};
 pub use services::{SERVICE_CACHE_TTL, ServiceDefinition, ServicePatch, ServiceView};
+pub use sessions::OpenSession;
 pub use snapshots::SnapshotInfo;
 pub use status::{
     AuthenticationStatus, DatabaseStatus, Health, NodeReport, SystemStatus, UNISOLATED,

@@ -39,7 +39,27 @@ pub struct TokenPair {
     pub expires_on: i64,
 }
 
+/// How users may sign in, for a sign-in page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignInMethods {
+    /// With a user name and password: local accounts, or the LDAP directory.
+    pub password: bool,
+    /// With an access token of the OpenID Connect provider.
+    pub provider_token: bool,
+}
+
 impl App {
+    /// The ways of signing in that the configuration allows.
+    pub fn sign_in_methods(&self) -> SignInMethods {
+        let sign_in = &self.inner.config.sign_in;
+        SignInMethods {
+            password: sign_in.ldap.is_some()
+                || !sign_in.directory_enabled()
+                || sign_in.local_admin_enabled,
+            provider_token: sign_in.oidc.is_some(),
+        }
+    }
+
     /// Checks a user name and password and starts a login session.
     #[tracing::instrument(skip_all, fields(user = username))]
     pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {

@@ -23,6 +23,17 @@ enum Holding {
     Sessions(HashSet<String>),
 }
 
+/// An open session, as its owner lists it.
+#[derive(Debug, Clone)]
+pub struct OpenSession {
+    /// What the reference's list shows.
+    pub info: SessionInfo,
+    /// When it was created, Unix seconds.
+    pub created_at: i64,
+    /// The named environment its worker runs in; `None` for the runtime's default.
+    pub environment: Option<String>,
+}
+
 impl App {
     /// Opens a session on the least loaded node, in the named environment (the snapshot's when
     /// a snapshot is named without one, else the runtime's default), loading a snapshot of the
@@ -105,7 +116,7 @@ impl App {
     /// holds it; one that its node no longer holds (closed as idle, or lost when the node
     /// restarted or was removed) is forgotten; one whose node does not answer is not listed
     /// but remembered, in case the node was only cut off for a moment.
-    pub async fn list_sessions(&self, caller: &Principal) -> Result<Vec<SessionInfo>, AppError> {
+    pub async fn list_sessions(&self, caller: &Principal) -> Result<Vec<OpenSession>, AppError> {
         let records = self.store().list_sessions(caller.username.as_str()).await?;
         let mut nodes: HashMap<String, Holding> = HashMap::new();
         let mut sessions = Vec::new();
@@ -116,11 +127,15 @@ impl App {
             }
             match &nodes[&record.node] {
                 Holding::Sessions(held) if held.contains(&record.id) => {
-                    sessions.push(SessionInfo {
-                        id: record.id,
-                        name: record.name,
-                        owner: record.owner,
-                        runtime: record.runtime,
+                    sessions.push(OpenSession {
+                        info: SessionInfo {
+                            id: record.id,
+                            name: record.name,
+                            owner: record.owner,
+                            runtime: record.runtime,
+                        },
+                        created_at: record.created_at,
+                        environment: record.environment,
                     });
                 }
                 Holding::NotAnswering => {}

@@ -127,6 +127,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest uploaded file or realtime model, in bytes.
     pub max_upload_bytes: usize,
+    /// Marks the web console's cookies `Secure`: set it when browsers reach the server over
+    /// HTTPS (through a proxy that terminates TLS).
+    pub secure_cookies: bool,
 }
 
 /// The database.
@@ -499,6 +502,7 @@ impl Default for HttpConfig {
             port: 12800,
             max_body_bytes: 256 * 1024 * 1024,
             max_upload_bytes: 1024 * 1024 * 1024,
+            secure_cookies: false,
         }
     }
 }
@@ -830,6 +834,7 @@ impl Config {
         o16n_api::ApiConfig {
             max_body_bytes: self.http.max_body_bytes,
             max_upload_bytes: self.http.max_upload_bytes,
+            secure_cookies: self.http.secure_cookies,
             metrics_token: self
                 .metrics
                 .bearer_token

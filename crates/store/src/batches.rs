@@ -146,6 +146,38 @@ impl Store {
         rows.iter().map(batch_from_row).collect()
     }
 
+    /// The newest executions of every service, only `owner`'s when given, at most `limit`.
+    pub async fn recent_batches(
+        &self,
+        owner: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<BatchRecord>, StoreError> {
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(
+                    "SELECT id, service_name, service_version, owner, parallel_count, state, \
+                     total_count, completed_count, created_at FROM batch_executions \
+                     WHERE owner = $1 ORDER BY created_at DESC, id LIMIT $2",
+                )
+                .bind(owner)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT id, service_name, service_version, owner, parallel_count, state, \
+                     total_count, completed_count, created_at FROM batch_executions \
+                     ORDER BY created_at DESC, id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(batch_from_row).collect()
+    }
+
     /// Claims up to `limit` unfinished executions that no web node holds a lease on (or whose
     /// lease expired before `now_ms`) for `node` until `until_ms`, oldest first. Two web nodes
     /// never claim the same execution: on PostgreSQL rows another transaction is claiming are

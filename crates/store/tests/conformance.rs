@@ -633,6 +633,25 @@ async fn batches_keep_their_records_and_count_each_result_once(store: Store, _: 
         "a complete batch is not claimed"
     );
     assert_eq!(store.list_batches("svc", "v1").await.unwrap().len(), 1);
+    let newer = BatchRecord {
+        id: "b2".to_owned(),
+        service_name: "other".to_owned(),
+        owner: "joe".to_owned(),
+        created_at: 20,
+        ..batch.clone()
+    };
+    store.insert_batch(&newer, "[]").await.unwrap();
+    let ids = |batches: Vec<BatchRecord>| batches.into_iter().map(|b| b.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.recent_batches(None, 10).await.unwrap()),
+        ["b2", "b1"]
+    );
+    assert_eq!(ids(store.recent_batches(None, 1).await.unwrap()), ["b2"]);
+    assert_eq!(
+        ids(store.recent_batches(Some("jane"), 10).await.unwrap()),
+        ["b1"]
+    );
+    assert!(store.delete_batch("b2").await.unwrap());
     assert!(store.delete_batch("b1").await.unwrap());
     assert_eq!(store.find_batch("b1").await.unwrap(), None);
     assert_eq!(

@@ -86,7 +86,7 @@ async fn list_sessions(
         app.list_sessions(&caller)
             .await?
             .into_iter()
-            .map(Session::from)
+            .map(|session| Session::from(session.info))
             .collect(),
     ))
 }
@@ -238,7 +238,7 @@ async fn delete_object(
 }
 
 /// A streamed attachment, with its length when known.
-pub(super) fn attachment_response(
+pub(crate) fn attachment_response(
     file_name: &str,
     size: Option<u64>,
     content: o16n_app::ByteStream,

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_error_shape};
 use crate::sessions::spawn_python_app;
 
-async fn publish_doubler(app: &TestApp, token: &str, seconds_per_record: f64) {
+pub(crate) async fn publish_doubler(app: &TestApp, token: &str, seconds_per_record: f64) {
     let definition = json!({
         "runtimeType": "Python",
         "code": format!("import time\ntime.sleep({seconds_per_record})\nif x < 0: raise ValueError('negative')\ny = x * 2\nopen('out.txt', 'w').write(str(y))"),
@@ -28,7 +28,7 @@ async fn publish_doubler(app: &TestApp, token: &str, seconds_per_record: f64) {
     assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
-async fn start(app: &TestApp, token: &str, records: Value, parallel: u32) -> String {
+pub(crate) async fn start(app: &TestApp, token: &str, records: Value, parallel: u32) -> String {
     let (status, body) = app
         .call(
             Method::POST,
@@ -62,7 +62,7 @@ async fn wait_done(app: &TestApp, token: &str, id: &str, count: i64) -> Value {
 }
 
 /// Polls until the batch is complete (bounded) and returns the last status.
-async fn wait_complete(app: &TestApp, token: &str, id: &str) -> Value {
+pub(crate) async fn wait_complete(app: &TestApp, token: &str, id: &str) -> Value {
     for _ in 0..600 {
         let (status, body) = app
             .call(

@@ -4,6 +4,7 @@
 mod authentication;
 mod batch;
 mod compute_nodes;
+mod console;
 mod dedicated_pools;
 mod directory;
 mod docs;

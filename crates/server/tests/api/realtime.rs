@@ -144,7 +144,7 @@ fn model(
 }
 
 /// `variable = 2a - b + 0.5` on one `[N, 2]` input: exact in floating point for small values.
-fn linear_model() -> Vec<u8> {
+pub(crate) fn linear_model() -> Vec<u8> {
     model(
         vec![node(
             "LinearRegressor",
