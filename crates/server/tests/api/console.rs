@@ -10,7 +10,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::batch::{publish_doubler, start, wait_complete};
-use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app};
+use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_with};
+use crate::idp::TestIdp;
+use crate::oidc::use_provider;
 use crate::realtime::linear_model;
 use crate::sessions::spawn_python_app;
 
@@ -209,6 +211,37 @@ async fn signing_in_sets_strict_http_only_cookies_and_signing_out_ends_the_login
     browser.cookies = access;
     let page = browser.get("/console/services").await;
     assert!(page.assert_redirect().starts_with("/console/login"));
+}
+
+#[tokio::test]
+async fn a_provider_token_signs_in_with_the_role_of_its_groups() {
+    let idp = TestIdp::start().await;
+    let app = spawn_app_with(|config| use_provider(config, &idp)).await;
+    let mut browser = Browser::new(&app);
+    let login = browser.get("/console/login").await;
+    assert!(
+        login.assert_ok().contains("identity provider"),
+        "{}",
+        login.body
+    );
+
+    let rita = idp.token("rita@corp.example", &["App developers"]);
+    let page = browser.post("/console/login", &[("token", &rita)]).await;
+    assert_eq!(page.assert_redirect(), "/console/services");
+    let services = browser.get("/console/services").await;
+    let body = services.assert_ok();
+    assert!(
+        body.contains("rita@corp.example") && body.contains(">Reader<"),
+        "{body}"
+    );
+    assert!(!body.contains("Publish a realtime service"));
+
+    let mut stranger = Browser::new(&app);
+    let forged = stranger
+        .post("/console/login", &[("token", "eyJhbGciOiJub25lIn0.e30.")])
+        .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    assert!(stranger.cookies.is_empty());
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
 use crate::idp::{AUDIENCE, TestIdp};
 
-fn use_provider(config: &mut Config, idp: &TestIdp) {
+pub(crate) fn use_provider(config: &mut Config, idp: &TestIdp) {
     config.auth.oidc = OidcSection {
         enabled: true,
         authority: idp.issuer.clone(),
