@@ -3,15 +3,17 @@
 //! configured OpenID Connect provider, checked as the API checks a bearer token.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use o16n_app::{App, SignInMethods};
 use serde::Deserialize;
 
-use super::{ACCESS_COOKIE, ConsoleConfig, REFRESH_COOKIE, ROOT, back_to, cookie, render};
+use super::{
+    ACCESS_COOKIE, ConsoleConfig, FormBody, REFRESH_COOKIE, ROOT, back_to, cookie, render,
+};
 
 pub(super) fn router(config: ConsoleConfig) -> Router<App> {
     Router::new()
@@ -60,7 +62,7 @@ struct SignInForm {
 
 async fn sign_in(
     State(app): State<App>,
-    Form(form): Form<SignInForm>,
+    FormBody(form): FormBody<SignInForm>,
     config: ConsoleConfig,
 ) -> Response {
     let next = safe_next(form.next.as_deref());

@@ -22,7 +22,7 @@ mod sessions;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
@@ -30,6 +30,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use o16n_app::{App, Principal};
 use o16n_types::{Code, ErrorCode, Role};
+use serde::de::DeserializeOwned;
 
 use crate::ApiError;
 use crate::routes::BodyLimits;
@@ -194,6 +195,32 @@ pub(crate) fn urlencoding_component(text: &str) -> String {
         }
     }
     encoded
+}
+
+/// A submitted form (`application/x-www-form-urlencoded`); a malformed, oversize or
+/// mistyped one is a page with the matching status, as every console failure is.
+pub(crate) struct FormBody<T>(pub(crate) T);
+
+impl<T, S> FromRequest<S> for FormBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = PageError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(value)) => Ok(FormBody(value)),
+            Err(rejection) => {
+                let code = match rejection.status().as_u16() {
+                    413 => Code::PayloadTooLarge,
+                    415 => Code::UnsupportedMediaType,
+                    _ => Code::BadRequest,
+                };
+                Err(PageError::new(code, rejection.body_text()))
+            }
+        }
+    }
 }
 
 /// A failure shown as a page: the API's status and message, in the console's layout.

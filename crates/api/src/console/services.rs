@@ -6,7 +6,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use o16n_app::{
     App, ConsumeOutcome, InputColumns, RealtimeDefinition, ServiceView, Signature,
     encoded_output_files,
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::pages::data_links;
-use super::{Nav, PageError, ROOT, Viewer, back_to, render};
+use super::{FormBody, Nav, PageError, ROOT, Viewer, back_to, render};
 use crate::extract::MultipartForm;
 use crate::routes::BodyLimits;
 use crate::swagger;
@@ -225,7 +225,8 @@ async fn show(
     Path((name, version)): Path<(String, String)>,
     Query(query): Query<ShowQuery>,
 ) -> Result<Response, PageError> {
-    let mut page = service_page(&app, &viewer, &name, &version, None).await?;
+    let view = app.get_service(viewer.principal(), &name, &version).await?;
+    let mut page = service_page(&app, &viewer, &view, None).await?;
     if query.published.is_some() {
         page.notice = Some("Published.".to_owned());
     }
@@ -236,16 +237,18 @@ async fn show(
 async fn service_page(
     app: &App,
     viewer: &Viewer,
-    name: &str,
-    version: &str,
+    view: &ServiceView,
     tried: Option<&Map<String, Value>>,
 ) -> Result<ServicePage, PageError> {
-    let view = app.get_service(viewer.principal(), name, version).await?;
     let signature = app.realtime_signature(&view.record).await?;
     let record = &view.record;
     let pool_nodes = match record.pool {
         Some(_) => app
-            .service_pool_status(viewer.principal(), name, version)
+            .service_pool_status(
+                viewer.principal(),
+                record.name.as_str(),
+                record.version.as_str(),
+            )
             .await?
             .into_iter()
             .map(|node| (node.endpoint, node.state.as_str()))
@@ -301,7 +304,7 @@ async fn service_page(
             |pool| format!("a dedicated pool of {} to {}", pool.initial(), pool.max()),
         ),
         pool_nodes,
-        fields: form_fields(&view, signature.as_ref(), tried),
+        fields: form_fields(view, signature.as_ref(), tried),
         result: None,
         problem: None,
         notice: None,
@@ -435,10 +438,10 @@ async fn try_it(
     State(app): State<App>,
     viewer: Viewer,
     Path((name, version)): Path<(String, String)>,
-    Form(form): Form<Map<String, Value>>,
+    FormBody(form): FormBody<Map<String, Value>>,
 ) -> Result<Response, PageError> {
-    let mut page = service_page(&app, &viewer, &name, &version, Some(&form)).await?;
     let view = app.get_service(viewer.principal(), &name, &version).await?;
+    let mut page = service_page(&app, &viewer, &view, Some(&form)).await?;
     let realtime = view.record.runtime == ServiceRuntime::Realtime;
     match parse_inputs(&view, realtime, &form) {
         Ok(inputs) => match app

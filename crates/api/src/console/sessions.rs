@@ -4,16 +4,16 @@
 //! session from.
 
 use askama::Template;
+use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Form, Router};
 use o16n_app::{App, ExecuteRequest};
 use o16n_types::{Code, RuntimeType};
 use serde::Deserialize;
 
 use super::pages::{age, now, size};
-use super::{Nav, PageError, ROOT, Viewer, back_to, render, urlencoding_component};
+use super::{FormBody, Nav, PageError, ROOT, Viewer, back_to, render, urlencoding_component};
 use crate::extract::StreamedForm;
 use crate::routes::{BodyLimits, attachment_response};
 
@@ -82,7 +82,7 @@ struct CreateForm {
 async fn create(
     State(app): State<App>,
     viewer: Viewer,
-    Form(form): Form<CreateForm>,
+    FormBody(form): FormBody<CreateForm>,
 ) -> Result<Response, PageError> {
     let runtime: RuntimeType = form
         .runtime
@@ -172,7 +172,7 @@ async fn execute(
     State(app): State<App>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<ExecuteForm>,
+    FormBody(form): FormBody<ExecuteForm>,
 ) -> Result<Response, PageError> {
     let request = ExecuteRequest {
         code: form.code.clone(),
@@ -243,7 +243,7 @@ async fn snapshot(
     State(app): State<App>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<SnapshotForm>,
+    FormBody(form): FormBody<SnapshotForm>,
 ) -> Result<Response, PageError> {
     let name = Some(form.name.trim().to_owned()).filter(|name| !name.is_empty());
     app.create_snapshot(viewer.principal(), &id, name).await?;
@@ -260,7 +260,7 @@ async fn close(
     State(app): State<App>,
     viewer: Viewer,
     Path(id): Path<String>,
-    Form(form): Form<CloseForm>,
+    FormBody(form): FormBody<CloseForm>,
 ) -> Result<Response, PageError> {
     app.close_session(viewer.principal(), &id, form.force.is_some())
         .await?;

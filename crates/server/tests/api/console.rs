@@ -10,11 +10,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::batch::{publish_doubler, start, wait_complete};
+use crate::directory::use_directory;
 use crate::helpers::{ADMIN_PASSWORD, TestApp, spawn_app, spawn_app_with};
 use crate::idp::TestIdp;
 use crate::oidc::use_provider;
 use crate::realtime::linear_model;
 use crate::sessions::spawn_python_app;
+use crate::slapd::Slapd;
 
 /// What came back for one request.
 struct Page {
@@ -214,6 +216,33 @@ async fn signing_in_sets_strict_http_only_cookies_and_signing_out_ends_the_login
 }
 
 #[tokio::test]
+async fn a_directory_user_signs_in_with_the_role_of_their_groups() {
+    let slapd = Slapd::start().await;
+    let app = spawn_app_with(|config| use_directory(config, &slapd, slapd.ldap_url())).await;
+    let mut bob = Browser::signed_in(&app, "bob", "Bob-Pass-1").await;
+    let services = bob.get("/console/services").await;
+    let body = services.assert_ok();
+    assert!(body.contains(">Contributor<"), "{body}");
+    assert!(body.contains("Publish a realtime service"));
+    let mut carol = Browser::signed_in(&app, "carol", "Carol-Pass-1").await;
+    let services = carol.get("/console/services").await;
+    assert!(
+        services.assert_ok().contains(">Reader<"),
+        "{}",
+        services.body
+    );
+    assert!(!services.body.contains("Publish a realtime service"));
+    let mut stranger = Browser::new(&app);
+    let refused = stranger
+        .post(
+            "/console/login",
+            &[("username", "alice"), ("password", "Wrong-Pass-1")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn a_provider_token_signs_in_with_the_role_of_its_groups() {
     let idp = TestIdp::start().await;
     let app = spawn_app_with(|config| use_provider(config, &idp)).await;
@@ -261,6 +290,29 @@ async fn forms_from_another_site_are_refused() {
         .post(app.url("/console/logout"))
         .header("sec-fetch-site", "cross-site");
     assert_eq!(browser.send(request).await.status, StatusCode::FORBIDDEN);
+
+    // Malformed and oversize forms are pages with the matching status.
+    let missing = browser.post("/console/sessions", &[("name", "x")]).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+    assert!(
+        missing.body.contains("<html") && missing.body.contains("runtime"),
+        "{}",
+        missing.body
+    );
+    let wrong = browser
+        .post("/console/sessions", &[("runtime", "Cobol")])
+        .await;
+    assert_eq!(wrong.status, StatusCode::BAD_REQUEST);
+    assert!(wrong.body.contains("choose R or Python"), "{}", wrong.body);
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let oversize = browser
+        .post(
+            "/console/login",
+            &[("username", "admin"), ("password", &huge)],
+        )
+        .await;
+    assert_eq!(oversize.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(oversize.body.contains("<html"), "{}", oversize.body);
 }
 
 #[tokio::test]

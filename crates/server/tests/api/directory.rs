@@ -13,7 +13,7 @@ use crate::helpers::{ADMIN_PASSWORD, TestApp, assert_error_shape, spawn_app_with
 use crate::slapd::Slapd;
 
 /// Signs in with the fixture's directory at `url`, with the fixture's groups as roles.
-fn use_directory(config: &mut Config, slapd: &Slapd, url: String) {
+pub(crate) fn use_directory(config: &mut Config, slapd: &Slapd, url: String) {
     config.auth.ldap = LdapSection {
         enabled: true,
         url,
