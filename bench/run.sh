@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch,
-# realtime, sandbox, cluster, auth, environments or console).
+# realtime, sandbox, cluster, auth, environments, console or workers).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -36,5 +36,6 @@ case "$name" in
     auth) o16n_install_slapd; exec python3 bench/auth.py ;;
     environments) exec python3 bench/environments.py ;;
     console) exec python3 bench/console.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth, environments or console)" >&2; exit 2 ;;
+    workers) exec python3 bench/workers.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth, environments, console or workers)" >&2; exit 2 ;;
 esac
