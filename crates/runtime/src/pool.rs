@@ -282,6 +282,9 @@ impl Pool {
                 state.start_failure = None;
                 drop(state);
                 self.inner.refill.notify_one();
+                // The worker is its starter's; callers who waited for it (they may not start
+                // one while another starts) may now start their own.
+                self.inner.worker_ready.notify_waiters();
                 Ok(Lease {
                     worker,
                     pool: self.clone(),

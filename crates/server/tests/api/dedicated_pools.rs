@@ -283,3 +283,29 @@ async fn a_pooled_service_runs_on_its_own_warm_workers_reloads_on_update_and_its
     let node = node_status(&app, &jane).await;
     assert!(node["components"].get("dedicatedPools").is_none(), "{node}");
 }
+
+#[tokio::test]
+async fn a_request_right_after_the_pool_is_made_is_served_while_it_warms() {
+    let app = spawn_app().await;
+    let token = app.admin_token().await;
+    publish_pooled(&app, &token, "first").await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/services/pooled/v1/pool",
+            Some(&token),
+            Some(json!({"initialPoolSize": 1, "maxPoolSize": 2})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    // The pool is starting its first worker; the request may not start one at the same time,
+    // and must start its own as soon as that start is over rather than wait out its limit.
+    let started = std::time::Instant::now();
+    let (outputs, _) = consume(&app, &token).await;
+    assert_eq!(outputs["marker"], "first");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the request waited {:?}",
+        started.elapsed()
+    );
+}
