@@ -6,7 +6,9 @@
 //! gets the pools without anyone retrying, and a pool deleted while a node was away goes from
 //! it when it comes back. A compute node reports its pools in its status; `GET` reads them.
 
-use o16n_compute::{ComputeError, PoolHealth, PoolStatus, ServiceSpec};
+use std::collections::HashMap;
+
+use o16n_compute::{ComputeError, NodeStatus, PoolHealth, PoolStatus, ServiceSpec};
 use o16n_store::ServiceRecord;
 use o16n_types::{DedicatedPoolSize, Role, ServiceRuntime};
 use tokio_util::sync::CancellationToken;
@@ -120,32 +122,41 @@ impl App {
             .find_service(&name, &version)
             .await?
             .ok_or_else(|| service_not_found(&name, &version))?;
-        let label = pool_label(&record);
-        let wanted = record.pool.is_some();
         Ok(self
             .node_statuses()
             .await
             .into_iter()
-            .map(|(view, answer)| {
-                let state = match answer {
-                    Ok(status) => pool_state(
-                        status
-                            .pools
-                            .iter()
-                            .find(|pool| pool.service.as_deref() == Some(&label)),
-                        &record.revision,
-                        wanted,
-                    ),
-                    // A node that does not answer gets the pool when it comes back.
-                    Err(_) if wanted => PoolState::Pending,
-                    Err(_) => PoolState::NotFound,
-                };
-                NodePoolState {
-                    endpoint: view.node.endpoint.to_string(),
-                    state,
-                }
+            .map(|(view, answer)| NodePoolState {
+                endpoint: view.node.endpoint.to_string(),
+                state: state_on_node(&answer, &record),
             })
             .collect())
+    }
+
+    /// Where the dedicated pools of `services` stand, for those that have one: by
+    /// `name/version`, the pool's state on every compute node, from one status call per node.
+    pub async fn dedicated_pool_states<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a ServiceRecord>,
+    ) -> HashMap<String, Vec<PoolState>> {
+        let with_pools: Vec<&ServiceRecord> = services
+            .into_iter()
+            .filter(|record| record.pool.is_some())
+            .collect();
+        if with_pools.is_empty() {
+            return HashMap::new();
+        }
+        let answers = self.node_statuses().await;
+        with_pools
+            .into_iter()
+            .map(|record| {
+                let states = answers
+                    .iter()
+                    .map(|(_, answer)| state_on_node(answer, record))
+                    .collect();
+                (pool_label(record), states)
+            })
+            .collect()
     }
 
     /// Sends the desired dedicated pools to every healthy compute node. A node that fails is
@@ -251,6 +262,28 @@ fn pool_size(
 /// The name compute nodes know a service's pool by.
 fn pool_label(record: &ServiceRecord) -> String {
     format!("{}/{}", record.name, record.version)
+}
+
+/// Where a service's dedicated pool stands on a node, from the node's status or why it did not
+/// answer.
+fn state_on_node(answer: &Result<NodeStatus, String>, record: &ServiceRecord) -> PoolState {
+    let wanted = record.pool.is_some();
+    match answer {
+        Ok(status) => {
+            let label = pool_label(record);
+            pool_state(
+                status
+                    .pools
+                    .iter()
+                    .find(|pool| pool.service.as_deref() == Some(&label)),
+                &record.revision,
+                wanted,
+            )
+        }
+        // A node that does not answer gets the pool when it comes back.
+        Err(_) if wanted => PoolState::Pending,
+        Err(_) => PoolState::NotFound,
+    }
 }
 
 /// Where a pool stands on a node that answered.

@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use o16n_app::{
-    App, ConsumeOutcome, InputColumns, RealtimeDefinition, ServiceView, Signature,
+    App, ConsumeOutcome, InputColumns, PoolState, RealtimeDefinition, ServiceView, Signature,
     encoded_output_files,
 };
 use o16n_types::{Code, ParameterType, ServiceRuntime};
@@ -51,8 +51,10 @@ struct ServiceRow {
     description: String,
 }
 
-impl From<&ServiceView> for ServiceRow {
-    fn from(view: &ServiceView) -> Self {
+impl ServiceRow {
+    /// The row of a service; `pool_states` are its dedicated pool's states on the compute
+    /// nodes, when it has one.
+    fn new(view: &ServiceView, pool_states: Option<&Vec<PoolState>>) -> Self {
         let record = &view.record;
         ServiceRow {
             name: record.name.to_string(),
@@ -62,7 +64,14 @@ impl From<&ServiceView> for ServiceRow {
             realtime: record.runtime == ServiceRuntime::Realtime,
             pool: record.pool.map_or_else(
                 || "shared".to_owned(),
-                |pool| format!("dedicated, {} to {}", pool.initial(), pool.max()),
+                |pool| {
+                    format!(
+                        "dedicated, {} to {}: {}",
+                        pool.initial(),
+                        pool.max(),
+                        pool_summary(pool_states.map_or(&[][..], Vec::as_slice))
+                    )
+                },
             ),
             environment: record
                 .environment
@@ -70,6 +79,22 @@ impl From<&ServiceView> for ServiceRow {
                 .unwrap_or_else(|| "default".to_owned()),
             description: record.description.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// A dedicated pool's states on the compute nodes, in words: "ready on 2 of 2 nodes".
+fn pool_summary(states: &[PoolState]) -> String {
+    let ready = states
+        .iter()
+        .filter(|state| **state == PoolState::Success)
+        .count();
+    match states.len() {
+        0 => "no compute node answers".to_owned(),
+        1 => format!(
+            "{} on the node",
+            if ready == 1 { "ready" } else { "pending" }
+        ),
+        nodes => format!("ready on {ready} of {nodes} nodes"),
     }
 }
 
@@ -97,10 +122,16 @@ async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Response, PageError> {
     let services = app.list_services(viewer.principal()).await?;
+    let pools = app
+        .dedicated_pool_states(services.iter().map(|view| &view.record))
+        .await;
     let needle = query.q.trim().to_lowercase();
     let rows: Vec<ServiceRow> = services
         .iter()
-        .map(ServiceRow::from)
+        .map(|view| {
+            let label = format!("{}/{}", view.record.name, view.record.version);
+            ServiceRow::new(view, pools.get(&label))
+        })
         .filter(|row| {
             needle.is_empty()
                 || [&row.name, &row.owner, &row.description, &row.environment]
@@ -500,4 +531,20 @@ async fn delete(
     app.delete_service(viewer.principal(), &name, &version)
         .await?;
     Ok(back_to(&format!("{ROOT}/services")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_states_read_as_words() {
+        assert_eq!(pool_summary(&[]), "no compute node answers");
+        assert_eq!(pool_summary(&[PoolState::Success]), "ready on the node");
+        assert_eq!(pool_summary(&[PoolState::Pending]), "pending on the node");
+        assert_eq!(
+            pool_summary(&[PoolState::Success, PoolState::Pending, PoolState::Success]),
+            "ready on 2 of 3 nodes"
+        );
+    }
 }

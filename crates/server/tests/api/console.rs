@@ -467,8 +467,26 @@ async fn code_is_shown_to_its_publisher_and_owners_only_and_the_form_follows_the
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/services/calc/v1/pool",
+            Some(&jane),
+            Some(json!({"initialPoolSize": 1, "maxPoolSize": 2})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+
     let mut jane = Browser::signed_in(&app, "jane", "User-Pass-1").await;
     let mut admin = Browser::signed_in(&app, "admin", ADMIN_PASSWORD).await;
+    // The list says where the dedicated pool stands on the node.
+    let list = jane.get("/console/services").await;
+    let body = list.assert_ok();
+    assert!(
+        body.contains("dedicated, 1 to 2: ready on the node")
+            || body.contains("dedicated, 1 to 2: pending on the node"),
+        "{body}"
+    );
     let mut bob = Browser::signed_in_as(&app, "bob", Role::Contributor).await;
     for (browser, sees_code) in [(&mut jane, true), (&mut admin, true), (&mut bob, false)] {
         let page = browser.get("/console/services/calc/v1").await;
