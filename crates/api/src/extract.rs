@@ -30,12 +30,18 @@ where
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    let code = match rejection.status().as_u16() {
+/// The kind of failure of a body axum refused with `status`: too large, of the wrong type, or
+/// malformed.
+pub(crate) fn body_rejection_code(status: axum::http::StatusCode) -> Code {
+    match status.as_u16() {
         413 => Code::PayloadTooLarge,
         415 => Code::UnsupportedMediaType,
         _ => Code::BadRequest,
-    };
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let code = body_rejection_code(rejection.status());
     let message = match &rejection {
         JsonRejection::MissingJsonContentType(_) => {
             "expected a request body with `Content-Type: application/json`".to_owned()

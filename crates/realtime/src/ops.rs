@@ -685,6 +685,11 @@ trait Elementwise {
     /// Changes `values`, rows of `width` values (at least 1).
     fn apply<T: Real>(&self, values: &mut [T], width: usize) -> TractResult<()>;
 
+    /// Checks, when the model loads, that rows of `width` values fit the operator.
+    fn check_width(&self, _width: usize) -> TractResult<()> {
+        Ok(())
+    }
+
     /// The output type for an input of type `input`.
     fn output_type(input: DatumType) -> DatumType {
         if Self::KEEPS_DOUBLE && input == DatumType::F64 {
@@ -712,8 +717,9 @@ trait Elementwise {
 }
 
 /// Implements tract's `Op` and an `Expansion` that wires the operator as it is, for one of our
-/// typed operators: its inference rules are `elementwise` (its output has its input's shape,
-/// in the type `Elementwise::output_type` says), or its own `inference_rules`.
+/// typed operators: its inference rules are its own `inference_rules`, or for an `elementwise`
+/// one (its output has its input's shape, in the type `Elementwise::output_type` says) the
+/// rules, `EvalOp` and `TypedOp` all follow from its `Elementwise` implementation.
 macro_rules! native_operator {
     ($op:ident, elementwise) => {
         native_operator!(@impl $op, |_this, s, inputs, outputs| {
@@ -724,6 +730,30 @@ macro_rules! native_operator {
                 s.equals(&outputs[0].datum_type, <$op as Elementwise>::output_type(input))
             })
         });
+
+        impl EvalOp for $op {
+            op_out_of_plan!();
+
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                self.eval_in_place(inputs)
+            }
+        }
+
+        impl TypedOp for $op {
+            fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+                if let Some(width) = inputs[0].shape.last()
+                    && let Ok(width) = width.to_usize()
+                {
+                    self.check_width(width)?;
+                }
+                Ok(tvec!(TypedFact::dt_shape(
+                    Self::output_type(inputs[0].datum_type),
+                    inputs[0].shape.clone()
+                )))
+            }
+
+            as_op!();
+        }
     };
     ($op:ident) => {
         native_operator!(@impl $op, |this, s, inputs, outputs| this.inference_rules(s, inputs, outputs));
@@ -865,22 +895,6 @@ impl Elementwise for NativeNormalizer {
     }
 }
 
-impl EvalOp for NativeNormalizer {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        self.eval_in_place(inputs)
-    }
-}
-
-impl TypedOp for NativeNormalizer {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
-    }
-
-    as_op!();
-}
-
 fn imputer(
     _ctx: &ParsingContext,
     node: &NodeProto,
@@ -924,7 +938,11 @@ impl PartialEq for NativeImputer {
 
 impl Eq for NativeImputer {}
 
-impl NativeImputer {
+native_operator!(NativeImputer, elementwise);
+
+impl Elementwise for NativeImputer {
+    const KEEPS_DOUBLE: bool = true;
+
     fn check_width(&self, width: usize) -> TractResult<()> {
         if self.values.len() != 1 && self.values.len() != width {
             bail!(
@@ -934,12 +952,6 @@ impl NativeImputer {
         }
         Ok(())
     }
-}
-
-native_operator!(NativeImputer, elementwise);
-
-impl Elementwise for NativeImputer {
-    const KEEPS_DOUBLE: bool = true;
 
     fn apply<T: Real>(&self, values: &mut [T], width: usize) -> TractResult<()> {
         self.check_width(width)?;
@@ -963,30 +975,6 @@ impl Elementwise for NativeImputer {
         }
         Ok(())
     }
-}
-
-impl EvalOp for NativeImputer {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        self.eval_in_place(inputs)
-    }
-}
-
-impl TypedOp for NativeImputer {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        if let Some(width) = inputs[0].shape.last()
-            && let Ok(width) = width.to_usize()
-        {
-            self.check_width(width)?;
-        }
-        Ok(tvec!(TypedFact::dt_shape(
-            Self::output_type(inputs[0].datum_type),
-            inputs[0].shape.clone()
-        )))
-    }
-
-    as_op!();
 }
 
 fn binarizer(
@@ -1027,25 +1015,6 @@ impl Elementwise for NativeBinarizer {
         }
         Ok(())
     }
-}
-
-impl EvalOp for NativeBinarizer {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        self.eval_in_place(inputs)
-    }
-}
-
-impl TypedOp for NativeBinarizer {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(TypedFact::dt_shape(
-            Self::output_type(inputs[0].datum_type),
-            inputs[0].shape.clone()
-        )))
-    }
-
-    as_op!();
 }
 
 fn feature_vectorizer(

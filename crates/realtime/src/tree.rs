@@ -733,20 +733,20 @@ mod tests {
 
     /// One stump on feature 0 at 0.5: left leaf gives target 0 weight 1, right leaf target 1
     /// weight 2.
-    fn stump() -> TreeAttributes<f32> {
+    fn stump<T: Real>() -> TreeAttributes<T> {
         TreeAttributes {
             tree_ids: vec![0, 0, 0],
             node_ids: vec![0, 1, 2],
             feature_ids: vec![0, 0, 0],
             modes: vec!["BRANCH_LEQ".into(), "LEAF".into(), "LEAF".into()],
-            values: vec![0.5, 0.0, 0.0],
+            values: vec![0.5.into(), T::zero(), T::zero()],
             true_ids: vec![1, 0, 0],
             false_ids: vec![2, 0, 0],
             missing_tracks_true: vec![1, 0, 0],
             leaf_tree_ids: vec![0, 0],
             leaf_node_ids: vec![1, 2],
             leaf_targets: vec![0, 1],
-            leaf_weights: vec![1.0, 2.0],
+            leaf_weights: vec![T::one(), 2.0.into()],
             n_targets: 2,
             ..TreeAttributes::default()
         }
@@ -762,12 +762,12 @@ mod tests {
 
     #[test]
     fn a_cycle_or_a_missing_child_is_refused() {
-        let mut cyclic = stump();
+        let mut cyclic = stump::<f32>();
         cyclic.modes[1] = "BRANCH_LEQ".into();
         cyclic.true_ids[1] = 0;
         cyclic.false_ids[1] = 2;
         assert!(TreeEnsemble::build(cyclic, false).is_err());
-        let mut dangling = stump();
+        let mut dangling = stump::<f32>();
         dangling.false_ids[0] = 7;
         let err = TreeEnsemble::build(dangling, false)
             .unwrap_err()
@@ -777,7 +777,7 @@ mod tests {
 
     #[test]
     fn a_binary_single_score_classifier_gives_both_probabilities() {
-        let mut attrs = stump();
+        let mut attrs = stump::<f32>();
         attrs.leaf_targets = vec![0, 0];
         attrs.post_transform = PostTransform::Logistic;
         let ensemble = TreeEnsemble::build(attrs, true).unwrap();
@@ -790,21 +790,10 @@ mod tests {
     #[test]
     fn a_double_threshold_is_compared_in_double_precision() {
         // 0.1 + 1e-9 rounds to the same f32 as 0.1: only a double comparison sees it above.
-        let mut attrs = TreeAttributes::<f64> {
-            tree_ids: vec![0, 0, 0],
-            node_ids: vec![0, 1, 2],
-            feature_ids: vec![0, 0, 0],
-            modes: vec!["BRANCH_LEQ".into(), "LEAF".into(), "LEAF".into()],
-            values: vec![0.1, 0.0, 0.0],
-            true_ids: vec![1, 0, 0],
-            false_ids: vec![2, 0, 0],
-            leaf_tree_ids: vec![0, 0],
-            leaf_node_ids: vec![1, 2],
-            leaf_targets: vec![0, 0],
-            leaf_weights: vec![1.0, 2.0],
-            n_targets: 1,
-            ..TreeAttributes::default()
-        };
+        let mut attrs = stump::<f64>();
+        attrs.values[0] = 0.1;
+        attrs.leaf_targets = vec![0, 0];
+        attrs.n_targets = 1;
         attrs.base_values = vec![0.5];
         let ensemble = TreeEnsemble::build(attrs, false).unwrap();
         let mut out = vec![0.0; 2];

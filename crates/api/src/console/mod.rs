@@ -33,6 +33,7 @@ use o16n_types::{Code, ErrorCode, Role};
 use serde::de::DeserializeOwned;
 
 use crate::ApiError;
+use crate::extract::body_rejection_code;
 use crate::routes::BodyLimits;
 
 /// The console's root.
@@ -117,22 +118,14 @@ impl Viewer {
     pub(crate) fn nav(&self, section: &'static str) -> Nav {
         Nav {
             user: self.0.username.to_string(),
-            role: role_name(self.0.role),
+            role: self.0.role.as_str(),
             section,
         }
     }
 
-    /// Whether the user may publish (Owners and Contributors).
+    /// Whether the user may publish (Contributors and Owners, as the API decides).
     pub(crate) fn may_publish(&self) -> bool {
-        matches!(self.0.role, Role::Owner | Role::Contributor)
-    }
-}
-
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "Owner",
-        Role::Contributor => "Contributor",
-        Role::Reader => "Reader",
+        self.0.role >= Role::Contributor
     }
 }
 
@@ -211,14 +204,10 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Form::<T>::from_request(request, state).await {
             Ok(axum::Form(value)) => Ok(FormBody(value)),
-            Err(rejection) => {
-                let code = match rejection.status().as_u16() {
-                    413 => Code::PayloadTooLarge,
-                    415 => Code::UnsupportedMediaType,
-                    _ => Code::BadRequest,
-                };
-                Err(PageError::new(code, rejection.body_text()))
-            }
+            Err(rejection) => Err(PageError::new(
+                body_rejection_code(rejection.status()),
+                rejection.body_text(),
+            )),
         }
     }
 }

@@ -64,6 +64,11 @@ pub(super) fn data_links(files: Map<String, Value>) -> (Vec<DataLink>, Vec<DataL
     (images, others)
 }
 
+/// The name of a named environment, or `default` for the runtime's own.
+pub(super) fn environment_name(environment: Option<&str>) -> String {
+    environment.unwrap_or("default").to_owned()
+}
+
 /// How long ago `unix_seconds` was, in words: "12 s", "5 min", "3 h", "2 d".
 pub(super) fn age(unix_seconds: i64, now: i64) -> String {
     let seconds = (now - unix_seconds).max(0);

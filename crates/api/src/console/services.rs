@@ -15,7 +15,7 @@ use o16n_types::{Code, ParameterType, ServiceRuntime};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::pages::data_links;
+use super::pages::{data_links, environment_name};
 use super::{FormBody, Nav, PageError, ROOT, Viewer, back_to, render};
 use crate::extract::MultipartForm;
 use crate::routes::BodyLimits;
@@ -73,10 +73,7 @@ impl ServiceRow {
                     )
                 },
             ),
-            environment: record
-                .environment
-                .clone()
-                .unwrap_or_else(|| "default".to_owned()),
+            environment: environment_name(record.environment.as_deref()),
             description: record.description.clone().unwrap_or_default(),
         }
     }
@@ -300,10 +297,7 @@ async fn service_page(
         runtime: record.runtime.as_str(),
         owner: record.owner.clone(),
         description: record.description.clone().unwrap_or_default(),
-        environment: record
-            .environment
-            .clone()
-            .unwrap_or_else(|| "default".to_owned()),
+        environment: environment_name(record.environment.as_deref()),
         operation_id: record
             .operation_id
             .clone()

@@ -12,7 +12,7 @@ use o16n_app::{App, ExecuteRequest};
 use o16n_types::{Code, RuntimeType};
 use serde::Deserialize;
 
-use super::pages::{age, now, size};
+use super::pages::{age, environment_name, now, size};
 use super::{FormBody, Nav, PageError, ROOT, Viewer, back_to, render, urlencoding_component};
 use crate::extract::StreamedForm;
 use crate::routes::{BodyLimits, attachment_response};
@@ -62,7 +62,7 @@ async fn list(State(app): State<App>, viewer: Viewer) -> Result<Response, PageEr
             id: session.info.id,
             name: session.info.name.unwrap_or_default(),
             runtime: session.info.runtime.as_str(),
-            environment: session.environment.unwrap_or_else(|| "default".to_owned()),
+            environment: environment_name(session.environment.as_deref()),
             age: age(session.created_at, now),
         })
         .collect();
@@ -144,7 +144,7 @@ async fn session_page(app: &App, viewer: &Viewer, id: &str) -> Result<SessionPag
         id: session.info.id,
         name: session.info.name.unwrap_or_default(),
         runtime: session.info.runtime.as_str(),
-        environment: session.environment.unwrap_or_else(|| "default".to_owned()),
+        environment: environment_name(session.environment.as_deref()),
         age: age(session.created_at, now()),
         console_output: app.console_output(caller, id).await?,
         history: app.history(caller, id).await?,
@@ -293,7 +293,7 @@ async fn snapshots(State(app): State<App>, viewer: Viewer) -> Result<Response, P
             id: snapshot.id,
             name: snapshot.name.unwrap_or_default(),
             runtime: snapshot.runtime.as_str(),
-            environment: snapshot.environment.unwrap_or_else(|| "default".to_owned()),
+            environment: environment_name(snapshot.environment.as_deref()),
             size: size(snapshot.content_size),
             age: age(snapshot.created_at, now),
         })
