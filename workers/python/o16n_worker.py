@@ -497,7 +497,38 @@ class Worker:
         self.answer("workspace_loaded", {"names": sorted(objects)})
 
 
+def preload(diagnostics):
+    """Imports the modules every session and service needs, so that no request pays for them."""
+    for module in (os.environ.get("O16N_PRELOAD") or "").split(","):
+        if module.strip():
+            try:
+                __import__(module.strip())
+            except Exception as problem:
+                print("o16n worker: cannot preload %s: %s" % (module, problem), file=diagnostics)
+
+
 def main():
+    # A write past the file-size limit (set by the server, with the other limits, before this
+    # script started) then fails with an OSError in user code instead of killing the worker.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    arguments = sys.argv[1:]
+    template = arguments[-1:] == ["--template"]
+    if template:
+        del arguments[-1]
+    # A worker of a named environment sees that environment's packages first and the
+    # default environment's after them: the server names the default's prefix.
+    if len(arguments) == 2 and arguments[0] == "--base-prefix":
+        import site
+        site.addsitedir(os.path.join(
+            arguments[1], "lib", "python%d.%d" % sys.version_info[:2], "site-packages"))
+    del sys.argv[1:]
+    if template:
+        # Warmed once here; `serve` returns in each forked worker, sandboxed, with the worker's
+        # own pipes as descriptors 0, 1 and 2.
+        preload(sys.stderr)
+        import o16n_template
+        o16n_template.serve(sys.stderr)
+
     # Take the protocol channel away from fds 0 and 1 before anything else can write there.
     channel = Channel(os.dup(0), os.dup(1))
     diagnostics = os.fdopen(os.dup(2), "w", buffering=1)
@@ -512,25 +543,8 @@ def main():
     sys.stdin = open(os.devnull)
     sys.stdout = ConsoleStream(console, 1)
     sys.stderr = ConsoleStream(console, 2)
-
-    # A write past the file-size limit (set by the server, with the other limits, before this
-    # script started) then fails with an OSError in user code instead of killing the worker.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    # A worker of a named environment sees that environment's packages first and the
-    # default environment's after them: the server names the default's prefix.
-    if len(sys.argv) == 3 and sys.argv[1] == "--base-prefix":
-        import site
-        site.addsitedir(os.path.join(
-            sys.argv[2], "lib", "python%d.%d" % sys.version_info[:2], "site-packages"))
-        del sys.argv[1:]
-    # Warm-up: the imports every session and service needs are done before the worker joins
-    # the pool, so that a request never pays for them.
-    for module in (os.environ.get("O16N_PRELOAD") or "").split(","):
-        if module.strip():
-            try:
-                __import__(module.strip())
-            except Exception as problem:
-                print("o16n worker: cannot preload %s: %s" % (module, problem), file=diagnostics)
+    # Warm-up before the worker joins the pool (nothing left to do in a forked worker).
+    preload(diagnostics)
     console.discard()
 
     worker = Worker(channel, console)

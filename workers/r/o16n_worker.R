@@ -63,6 +63,43 @@ local({
     return(invisible(NULL))
   }
 
+  # A worker template (started with --template) forks workers here, through the system calls
+  # of o16n_fork.c beside this script, on its control socket (descriptor 3) for as long as the
+  # server lives; it returns only in a worker, sandboxed, with the descriptors a spawned worker
+  # has.
+  serve_template <- function() {
+    script <- sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])
+    dyn.load(file.path(dirname(script), "o16n_fork.so"))
+    control <- 3L
+    invisible(.C("o16n_template_ready", control))
+    repeat {
+      got <- .C("o16n_template_receive", control, message = raw(65536), capacity = 65536L,
+                length = integer(1), descriptors = integer(4))
+      if (got$length == 0L) quit(save = "no", status = 0)
+      if (got$length < 0L) {
+        .C("o16n_template_refuse", control, -1, "a request needs 4 descriptors")
+        next
+      }
+      request <- tryCatch(fromJSON(rawToChar(got$message[seq_len(got$length)])),
+                          error = function(e) NULL)
+      limits <- suppressWarnings(as.double(unlist(request$limits[c("as", "nproc", "fsize", "nofile")])))
+      paths <- unlist(request[c("workdir", "work_view", "home", "hostname")])
+      if (!is.list(request) || !is.numeric(request$id) || !is.numeric(request$uid) ||
+          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 4) {
+        .C("o16n_template_discard", got$descriptors)
+        .C("o16n_template_refuse", control, -1, "a request is not understood")
+        next
+      }
+      forked <- .C("o16n_template_fork", control, as.double(request$id), got$descriptors,
+                   as.double(request$uid), as.integer(isTRUE(request$network)), limits, paths,
+                   pid = integer(1))
+      if (forked$pid < 0L) break
+    }
+    # The template's temporary directory is not in the worker's fresh /tmp.
+    invisible(tempdir(check = TRUE))
+  }
+  if (identical(commandArgs(trailingOnly = TRUE), "--template")) serve_template()
+
   requests <- file("/dev/fd/3", open = "rb", raw = TRUE)
   answers <- file("/dev/fd/4", open = "wb", raw = TRUE)
 

@@ -137,11 +137,9 @@ impl Environments {
             })?
             .clone();
         match ready(&mut launch, None).await {
-            Ok(Launcher::Process(spec)) => Ok(spec),
-            #[cfg(test)]
-            Ok(Launcher::Fake(_)) => Err(RuntimeError::RuntimeUnavailable(
-                "fake workers have no environments".to_owned(),
-            )),
+            Ok(launcher) => launcher.spec().cloned().ok_or_else(|| {
+                RuntimeError::RuntimeUnavailable("fake workers have no environments".to_owned())
+            }),
             Err(NotReady::Unavailable(why)) => Err(RuntimeError::RuntimeUnavailable(why)),
             Err(NotReady::Preparing(_)) => Err(RuntimeError::RuntimeUnavailable(format!(
                 "the {runtime} runtime stopped"

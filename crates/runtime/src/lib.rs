@@ -26,6 +26,7 @@ mod sandbox;
 mod services;
 mod session;
 mod snapshot;
+mod template;
 mod workdir;
 mod worker;
 
@@ -60,7 +61,7 @@ use pool::{Launch, Pool};
 use sandbox::Sandbox;
 use services::ServiceWorkers;
 use session::Sessions;
-use worker::Launcher;
+use template::Templates;
 
 /// Settings of a compute node.
 #[derive(Debug, Clone)]
@@ -149,11 +150,21 @@ impl ComputeNode {
         )?);
         let tasks = TaskTracker::new();
         let stop = CancellationToken::new();
+        let templates = Templates {
+            sandbox: sandbox.clone(),
+            work_root: config.work_root.clone(),
+            tasks: tasks.clone(),
+            stop: stop.clone(),
+        };
 
         let (python_launch, launch_receiver) = watch::channel(Launch::Preparing(
             "the Python environment is being checked".to_owned(),
         ));
-        tasks.spawn(prepare_python(config.python.clone(), python_launch));
+        tasks.spawn(prepare_python(
+            config.python.clone(),
+            templates.clone(),
+            python_launch,
+        ));
         let python_pool = Pool::start(
             RuntimeType::Python,
             config.python_pool.clone(),
@@ -165,7 +176,7 @@ impl ComputeNode {
         );
         let (r_launch, r_launch_receiver) =
             watch::channel(Launch::Preparing("R is being checked".to_owned()));
-        tasks.spawn(prepare_r(config.r.clone(), r_launch));
+        tasks.spawn(prepare_r(config.r.clone(), templates.clone(), r_launch));
         let r_pool = Pool::start(
             RuntimeType::R,
             config.r_pool.clone(),
@@ -649,10 +660,24 @@ fn missing_runtime_message(runtime: RuntimeType) -> String {
     format!("this process runs no {runtime} workers")
 }
 
-/// Makes the R launcher ready once R and jsonlite are found.
-async fn prepare_r(config: RConfig, launch: watch::Sender<Launch>) {
+/// Makes the R launcher ready once R and jsonlite are found (and the template's helper is
+/// built, when workers are forked).
+async fn prepare_r(config: RConfig, templates: Templates, launch: watch::Sender<Launch>) {
     let _ = launch.send(match r_env::launch_spec(&config).await {
-        Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+        Ok(spec) => {
+            // The helper is built only where templates can run; elsewhere the launcher says
+            // why workers are spawned.
+            let fork = config.fork_workers
+                && (templates.why_not_forked(&spec).is_some()
+                    || match r_env::build_fork_helper(&config).await {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "R workers are spawned, not forked from a template");
+                        false
+                    }
+                });
+            Launch::Ready(templates.launcher(spec, fork))
+        }
         Err(err) => {
             tracing::warn!(error = %err, "the R runtime is not available");
             Launch::Unavailable(err.to_string())
@@ -661,7 +686,7 @@ async fn prepare_r(config: RConfig, launch: watch::Sender<Launch>) {
 }
 
 /// Makes the Python launcher ready, creating the managed environment first if needed.
-async fn prepare_python(config: PythonConfig, launch: watch::Sender<Launch>) {
+async fn prepare_python(config: PythonConfig, templates: Templates, launch: watch::Sender<Launch>) {
     if let Some(executable) = &config.executable
         && !executable.exists()
     {
@@ -683,7 +708,7 @@ async fn prepare_python(config: PythonConfig, launch: watch::Sender<Launch>) {
         Err(err) => Err(err),
     };
     let _ = launch.send(match prepared {
-        Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+        Ok(spec) => Launch::Ready(templates.launcher(spec, config.fork_workers)),
         Err(err) => {
             tracing::error!(error = %err, "the Python runtime cannot be prepared");
             Launch::Unavailable(format!(

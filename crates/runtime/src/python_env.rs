@@ -19,6 +19,8 @@ use crate::worker::{ConsoleKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/python/o16n_worker.py");
+/// What a worker template runs (the worker script imports it with `--template`).
+const TEMPLATE_SCRIPT: &str = include_str!("../../../workers/python/o16n_template.py");
 /// The pinned packages of the managed environment.
 const REQUIREMENTS: &str = include_str!("../../../workers/python/requirements.txt");
 /// Modules every worker imports before it joins the pool.
@@ -41,6 +43,8 @@ pub struct PythonConfig {
     pub startup_timeout: Duration,
     /// The longest message accepted from a worker, in bytes.
     pub max_frame_bytes: usize,
+    /// Whether workers are forked from a warmed template where the sandbox allows it.
+    pub fork_workers: bool,
 }
 
 impl PythonConfig {
@@ -150,12 +154,16 @@ pub(crate) async fn launch_spec(
     interpreter: PathBuf,
 ) -> Result<LaunchSpec, RuntimeError> {
     tokio::fs::create_dir_all(&config.env_dir).await?;
-    let script = config.env_dir.join("o16n_worker.py");
-    let current = tokio::fs::read_to_string(&script).await.unwrap_or_default();
-    if current != WORKER_SCRIPT {
-        tokio::fs::write(&script, WORKER_SCRIPT).await?;
+    for (name, text) in [
+        ("o16n_worker.py", WORKER_SCRIPT),
+        ("o16n_template.py", TEMPLATE_SCRIPT),
+    ] {
+        let script = config.env_dir.join(name);
+        if tokio::fs::read_to_string(&script).await.unwrap_or_default() != text {
+            tokio::fs::write(&script, text).await?;
+        }
     }
-    let read_only = installation_dirs(&interpreter).await?;
+    let installation = installation(&interpreter).await?;
     // The managed environment lives in the runtime's directory, which a sandbox shows
     // elsewhere; a virtual environment finds itself from where its interpreter is run.
     let program = match interpreter.strip_prefix(&config.env_dir) {
@@ -177,7 +185,8 @@ pub(crate) async fn launch_spec(
         program,
         args: vec![Arg::InRuntime("o16n_worker.py".into())],
         env,
-        read_only,
+        read_only: installation.dirs,
+        package_dirs: installation.package_dirs,
         limits: WorkerLimits {
             memory_mb: config.memory_limit_mb,
             network: config.network,
@@ -188,16 +197,25 @@ pub(crate) async fn launch_spec(
     })
 }
 
-/// The directories of an interpreter's installation (a virtual environment and the Python it
-/// was made from), which a sandboxed worker must see read-only. The interpreter says where they
-/// are: it may be a virtual environment whose `python` links to an interpreter elsewhere.
-async fn installation_dirs(interpreter: &Path) -> Result<Vec<PathBuf>, RuntimeError> {
+/// Where an interpreter's installation lives and where its packages are.
+struct Installation {
+    /// The directories of the installation (a virtual environment and the Python it was made
+    /// from), which a sandboxed worker must see read-only.
+    dirs: Vec<PathBuf>,
+    /// Its site-packages directories: installing, upgrading or removing a package changes them.
+    package_dirs: Vec<PathBuf>,
+}
+
+/// Asks the interpreter where its installation and packages are: it may be a virtual
+/// environment whose `python` links to an interpreter elsewhere.
+async fn installation(interpreter: &Path) -> Result<Installation, RuntimeError> {
     let output = tokio::process::Command::new(interpreter)
         .args([
             "-I",
             "-c",
-            "import os, sys; print(sys.prefix); print(sys.base_prefix); \
-             print(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))",
+            "import os, site, sys; print(sys.prefix); print(sys.base_prefix); \
+             print(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))); \
+             print(''); print(*site.getsitepackages(), sep='\\n')",
         ])
         .stdin(Stdio::null())
         .output()
@@ -215,12 +233,20 @@ async fn installation_dirs(interpreter: &Path) -> Result<Vec<PathBuf>, RuntimeEr
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
-    let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute())
-        .collect();
-    dirs.sort();
-    dirs.dedup();
-    Ok(dirs)
+    let text = String::from_utf8_lossy(&output.stdout);
+    let (dirs, package_dirs) = text.split_once("\n\n").unwrap_or((&text, ""));
+    let absolute = |lines: &str| -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = lines
+            .lines()
+            .map(PathBuf::from)
+            .filter(|dir| dir.is_absolute())
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    };
+    Ok(Installation {
+        dirs: absolute(dirs),
+        package_dirs: absolute(package_dirs),
+    })
 }

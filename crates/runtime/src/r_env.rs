@@ -14,6 +14,8 @@ use crate::worker::{ConsoleKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/r/o16n_worker.R");
+/// The system calls of an R worker template, compiled beside the script when templates are on.
+const FORK_HELPER_SOURCE: &str = include_str!("../../../workers/r/o16n_fork.c");
 
 /// Settings of the R runtime.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct RConfig {
     pub startup_timeout: Duration,
     /// The longest message accepted from a worker, in bytes.
     pub max_frame_bytes: usize,
+    /// Whether workers are forked from a warmed template where the sandbox allows it.
+    pub fork_workers: bool,
 }
 
 /// How the worker starts: R cannot move file descriptors, so a shell gives it the protocol
@@ -80,6 +84,8 @@ pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeE
     if tokio::fs::read_to_string(&script).await.unwrap_or_default() != WORKER_SCRIPT {
         tokio::fs::write(&script, WORKER_SCRIPT).await?;
     }
+    // `.libPaths()` are R's package libraries; R.home() is not one.
+    let package_dirs = read_only.iter().skip(1).cloned().collect();
     if let Some(bin) = config.rscript.parent().filter(|dir| dir.is_absolute()) {
         read_only.push(bin.to_path_buf());
     }
@@ -105,6 +111,7 @@ pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeE
             ("OMP_NUM_THREADS".to_owned(), "1".to_owned()),
         ],
         read_only,
+        package_dirs,
         limits: WorkerLimits {
             memory_mb: config.memory_limit_mb,
             network: config.network,
@@ -113,4 +120,36 @@ pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeE
         console: ConsoleKind::Stderr,
         max_frame_bytes: config.max_frame_bytes,
     })
+}
+
+/// Compiles the R template's helper library (`o16n_fork.so`, beside the worker script) unless
+/// the one there was built from this source. Needs a C compiler (`cc`).
+pub(crate) async fn build_fork_helper(config: &RConfig) -> Result<(), RuntimeError> {
+    let source = config.env_dir.join("o16n_fork.c");
+    let library = config.env_dir.join("o16n_fork.so");
+    let current = tokio::fs::read_to_string(&source).await.unwrap_or_default();
+    if current == FORK_HELPER_SOURCE && library.exists() {
+        return Ok(());
+    }
+    tokio::fs::create_dir_all(&config.env_dir).await?;
+    tokio::fs::write(&source, FORK_HELPER_SOURCE).await?;
+    let _ = tokio::fs::remove_file(&library).await;
+    let output = tokio::process::Command::new("cc")
+        .args(["-O2", "-shared", "-fPIC", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|err| {
+            RuntimeError::RuntimeUnavailable(format!("no C compiler (cc) can run: {err}"))
+        })?;
+    if !output.status.success() {
+        let _ = tokio::fs::remove_file(&library).await;
+        return Err(RuntimeError::RuntimeUnavailable(format!(
+            "cc cannot build the R template's helper: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(())
 }

@@ -31,6 +31,13 @@ use crate::RuntimeError;
 
 /// Where a sandboxed worker finds its working directory (and its `HOME`).
 pub(crate) const WORKDIR_IN_SANDBOX: &str = "/home/o16n";
+/// Where a worker template sees the compute node's working directories (each worker it forks
+/// keeps only its own, at [`WORKDIR_IN_SANDBOX`]).
+const WORK_VIEW_IN_TEMPLATE: &str = "/run/o16n/work";
+/// The directories a forked worker mounts afresh (see `workers/python/o16n_template.py`).
+const PRIVATE_IN_WORKER: &[&str] = &["/tmp", "/dev", "/proc"];
+/// The host name every worker sees.
+const WORKER_HOSTNAME: &str = "o16n-worker";
 /// Where a sandboxed worker finds its runtime's directory (worker script, managed
 /// environment), read-only: a neutral place, so that nothing of the data directory shows.
 const RUNTIME_IN_SANDBOX: &str = "/opt/o16n/runtime";
@@ -223,6 +230,100 @@ impl Sandbox {
         }
     }
 
+    /// Whether workers can be forked from a template here: the template builds each worker's
+    /// sandbox itself, which takes the host's privileges to create namespaces and to give
+    /// every worker a host user id of its own (a root server). Elsewhere workers are spawned.
+    pub(crate) fn forks_workers(&self) -> bool {
+        matches!(self.mode, Mode::HostUsers { .. })
+    }
+
+    /// Why the workers of a launch that needs `read_only` cannot be forked, if they cannot:
+    /// a forked worker mounts its private `/tmp`, `/dev/shm` and `/proc` over the template's,
+    /// which would hide an installation beneath them (a spawned worker's sandbox binds it on
+    /// top).
+    pub(crate) fn why_not_forked(&self, read_only: &[PathBuf]) -> Option<String> {
+        if !self.forks_workers() {
+            return Some(
+                "forking needs a sandbox with a host user id per worker (a server running as \
+                 root)"
+                    .to_owned(),
+            );
+        }
+        read_only
+            .iter()
+            .find(|path| {
+                PRIVATE_IN_WORKER
+                    .iter()
+                    .any(|private| path.starts_with(private))
+            })
+            .map(|path| {
+                format!(
+                    "{} is beneath a directory every forked worker has a private one of",
+                    path.display()
+                )
+            })
+    }
+
+    /// The command that starts a worker template of `launch` (`--template` follows the
+    /// launch's arguments). The template sees what a worker
+    /// sees, except that `work_root` (every working directory) is at [`WORK_VIEW_IN_TEMPLATE`]
+    /// and that it is root with the capabilities to build its workers' sandboxes: it runs no
+    /// user code, and every worker leaves root and those capabilities before any runs.
+    pub(crate) fn template_command(
+        &self,
+        launch: &Launch<'_>,
+        work_root: &Path,
+    ) -> Option<tokio::process::Command> {
+        let Mode::HostUsers { bwrap, .. } = &self.mode else {
+            return None;
+        };
+        let resolve = |arg: &Arg| -> OsString {
+            match arg {
+                Arg::Plain(text) => text.clone(),
+                Arg::InRuntime(relative) => Path::new(RUNTIME_IN_SANDBOX).join(relative).into(),
+            }
+        };
+        let mut command = tokio::process::Command::new(bwrap);
+        command
+            .args(self.bwrap_args(launch, View::Template { work_root }))
+            .arg("--")
+            .arg(resolve(launch.program));
+        command
+            .args(launch.args.iter().map(resolve))
+            .arg("--template");
+        self.clean_environment(&mut command, Path::new(WORKDIR_IN_SANDBOX), launch.env);
+        Some(command)
+    }
+
+    /// What a template must do to turn a forked child into a worker in `workdir` (beneath the
+    /// `work_root` the template was started with) as `identity`, with the same limits and
+    /// views as a spawned worker's.
+    pub(crate) fn fork_request(
+        &self,
+        limits: WorkerLimits,
+        identity: &Identity,
+        workdir: &Path,
+    ) -> ForkRequest {
+        let megabytes = |count: u64| count.saturating_mul(1024 * 1024);
+        ForkRequest {
+            workdir: Path::new(WORK_VIEW_IN_TEMPLATE)
+                .join(workdir)
+                .to_string_lossy()
+                .into_owned(),
+            work_view: WORK_VIEW_IN_TEMPLATE.to_owned(),
+            home: WORKDIR_IN_SANDBOX.to_owned(),
+            hostname: WORKER_HOSTNAME.to_owned(),
+            uid: identity.id,
+            network: limits.network,
+            limits: ForkLimits {
+                r#as: megabytes(limits.memory_mb),
+                nproc: self.config.max_processes,
+                fsize: megabytes(self.config.max_file_size_mb),
+                nofile: self.config.max_open_files,
+            },
+        }
+    }
+
     /// Runs `true` in a sandbox to see that namespaces can be created here.
     async fn check(&self) -> Result<(), String> {
         let identity = self.identity().map_err(|err| err.to_string())?;
@@ -406,20 +507,44 @@ impl Sandbox {
                 ]);
                 inner.push(program);
                 let mut command = tokio::process::Command::new(bwrap);
-                command.args(self.bwrap_args(launch, workdir, None));
+                command.args(self.bwrap_args(
+                    launch,
+                    View::Worker {
+                        workdir,
+                        namespace_id: None,
+                    },
+                ));
                 command.arg("--").args(inner);
                 command
             }
             Mode::UserNamespace { bwrap } => {
                 inner.push(program);
                 let mut command = tokio::process::Command::new(bwrap);
-                command.args(self.bwrap_args(launch, workdir, Some(identity.id)));
+                command.args(self.bwrap_args(
+                    launch,
+                    View::Worker {
+                        workdir,
+                        namespace_id: Some(identity.id),
+                    },
+                ));
                 command.arg("--").args(inner);
                 command
             }
         };
+        command.args(launch.args.iter().map(resolve));
+        self.clean_environment(&mut command, home, launch.env);
         command
-            .args(launch.args.iter().map(resolve))
+    }
+
+    /// Exactly the launch's variables plus the basics every program expects (`PATH`, `HOME`,
+    /// locale, `TMPDIR`).
+    fn clean_environment(
+        &self,
+        command: &mut tokio::process::Command,
+        home: &Path,
+        env: &[(String, String)],
+    ) {
+        command
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", home)
@@ -427,8 +552,7 @@ impl Sandbox {
             .env("LANG", "C.UTF-8")
             .env("USER", "o16n")
             .env("LOGNAME", "o16n")
-            .envs(launch.env.iter().map(|(key, value)| (key, value)));
-        command
+            .envs(env.iter().map(|(key, value)| (key, value)));
     }
 
     /// `prlimit` options: address space, and in a sandbox processes, file size and open files.
@@ -447,31 +571,36 @@ impl Sandbox {
         args
     }
 
-    fn bwrap_args(
-        &self,
-        launch: &Launch<'_>,
-        workdir: &Path,
-        namespace_id: Option<u32>,
-    ) -> Vec<OsString> {
+    fn bwrap_args(&self, launch: &Launch<'_>, view: View<'_>) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             args.extend(items.iter().map(|item| item.as_ref().to_os_string()));
         };
-        push(&[
-            &"--unshare-pid",
-            &"--unshare-ipc",
-            &"--unshare-uts",
-            &"--unshare-cgroup-try",
-            &"--hostname",
-            &"o16n-worker",
-            // A session of its own makes the sandbox's init the leader of the worker's process
-            // group; the server interrupts that group, never bubblewrap itself.
-            &"--new-session",
-            &"--die-with-parent",
-        ]);
-        if !launch.limits.network {
-            push(&[&"--unshare-net"]);
-        }
+        // A session of its own makes the sandbox's init the leader of the worker's process
+        // group; the server interrupts that group, never bubblewrap itself.
+        push(&[&"--new-session", &"--die-with-parent"]);
+        let namespace_id = match view {
+            View::Worker { namespace_id, .. } => {
+                push(&[
+                    &"--unshare-pid",
+                    &"--unshare-ipc",
+                    &"--unshare-uts",
+                    &"--unshare-cgroup-try",
+                    &"--hostname",
+                    &WORKER_HOSTNAME,
+                ]);
+                if !launch.limits.network {
+                    push(&[&"--unshare-net"]);
+                }
+                namespace_id
+            }
+            // The template shares the host's PID namespace, so that the pids it reports are
+            // the ones the server signals; each worker it forks gets the namespaces above.
+            View::Template { .. } => {
+                push(&[&"--cap-add", &"ALL"]);
+                None
+            }
+        };
         if let Some(id) = namespace_id {
             let id = id.to_string();
             push(&[
@@ -524,19 +653,77 @@ impl Sandbox {
             &launch.runtime_dir,
             &RUNTIME_IN_SANDBOX,
         ]);
-        push(&[
-            &"--perms",
-            &"0755",
-            &"--dir",
-            &"/home",
-            &"--bind",
-            &workdir,
-            &WORKDIR_IN_SANDBOX,
-            &"--chdir",
-            &WORKDIR_IN_SANDBOX,
-        ]);
+        push(&[&"--perms", &"0755", &"--dir", &"/home"]);
+        match view {
+            View::Worker { workdir, .. } => push(&[
+                &"--bind",
+                &workdir,
+                &WORKDIR_IN_SANDBOX,
+                &"--chdir",
+                &WORKDIR_IN_SANDBOX,
+            ]),
+            View::Template { work_root } => push(&[
+                &"--dir",
+                &WORKDIR_IN_SANDBOX,
+                &"--perms",
+                &"0755",
+                &"--dir",
+                &"/run/o16n",
+                &"--bind",
+                &work_root,
+                &WORK_VIEW_IN_TEMPLATE,
+                &"--chdir",
+                &"/",
+            ]),
+        }
         args
     }
+}
+
+/// What a sandbox shows beyond the operating system and the runtime.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    /// A spawned worker: its working directory at [`WORKDIR_IN_SANDBOX`], and a user id inside
+    /// a user namespace of its own when the server is not root.
+    Worker {
+        workdir: &'a Path,
+        namespace_id: Option<u32>,
+    },
+    /// A worker template: every working directory, for the workers it forks.
+    Template { work_root: &'a Path },
+}
+
+/// What a worker template does to turn a forked child into a worker (see
+/// `workers/python/o16n_template.py`): sent as JSON with the worker's descriptors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ForkRequest {
+    /// The worker's working directory in the template's view.
+    pub(crate) workdir: String,
+    /// Where all working directories are in the template's view; the worker unmounts it.
+    pub(crate) work_view: String,
+    /// Where the worker sees its working directory.
+    pub(crate) home: String,
+    /// The worker's host name.
+    pub(crate) hostname: String,
+    /// The worker's user and group id.
+    pub(crate) uid: u32,
+    /// Whether the worker keeps the network (off: a network namespace with loopback only).
+    pub(crate) network: bool,
+    /// The worker's resource limits, as `setrlimit` takes them; 0 for none.
+    pub(crate) limits: ForkLimits,
+}
+
+/// A forked worker's limits, the same as `prlimit` gives a spawned one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ForkLimits {
+    /// Address space in bytes.
+    pub(crate) r#as: u64,
+    /// Processes (and threads) of the worker's user.
+    pub(crate) nproc: u64,
+    /// Largest file in bytes.
+    pub(crate) fsize: u64,
+    /// Open files.
+    pub(crate) nofile: u64,
 }
 
 /// A program or argument of a launch: as it is, or a path inside the runtime's directory,
@@ -633,6 +820,81 @@ mod tests {
             config: config(lock_dir),
             prlimit: Some("/usr/bin/prlimit".into()),
         }
+    }
+
+    #[test]
+    fn a_template_sees_every_working_directory_and_keeps_the_capabilities_to_sandbox_its_workers() {
+        let locks = std::env::temp_dir().join(format!("o16n-uid-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&locks).unwrap();
+        let sandbox = host_users(&locks);
+        let limits = WorkerLimits {
+            memory_mb: 100,
+            network: false,
+        };
+        let command = sandbox
+            .template_command(
+                &Launch {
+                    runtime_dir: Path::new("/data/runtimes/python"),
+                    program: &Arg::plain("/opt/py/bin/python"),
+                    args: &[Arg::InRuntime("worker.py".into())],
+                    env: &[],
+                    read_only: &[PathBuf::from("/opt/py")],
+                    limits,
+                },
+                Path::new("/data/work"),
+            )
+            .expect("a root server forks workers");
+        let args: Vec<String> = command
+            .as_std()
+            .get_args()
+            .map(|arg| arg.to_string_lossy().into_owned())
+            .collect();
+        let text = args.join(" ");
+        for expected in [
+            "--cap-add ALL",
+            "--bind /data/work /run/o16n/work",
+            "--dir /home/o16n",
+            "--ro-bind /data/runtimes/python /opt/o16n/runtime",
+            "-- /opt/py/bin/python /opt/o16n/runtime/worker.py --template",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from {text}");
+        }
+        // The pids it reports must be the host's; each worker unshares its own namespaces.
+        assert!(!text.contains("--unshare-pid"), "{text}");
+        assert!(!text.contains("setpriv"), "{text}");
+
+        let identity = sandbox.identity().unwrap();
+        let request = sandbox.fork_request(limits, &identity, Path::new("w1"));
+        assert_eq!(request.workdir, "/run/o16n/work/w1");
+        assert_eq!(request.work_view, "/run/o16n/work");
+        assert_eq!(request.home, WORKDIR_IN_SANDBOX);
+        assert_eq!(request.uid, identity.id);
+        assert!(!request.network);
+        assert_eq!(
+            request.limits,
+            ForkLimits {
+                r#as: 100 * 1024 * 1024,
+                nproc: 64,
+                fsize: 8 * 1024 * 1024,
+                nofile: 256,
+            }
+        );
+        assert_eq!(sandbox.why_not_forked(&[PathBuf::from("/opt/py")]), None);
+        assert!(
+            sandbox
+                .why_not_forked(&[PathBuf::from("/tmp/venv")])
+                .is_some_and(|why| why.contains("/tmp/venv")),
+            "a private /tmp would hide it"
+        );
+        let unprivileged = Sandbox {
+            mode: Mode::UserNamespace {
+                bwrap: "/usr/bin/bwrap".into(),
+            },
+            ..host_users(&locks)
+        };
+        assert!(!unprivileged.forks_workers());
+        assert!(unprivileged.why_not_forked(&[]).is_some());
+        std::fs::remove_dir_all(locks).unwrap();
     }
 
     #[test]

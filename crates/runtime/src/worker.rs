@@ -42,6 +42,7 @@ use tokio_util::codec::FramedRead;
 use crate::RuntimeError;
 use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, WorkerMessage};
 use crate::sandbox::{Arg, Identity, Launch, Sandbox, WorkerLimits};
+use crate::template::{ForkFailure, Template};
 use crate::workdir::WorkDir;
 
 /// How many of the worker's last stderr lines are kept for error messages.
@@ -65,6 +66,9 @@ pub(crate) struct LaunchSpec {
     /// Directories the interpreter needs beyond the operating system and the runtime's
     /// directory (its installation), visible read-only in the sandbox.
     pub(crate) read_only: Vec<PathBuf>,
+    /// The directories packages are installed into: when one changes, a worker template made
+    /// before has stale imports and is replaced.
+    pub(crate) package_dirs: Vec<PathBuf>,
     /// Memory and network.
     pub(crate) limits: WorkerLimits,
     /// How long start-up and warm-up may take.
@@ -78,8 +82,10 @@ pub(crate) struct LaunchSpec {
 /// How a pool starts its workers.
 #[derive(Debug, Clone)]
 pub(crate) enum Launcher {
-    /// Real interpreters, sandboxed.
+    /// Real interpreters, each started on its own, sandboxed.
     Process(LaunchSpec),
+    /// Real interpreters forked from a warmed template, each sandboxed as a spawned one.
+    Forked(LaunchSpec, Template),
     /// Fake workers speaking the protocol from inside the process (tests).
     #[cfg(test)]
     Fake(RuntimeType),
@@ -93,9 +99,21 @@ impl Launcher {
         sandbox: &Sandbox,
     ) -> Result<WorkerHandle, RuntimeError> {
         match self {
-            Launcher::Process(spec) => spawn(spec, work_root, sandbox).await,
+            Launcher::Process(spec) => spawn(spec, None, work_root, sandbox).await,
+            Launcher::Forked(spec, template) => {
+                spawn(spec, Some(template), work_root, sandbox).await
+            }
             #[cfg(test)]
             Launcher::Fake(runtime) => crate::fake::spawn(*runtime, work_root).await,
+        }
+    }
+
+    /// How real workers are started; `None` for fakes.
+    pub(crate) fn spec(&self) -> Option<&LaunchSpec> {
+        match self {
+            Launcher::Process(spec) | Launcher::Forked(spec, _) => Some(spec),
+            #[cfg(test)]
+            Launcher::Fake(_) => None,
         }
     }
 }
@@ -288,6 +306,8 @@ pub(crate) trait WorkerProcess: Send + 'static {
     fn kill(&mut self);
     /// Waits for the end and says how it ended; gives up after `patience`.
     async fn wait(&mut self, patience: Duration) -> String;
+    /// Records which process group runs user code, once the worker has answered.
+    fn set_user_group(&mut self, _group: i32) {}
 }
 
 /// A worker process tree started by the server.
@@ -309,13 +329,62 @@ impl WorkerProcess for ChildProcess {
     }
 
     async fn wait(&mut self, patience: Duration) -> String {
-        describe_exit(&mut self.child, patience).await
+        describe_exit(&mut self.child, Some(patience)).await
+    }
+
+    fn set_user_group(&mut self, group: i32) {
+        self.guard.0.user_group = group;
     }
 }
 
-/// Starts a worker in a new working directory under `work_root` and waits for its handshake.
+/// A worker forked by a template: its keeper leads its process group (and ignores
+/// interrupts); the worker is PID 1 of its own PID namespace, so killing it ends everything it
+/// started. Its status comes from the template. It is killed when dropped, unless it has ended
+/// (its keeper's pid may then belong to another process).
+struct ForkedProcess {
+    processes: Processes,
+    ended: watch::Receiver<Option<String>>,
+    /// The server's end of the worker's lifeline: when it closes, the keeper kills the worker,
+    /// so a worker never outlives its handle even if a signal missed it.
+    _lifeline: std::io::PipeWriter,
+    /// The worker's user id, freed only once its processes are gone.
+    _identity: Identity,
+}
+
+impl Drop for ForkedProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[async_trait::async_trait]
+impl WorkerProcess for ForkedProcess {
+    fn interrupt(&self) {
+        if self.ended.borrow().is_none() {
+            self.processes.interrupt();
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.ended.borrow().is_none() {
+            self.processes.kill();
+        }
+    }
+
+    async fn wait(&mut self, patience: Duration) -> String {
+        match tokio::time::timeout(patience, self.ended.wait_for(Option::is_some)).await {
+            Ok(Ok(status)) => status.clone().unwrap_or_default(),
+            Ok(Err(_)) => "status unknown: its template stopped".to_owned(),
+            Err(_) => "still running but not answering".to_owned(),
+        }
+    }
+}
+
+/// Starts a worker in a new working directory under `work_root` (forked from `template` when
+/// there is one) and waits for its handshake.
 pub(crate) async fn spawn(
     spec: &LaunchSpec,
+    template: Option<&Template>,
     work_root: &Path,
     sandbox: &Sandbox,
 ) -> Result<WorkerHandle, RuntimeError> {
@@ -323,7 +392,15 @@ pub(crate) async fn spawn(
     let identity = sandbox.identity()?;
     let path = work_root.join(&id);
     let workdir = WorkDir::create(&path, identity.file_owner())?;
-    match spawn_process(spec, sandbox, identity, workdir).await {
+    let started = match template {
+        Some(template) => fork_process(spec, template, sandbox, identity, &path).await,
+        None => spawn_process(spec, sandbox, identity, &path),
+    };
+    let pending = match started {
+        Ok(started) => handshake(spec, started, workdir).await,
+        Err(err) => Err(err),
+    };
+    match pending {
         Ok(pending) => Ok(pending.start(id)),
         Err(err) => {
             let _ = tokio::fs::remove_dir_all(&path).await;
@@ -343,14 +420,47 @@ fn reopenable(end: impl Into<OwnedFd>) -> Result<OwnedFd, RuntimeError> {
     Ok(file.into())
 }
 
-async fn spawn_process(
+/// A worker process whose handshake has not come yet.
+struct Started {
+    /// Its processes, for signals from outside the actor.
+    processes: Processes,
+    /// Whether the group to interrupt is found once the worker answers (a sandbox's init).
+    find_user_group: bool,
+    process: Box<dyn WorkerProcess>,
+    /// The server's ends of the worker's stdin, stdout and stderr.
+    writer: pipe::Sender,
+    reader: pipe::Receiver,
+    stderr: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// The pipes of a worker: the server's ends, and the worker's.
+struct Pipes {
+    host_writes: std::io::PipeWriter,
+    host_reads: std::io::PipeReader,
+    worker_reads: OwnedFd,
+    worker_writes: OwnedFd,
+}
+
+impl Pipes {
+    fn new() -> Result<Pipes, RuntimeError> {
+        let (worker_reads, host_writes) = std::io::pipe()?;
+        let (host_reads, worker_writes) = std::io::pipe()?;
+        Ok(Pipes {
+            host_writes,
+            host_reads,
+            worker_reads: reopenable(worker_reads)?,
+            worker_writes: reopenable(worker_writes)?,
+        })
+    }
+}
+
+fn spawn_process(
     spec: &LaunchSpec,
     sandbox: &Sandbox,
     identity: Identity,
-    workdir: WorkDir,
-) -> Result<PendingWorker, RuntimeError> {
-    let (worker_reads, host_writes) = std::io::pipe()?;
-    let (host_reads, worker_writes) = std::io::pipe()?;
+    workdir: &Path,
+) -> Result<Started, RuntimeError> {
+    let pipes = Pipes::new()?;
     let mut command = sandbox.command(
         &Launch {
             runtime_dir: &spec.runtime_dir,
@@ -360,12 +470,12 @@ async fn spawn_process(
             read_only: &spec.read_only,
             limits: spec.limits,
         },
-        workdir.path(),
+        workdir,
         &identity,
     );
     command
-        .stdin(reopenable(worker_reads)?)
-        .stdout(reopenable(worker_writes)?)
+        .stdin(pipes.worker_reads)
+        .stdout(pipes.worker_writes)
         .stderr(Stdio::piped())
         // Its own process group, so that a kill reaches everything the server started.
         .process_group(0)
@@ -381,14 +491,104 @@ async fn spawn_process(
         ))
     })?;
     let started = child.id().expect("a just-spawned child has a pid") as i32;
-    let mut guard = ProcessGuard(Processes {
+    let processes = Processes {
         started,
         user_group: started,
-    });
-    let writer = pipe::Sender::from_owned_fd(host_writes.into())?;
-    let reader = pipe::Receiver::from_owned_fd(host_reads.into())?;
+    };
     let stderr = child.stderr.take().expect("stderr is piped");
-    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    Ok(Started {
+        processes,
+        find_user_group: sandbox.enabled(),
+        process: Box::new(ChildProcess {
+            child,
+            guard: ProcessGuard(processes),
+            _identity: identity,
+        }),
+        writer: pipe::Sender::from_owned_fd(pipes.host_writes.into())?,
+        reader: pipe::Receiver::from_owned_fd(pipes.host_reads.into())?,
+        stderr: Box::new(stderr),
+    })
+}
+
+/// Has `template` fork the worker, in its own sandbox as `identity`.
+async fn fork_process(
+    spec: &LaunchSpec,
+    template: &Template,
+    sandbox: &Sandbox,
+    identity: Identity,
+    workdir: &Path,
+) -> Result<Started, RuntimeError> {
+    let relative = workdir.strip_prefix(template.work_root()).map_err(|_| {
+        RuntimeError::RuntimeUnavailable(format!(
+            "the {} worker template does not see {}. This is a bug.",
+            spec.runtime,
+            workdir.display()
+        ))
+    })?;
+    let request = sandbox.fork_request(spec.limits, &identity, relative);
+    // A template that ends while it forks is replaced by the next request; one retry, with
+    // pipes of its own (a worker it may have forked has the first ones, and ends with them).
+    let mut retried = false;
+    let (host_writes, host_reads, host_stderr, lifeline, forked) = loop {
+        let Pipes {
+            host_writes,
+            host_reads,
+            worker_reads,
+            worker_writes,
+        } = Pipes::new()?;
+        let (host_stderr, worker_stderr) = std::io::pipe()?;
+        let (lifeline_read, lifeline) = std::io::pipe()?;
+        // The worker's ends go to the template and close here once sent, so that the worker's
+        // death reads as the end of its pipes.
+        let descriptors = [
+            worker_reads,
+            worker_writes,
+            worker_stderr.into(),
+            lifeline_read.into(),
+        ];
+        match template.fork(request.clone(), descriptors).await {
+            Ok(forked) => break (host_writes, host_reads, host_stderr, lifeline, forked),
+            Err(ForkFailure::TemplateEnded(reason)) if !retried => {
+                tracing::debug!(%reason, "forking again from a new template");
+                retried = true;
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+    };
+    let processes = Processes {
+        started: forked.keeper,
+        user_group: forked.keeper,
+    };
+    Ok(Started {
+        processes,
+        find_user_group: false,
+        process: Box::new(ForkedProcess {
+            processes,
+            ended: forked.ended,
+            _lifeline: lifeline,
+            _identity: identity,
+        }),
+        writer: pipe::Sender::from_owned_fd(host_writes.into())?,
+        reader: pipe::Receiver::from_owned_fd(host_reads.into())?,
+        stderr: Box::new(pipe::Receiver::from_owned_fd(host_stderr.into())?),
+    })
+}
+
+/// Waits for the worker's `hello` and readies its actor.
+async fn handshake(
+    spec: &LaunchSpec,
+    started: Started,
+    workdir: WorkDir,
+) -> Result<PendingWorker, RuntimeError> {
+    let Started {
+        mut processes,
+        find_user_group,
+        mut process,
+        writer,
+        reader,
+        stderr,
+    } = started;
+    let stderr_tail = StderrTail::default();
     let pipe_console = match spec.console {
         ConsoleKind::Frames => None,
         ConsoleKind::Stderr => Some(Arc::new(PipeConsole::default())),
@@ -397,7 +597,7 @@ async fn spawn_process(
         stderr,
         stderr_tail.clone(),
         pipe_console.clone(),
-        started,
+        processes.started,
     ));
     let (frame_sender, mut frames) = mpsc::channel(64);
     tokio::spawn(read_frames_task(reader, spec.max_frame_bytes, frame_sender));
@@ -413,7 +613,7 @@ async fn spawn_process(
             _,
         )))) => {
             if protocol == PROTOCOL_VERSION {
-                tracing::debug!(pid = started, %language, %runtime_version, "worker is ready");
+                tracing::debug!(pid = processes.started, %language, %runtime_version, "worker is ready");
                 None
             } else {
                 Some(format!(
@@ -427,11 +627,11 @@ async fn spawn_process(
             spec.runtime
         )),
         Ok(Some(Err(_)) | None) => {
-            let status = describe_exit(&mut child, Duration::from_secs(1)).await;
+            let status = process.wait(Duration::from_secs(1)).await;
             Some(format!(
                 "the {} worker exited during start-up ({status}){}",
                 spec.runtime,
-                tail_text(&stderr_tail)
+                stderr_tail.text()
             ))
         }
         Err(_) => Some(format!(
@@ -441,25 +641,21 @@ async fn spawn_process(
         )),
     };
     if let Some(reason) = failure {
-        drop(guard);
+        process.kill();
         return Err(RuntimeError::RuntimeUnavailable(reason));
     }
-    if sandbox.enabled() {
+    if find_user_group {
         // The worker answered, so the sandbox's init exists: it is bubblewrap's only child.
-        guard.0.user_group = first_child(started).unwrap_or(started);
+        processes.user_group = first_child(processes.started).unwrap_or(processes.started);
+        process.set_user_group(processes.user_group);
     }
-    let processes = guard.0;
     Ok(PendingWorker {
         processes: Some(processes),
         runtime: spec.runtime,
         workdir,
         actor: Actor {
             runtime: spec.runtime,
-            process: Box::new(ChildProcess {
-                child,
-                guard,
-                _identity: identity,
-            }),
+            process,
             writer: Box::new(writer),
             frames,
             stderr_tail,
@@ -558,7 +754,7 @@ impl PendingWorker {
                 process,
                 writer,
                 frames,
-                stderr_tail: Arc::default(),
+                stderr_tail: StderrTail::default(),
                 pipe_console: None,
                 requests: 0,
             },
@@ -599,7 +795,7 @@ struct Actor {
     process: Box<dyn WorkerProcess>,
     writer: Box<dyn AsyncWrite + Send + Unpin>,
     frames: mpsc::Receiver<Frame>,
-    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_tail: StderrTail,
     /// Set for workers whose console is their stderr.
     pipe_console: Option<Arc<PipeConsole>>,
     /// Requests answered so far (each is followed by one end marker).
@@ -784,7 +980,7 @@ impl Actor {
         format!(
             "the {} worker died ({status}){}",
             self.runtime,
-            tail_text(&self.stderr_tail)
+            self.stderr_tail.text()
         )
     }
 }
@@ -805,16 +1001,17 @@ fn too_large(runtime: RuntimeType, limit: usize) -> String {
     )
 }
 
-/// Waits (up to `patience`) for the child to exit and describes how it ended.
-async fn describe_exit(child: &mut Child, patience: Duration) -> String {
+/// Waits (up to `patience`, if given) for the child to exit and describes how it ended.
+pub(crate) async fn describe_exit(child: &mut Child, patience: Option<Duration>) -> String {
     use std::os::unix::process::ExitStatusExt;
-    match tokio::time::timeout(patience, child.wait()).await {
+    let status = match patience {
+        Some(patience) => tokio::time::timeout(patience, child.wait()).await,
+        None => Ok(child.wait().await),
+    };
+    match status {
         Ok(Ok(status)) => match (status.code(), status.signal()) {
             (Some(code), _) => format!("exit code {code}"),
-            (None, Some(9)) => {
-                "killed by SIGKILL: out of memory, or killed from outside".to_owned()
-            }
-            (None, Some(signal)) => format!("killed by signal {signal}"),
+            (None, Some(signal)) => describe_signal(signal),
             (None, None) => "ended".to_owned(),
         },
         Ok(Err(err)) => format!("status unknown: {err}"),
@@ -822,23 +1019,60 @@ async fn describe_exit(child: &mut Child, patience: Duration) -> String {
     }
 }
 
-fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
-    let tail = tail
-        .lock()
-        .expect("stderr tail lock poisoned. This is a bug.");
-    if tail.is_empty() {
-        String::new()
+/// How a process killed by `signal` ended, in words.
+pub(crate) fn describe_signal(signal: i32) -> String {
+    if signal == Signal::SIGKILL as i32 {
+        "killed by SIGKILL: out of memory, or killed from outside".to_owned()
     } else {
-        format!(
-            "; its last output: {}",
-            tail.iter().cloned().collect::<Vec<_>>().join("\n")
-        )
+        format!("killed by signal {signal}")
+    }
+}
+
+/// The last lines a process wrote to its stderr, for error messages. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    fn push(&self, line: String) {
+        let mut tail = self
+            .0
+            .lock()
+            .expect("stderr tail lock poisoned. This is a bug.");
+        if tail.len() == STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+
+    /// `; its last output: ...`, or nothing when it wrote nothing.
+    pub(crate) fn text(&self) -> String {
+        let tail = self
+            .0
+            .lock()
+            .expect("stderr tail lock poisoned. This is a bug.");
+        if tail.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; its last output: {}",
+                tail.iter().cloned().collect::<Vec<_>>().join("\n")
+            )
+        }
+    }
+
+    /// Keeps the last lines of `stderr` (and logs them) until it closes.
+    pub(crate) async fn collect(self, stderr: impl AsyncRead + Unpin, runtime: RuntimeType) {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::debug!(%runtime, "worker template stderr: {line}");
+            self.push(line);
+        }
     }
 }
 
 async fn collect_stderr(
-    stderr: tokio::process::ChildStderr,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    stderr: impl AsyncRead + Unpin,
+    tail: StderrTail,
     console: Option<Arc<PipeConsole>>,
     pid: i32,
 ) {
@@ -852,13 +1086,7 @@ async fn collect_stderr(
         } else {
             tracing::debug!(pid, "worker stderr: {line}");
         }
-        let mut tail = tail
-            .lock()
-            .expect("stderr tail lock poisoned. This is a bug.");
-        if tail.len() == STDERR_TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
+        tail.push(line);
     }
 }
 

@@ -427,6 +427,10 @@ pub struct RRuntimeConfig {
     pub memory_limit_mb: u64,
     /// Whether R workers may use the network; unset follows `runtime.sandbox.network`.
     pub network: Option<bool>,
+    /// Whether workers are forked from a warmed template (where the sandbox allows it: a
+    /// server running as root, and a C compiler to build the template's helper) instead of
+    /// each starting R.
+    pub fork_workers: bool,
 }
 
 impl Default for RRuntimeConfig {
@@ -440,6 +444,7 @@ impl Default for RRuntimeConfig {
             max_services_per_worker: 16,
             memory_limit_mb: 2048,
             network: None,
+            fork_workers: true,
         }
     }
 }
@@ -467,6 +472,9 @@ pub struct PythonRuntimeConfig {
     pub memory_limit_mb: u64,
     /// Whether Python workers may use the network; unset follows `runtime.sandbox.network`.
     pub network: Option<bool>,
+    /// Whether workers are forked from a warmed template (where the sandbox allows it: a
+    /// server running as root) instead of each starting an interpreter and its imports.
+    pub fork_workers: bool,
 }
 
 /// Logging.
@@ -560,6 +568,7 @@ impl Default for PythonRuntimeConfig {
             max_services_per_worker: 16,
             memory_limit_mb: 2048,
             network: None,
+            fork_workers: true,
         }
     }
 }
@@ -754,6 +763,7 @@ impl Config {
             network: python.network.unwrap_or(self.runtime.sandbox.network),
             startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
             max_frame_bytes: self.max_frame_bytes(),
+            fork_workers: python.fork_workers,
         }
     }
 
@@ -804,6 +814,7 @@ impl Config {
                     .unwrap_or(self.runtime.sandbox.network),
                 startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
                 max_frame_bytes: self.max_frame_bytes(),
+                fork_workers: self.runtime.r.fork_workers,
             },
             r_pool: o16n_runtime::PoolConfig {
                 initial_size: self.runtime.r.initial_size,

@@ -22,3 +22,4 @@ mod sessions;
 mod slapd;
 mod snapshots;
 mod status;
+mod templates;
