@@ -183,8 +183,6 @@ def reseed():
 
 def keep(worker, lifeline):
     """Waits for the worker; kills it when the lifeline closes; ends as the worker ended."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     null = os.open(os.devnull, os.O_RDWR)
     for descriptor in (0, 1, 2):
         os.dup2(null, descriptor)
@@ -228,9 +226,15 @@ def fork_worker(control, request, descriptors, last_capability):
         if not request["network"]:
             flags |= CLONE_NEWNET
         _check(_libc.unshare(flags), "unshare")
+        # The keeper shares the worker's process group, which the server interrupts; it ignores
+        # that from before the worker exists, and the worker takes Python's handler back.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker = os.fork()
         if worker:
             keep(worker, lifeline)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(lifeline)
         enter_sandbox(request, last_capability)
         reseed()

@@ -556,6 +556,10 @@ def main():
         "runtime_version": "%d.%d.%d" % sys.version_info[:3],
     })
     worker.serve()
+    # Nothing of the worker outlives it (its working directory is discarded), so the
+    # interpreter's teardown is skipped: it would touch every object, which in a worker forked
+    # from a template copies every page it shares.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@
  */
 
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -80,8 +81,32 @@ static void report_exits(int control) {
     }
 }
 
+/* How many threads this process runs. */
+static int thread_count(void) {
+    DIR *tasks = opendir("/proc/self/task");
+    int count = 0;
+    if (tasks == NULL) {
+        return -1;
+    }
+    for (struct dirent *entry = readdir(tasks); entry != NULL; entry = readdir(tasks)) {
+        if (entry->d_name[0] != '.') {
+            count++;
+        }
+    }
+    closedir(tasks);
+    return count;
+}
+
 /* Starts serving: keepers' ends are noticed, and the server hears that the template is ready. */
 void o16n_template_ready(int *control) {
+    int threads = thread_count();
+    if (threads != 1) {
+        /* A thread could hold a lock (the allocator's, a library's) at the fork, which every
+         * worker would then inherit locked forever. */
+        dprintf(2, "o16n template: %d threads run; a template must have one (are BLAS threads "
+                   "limited?)\n", threads);
+        _exit(SANDBOX_FAILURE_EXIT);
+    }
     if (pipe2(child_ended, O_CLOEXEC | O_NONBLOCK) != 0) {
         _exit(SANDBOX_FAILURE_EXIT);
     }
@@ -210,8 +235,6 @@ static void must(int result, const char *what) {
 
 /* Waits for the worker, kills it when the lifeline closes, and ends as it ended. */
 static void keep(pid_t worker, int lifeline) {
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_IGN);
     int null = open("/dev/null", O_RDWR);
     for (int descriptor = 0; descriptor <= 4; descriptor++) {
         dup2(null, descriptor);
@@ -389,6 +412,13 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
         flags |= CLONE_NEWNET;
     }
     must(unshare(flags), "unshare the namespaces");
+    /* The keeper shares the worker's process group, which the server interrupts; it ignores
+     * that from before the worker exists, and the worker takes R's handlers back. */
+    struct sigaction ignore, r_interrupt, r_terminate;
+    memset(&ignore, 0, sizeof ignore);
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGINT, &ignore, &r_interrupt);
+    sigaction(SIGTERM, &ignore, &r_terminate);
     pid_t worker = fork();
     if (worker < 0) {
         fail("fork the worker");
@@ -396,6 +426,8 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
     if (worker > 0) {
         keep(worker, lifeline);
     }
+    sigaction(SIGINT, &r_interrupt, NULL);
+    sigaction(SIGTERM, &r_terminate, NULL);
     close(lifeline);
     enter_sandbox(paths, (uid_t) *uid, *network, limits, last_cap);
     *pid = -1;

@@ -248,7 +248,10 @@ impl Actor {
             .is_some_and(|running| running.packages != packages(&self.spec))
         {
             tracing::info!(runtime = %self.spec.runtime, "packages changed: the worker template is replaced");
-            self.running = None;
+            self.retire(format!(
+                "the {} worker template was replaced (its packages changed)",
+                self.spec.runtime
+            ));
         }
         if self.running.is_none() {
             match Running::start(&self.spec, &self.sandbox, &self.work_root).await {
@@ -321,11 +324,20 @@ impl Actor {
             Event::Message(TemplateMessage::Ready { .. }) => {}
             Event::Ended(reason) => {
                 tracing::warn!(runtime = %self.spec.runtime, %reason, "a worker template ended; the next worker starts a new one");
-                let reason = format!("the {} worker template ended ({reason})", self.spec.runtime);
-                for (_, reply) in running.pending.drain() {
-                    let _ = reply.send(Err(ForkFailure::TemplateEnded(reason.clone())));
-                }
-                self.running = None;
+                self.retire(format!(
+                    "the {} worker template ended ({reason})",
+                    self.spec.runtime
+                ));
+            }
+        }
+    }
+
+    /// Stops the running template. Requests it has not answered are told so (a new template
+    /// may serve them); its workers live on, their exit status unknown from now on.
+    fn retire(&mut self, reason: String) {
+        if let Some(mut running) = self.running.take() {
+            for (_, reply) in running.pending.drain() {
+                let _ = reply.send(Err(ForkFailure::TemplateEnded(reason.clone())));
             }
         }
     }

@@ -1,8 +1,9 @@
 //! One worker process and the actor that owns it.
 //!
-//! [`spawn`] starts the interpreter in a sandbox of its own (see `sandbox.rs`) with a fresh
-//! working directory, waits for its handshake (readiness is the `hello` frame, never a sleep)
-//! and starts the actor task that owns the child and its pipes. Everyone else holds a cheap
+//! [`spawn`] starts the interpreter in a sandbox of its own (see `sandbox.rs`), or has a warmed
+//! template fork it into one (see `template.rs`), with a fresh working directory, waits for its
+//! handshake (readiness is the `hello` frame, never a sleep) and starts the actor task that
+//! owns the worker's processes and its pipes. Everyone else holds a cheap
 //! [`WorkerHandle`] and sends it requests. A reader task turns the worker's protocol pipe into a
 //! channel of frames, so that waiting for a frame can be raced against other events without
 //! losing half-read data; a frame longer than the configured limit ends the worker instead of
@@ -13,7 +14,7 @@
 //! code runs and sends what user code prints as `console` frames. R cannot move descriptors,
 //! so a shell hands it the pipes as descriptors 3 and 4 and points its stdout and stderr at
 //! the server's stderr pipe, which is then the console: each request's part ends with an
-//! [`END_MARKER`] line.
+//! [`END_MARKER`] line. A forked worker gets the same descriptors from its template.
 //!
 //! The worker is stopped when the last handle is dropped: a `shutdown` request, a grace period,
 //! then SIGKILL; a guard kills the processes even if the actor itself is torn down. When the
