@@ -7,10 +7,12 @@
 //! started, sandboxed (see [`Sandbox::template_command`]), on the first request and again on
 //! the first request after it died; until it says `ready` (its imports done) requests wait, up
 //! to the launch's start-up time. The server talks to it over a Unix datagram socket (one
-//! message per datagram, never lost between the two ends of a pair), its stdin: a [`ForkRequest`] as JSON with the worker's pipes and lifeline attached
-//! (`SCM_RIGHTS`), answered by a [`TemplateMessage`]. The template forks a *keeper*, the
-//! leader of the worker's process group, which forks the worker into namespaces of its own;
-//! the worker builds its sandbox before it runs anything (`workers/python/o16n_template.py`).
+//! message per datagram, never lost between the two ends of a pair), its stdin: a
+//! [`ForkRequest`] as JSON with the worker's pipes and lifeline attached (`SCM_RIGHTS`),
+//! answered by a [`TemplateMessage`]. The template forks a *keeper*, the leader of the worker's
+//! process group, which forks the worker into namespaces of its own; the worker builds its
+//! sandbox before it runs anything (`workers/python/o16n_template.py`, and for R
+//! `workers/r/o16n_fork.c`, the same steps).
 //!
 //! The actor relays how each keeper ended (the worker's exit code or signal) to the worker that
 //! asked for it. Workers outlive their template: a template that dies takes no running worker
