@@ -17,8 +17,10 @@ For each request the template forks a keeper process, which
 The worker builds its sandbox before any user code runs: private mounts, a fresh `/proc`,
 `/tmp`, `/dev/shm` and pseudo-terminals, its working directory at its home and no other, its
 host name, limits, its own user and group id without supplementary groups, no capabilities
-(bounding, ambient and inheritable sets cleared) and `no_new_privs`. It then returns to
-`o16n_worker.py`, which talks the worker protocol on descriptors 0 and 1 as a spawned worker.
+(bounding, ambient and inheritable sets cleared) and `no_new_privs`; a worker of a named
+environment then puts that environment's packages first (the template imports nothing of an
+environment, whose packages come from users). It then returns to `o16n_worker.py`, which
+talks the worker protocol on descriptors 0 and 1 as a spawned worker.
 Any failure before that ends the worker with a message on its stderr: it never runs code
 half-isolated.
 
@@ -171,6 +173,22 @@ def enter_sandbox(request, last_capability):
         raise OSError(errno.EPERM, "the worker's identity did not change")
 
 
+def enter_environment(environment):
+    """Puts a named environment's packages before the default's, as a spawned worker of it has
+    them (after the standard library, before the default site directories), processing its
+    `.pth` files; run once the worker has left root."""
+    import site
+    import sys
+    defaults = set(site.getsitepackages())
+    before = list(sys.path)
+    site.addsitedir(environment["packages"])
+    added = [entry for entry in sys.path if entry not in before]
+    at = next((index for index, entry in enumerate(before) if entry in defaults), len(before))
+    sys.path[:] = before[:at] + added + before[at:]
+    sys.prefix = sys.exec_prefix = environment["prefix"]
+    sys.executable = os.path.join(environment["prefix"], "bin", "python")
+
+
 def reseed():
     """Gives the worker random state of its own: forked, it would repeat its siblings'."""
     import sys
@@ -237,6 +255,8 @@ def fork_worker(control, request, descriptors, last_capability):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(lifeline)
         enter_sandbox(request, last_capability)
+        if request.get("environment"):
+            enter_environment(request["environment"])
         reseed()
         return None
     except BaseException as problem:

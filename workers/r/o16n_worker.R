@@ -93,7 +93,16 @@ local({
       forked <- .C("o16n_template_fork", control, as.double(request$id), got$descriptors,
                    as.double(request$uid), as.integer(isTRUE(request$network)), limits, paths,
                    pid = integer(1))
-      if (forked$pid < 0L) break
+      if (forked$pid < 0L) {
+        # A worker of a named environment: its library first, as in a spawned worker of it
+        # (the template loads nothing of an environment, whose packages come from users).
+        library <- request$environment$packages
+        if (is.character(library) && length(library) == 1) {
+          .libPaths(c(library, .libPaths()))
+          Sys.setenv(R_LIBS = library)
+        }
+        break
+      }
     }
     # The template's temporary directory is not in the worker's fresh /tmp.
     invisible(tempdir(check = TRUE))

@@ -40,7 +40,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
 use crate::pool::{Launch, NotReady, ready};
-use crate::sandbox::{Arg, Launch as SandboxLaunch, Sandbox, WorkerLimits};
+use crate::sandbox::{
+    Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
+};
 use crate::worker::{LaunchSpec, Launcher};
 
 /// The R script that resolves and installs an R environment, embedded like the workers.
@@ -128,7 +130,7 @@ impl Environments {
     }
 
     /// How the default workers of `runtime` start, once they can.
-    async fn default_spec(&self, runtime: RuntimeType) -> Result<LaunchSpec, RuntimeError> {
+    async fn default_launcher(&self, runtime: RuntimeType) -> Result<Launcher, RuntimeError> {
         let mut launch = self
             .defaults
             .get(&runtime)
@@ -137,14 +139,23 @@ impl Environments {
             })?
             .clone();
         match ready(&mut launch, None).await {
-            Ok(launcher) => launcher.spec().cloned().ok_or_else(|| {
-                RuntimeError::RuntimeUnavailable("fake workers have no environments".to_owned())
-            }),
+            Ok(launcher) => Ok(launcher),
             Err(NotReady::Unavailable(why)) => Err(RuntimeError::RuntimeUnavailable(why)),
             Err(NotReady::Preparing(_)) => Err(RuntimeError::RuntimeUnavailable(format!(
                 "the {runtime} runtime stopped"
             ))),
         }
+    }
+
+    /// How the default workers of `runtime` are made, once they can be.
+    async fn default_spec(&self, runtime: RuntimeType) -> Result<LaunchSpec, RuntimeError> {
+        self.default_launcher(runtime)
+            .await?
+            .spec()
+            .cloned()
+            .ok_or_else(|| {
+                RuntimeError::RuntimeUnavailable("fake workers have no environments".to_owned())
+            })
     }
 
     /// What identifies the default environment that an environment layers on: how its workers
@@ -236,7 +247,7 @@ impl Environments {
                 prepared = environments.prepare(&environment) => prepared,
             };
             let _ = sender.send(match prepared {
-                Ok(spec) => Launch::Ready(Launcher::Process(spec)),
+                Ok(launcher) => Launch::Ready(launcher),
                 Err(err) => {
                     tracing::warn!(environment = %environment.name, error = %err, "cannot build an environment");
                     Launch::Unavailable(format!(
@@ -250,8 +261,11 @@ impl Environments {
     }
 
     /// Builds `environment` from its lock if needed and describes how its workers start.
-    async fn prepare(&self, environment: &EnvironmentRef) -> Result<LaunchSpec, RuntimeError> {
-        let default = self.default_spec(environment.runtime).await?;
+    async fn prepare(&self, environment: &EnvironmentRef) -> Result<Launcher, RuntimeError> {
+        let default_launcher = self.default_launcher(environment.runtime).await?;
+        let default = default_launcher.spec().cloned().ok_or_else(|| {
+            RuntimeError::RuntimeUnavailable("fake workers have no environments".to_owned())
+        })?;
         let key = build_key(
             environment.runtime,
             &Self::base_of(&default),
@@ -268,10 +282,11 @@ impl Environments {
         .await
         .map_err(|err| RuntimeError::RuntimeUnavailable(format!("{err}\n{}", tail(log))))?;
         let dir = self.finished_dir(environment.runtime, &key);
-        Ok(match environment.runtime {
+        let spec = match environment.runtime {
             RuntimeType::Python => python_launch(default, &dir),
             RuntimeType::R => r_launch(default, &dir),
-        })
+        };
+        Ok(forked_launcher(environment, default_launcher, spec, &dir))
     }
 
     fn finished_dir(&self, runtime: RuntimeType, key: &str) -> PathBuf {
@@ -600,6 +615,89 @@ fn r_args(staging: &Staging, mode: &str) -> Vec<Arg> {
     ]
 }
 
+/// How an environment's workers start: forked from their runtime's default template when it
+/// has one and the environment replaces none of the default's packages (the template imported
+/// them before the fork, so a worker would mix two versions), else spawned. A forked worker
+/// puts the environment's packages first once it has left root: the template imports nothing
+/// of an environment, whose packages come from users.
+fn forked_launcher(
+    environment: &EnvironmentRef,
+    default: Launcher,
+    spec: LaunchSpec,
+    dir: &Path,
+) -> Launcher {
+    let Launcher::Forked(base, template, _) = default else {
+        return Launcher::Process(spec);
+    };
+    let packages = match environment.runtime {
+        RuntimeType::Python => site_packages(dir),
+        RuntimeType::R => Some(dir.to_path_buf()),
+    };
+    let Some(packages) = packages else {
+        return Launcher::Process(spec);
+    };
+    if let Some(replaced) = replaced_package(&packages, &base.package_dirs) {
+        tracing::info!(
+            environment = %environment.name,
+            "the environment's workers are spawned, not forked: it replaces `{replaced}`, which \
+             the template has loaded"
+        );
+        return Launcher::Process(spec);
+    }
+    let seen = |path: &Path| environment_in_template(template.environments(), path);
+    let (Some(packages), Some(prefix)) = (seen(&packages), seen(dir)) else {
+        return Launcher::Process(spec);
+    };
+    Launcher::Forked(
+        spec,
+        template,
+        Some(Box::new(ForkedEnvironment {
+            packages: packages.to_string_lossy().into_owned(),
+            prefix: prefix.to_string_lossy().into_owned(),
+        })),
+    )
+}
+
+/// The site-packages directory of a Python environment (`lib/pythonX.Y/site-packages`).
+fn site_packages(env: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(env.join("lib"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path().join("site-packages"))
+        .find(|path| path.is_dir())
+}
+
+/// A top-level module or package of `packages` that one of `defaults` has too, if any.
+fn replaced_package(packages: &Path, defaults: &[PathBuf]) -> Option<String> {
+    let names = |dir: &Path| -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|entry| module_name(&entry.file_name().to_string_lossy()))
+            .collect()
+    };
+    let own = names(packages);
+    defaults
+        .iter()
+        .flat_map(|dir| names(dir))
+        .find(|name| own.contains(name))
+}
+
+/// The module (or R package) an entry of a package directory provides: `numpy` for `numpy/`,
+/// `six` for `six.py`, `_cffi_backend` for `_cffi_backend.cpython-311-x86_64-linux-gnu.so`;
+/// none for metadata, caches and `.pth` files.
+fn module_name(entry: &str) -> Option<String> {
+    let metadata = [".dist-info", ".egg-info", ".pth", ".data"];
+    if entry.starts_with("__") || entry.starts_with("00LOCK") || entry.starts_with('.') {
+        return None;
+    }
+    if metadata.iter().any(|suffix| entry.ends_with(suffix)) {
+        return None;
+    }
+    entry.split('.').next().map(str::to_owned)
+}
+
 /// A Python environment's workers: its interpreter, and the default environment (whose site
 /// directory the worker script puts after the environment's own).
 fn python_launch(mut spec: LaunchSpec, env: &Path) -> LaunchSpec {
@@ -651,6 +749,36 @@ mod tests {
         assert_eq!(a, build_key(RuntimeType::Python, "base", "x==1"));
         assert_ne!(a, build_key(RuntimeType::Python, "other", "x==1"));
         assert_ne!(a, build_key(RuntimeType::R, "base", "x==1"));
+    }
+
+    #[test]
+    fn an_environment_that_replaces_a_default_package_is_found() {
+        let root = std::env::temp_dir().join(format!("o16n-env-test-{}", uuid::Uuid::new_v4()));
+        let (own, default) = (root.join("own"), root.join("default"));
+        for entry in [
+            "numpy",
+            "six.py",
+            "pandas-3.1.1.dist-info",
+            "_cffi.cpython-311.so",
+        ] {
+            let path = default.join(entry);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "").unwrap();
+        }
+        std::fs::create_dir_all(own.join("tabulate")).unwrap();
+        std::fs::write(own.join("_virtualenv.pth"), "").unwrap();
+        std::fs::create_dir_all(own.join("pandas-2.0.0.dist-info")).unwrap();
+        let defaults = [default];
+        assert_eq!(replaced_package(&own, &defaults), None);
+        std::fs::write(own.join("six.py"), "").unwrap();
+        assert_eq!(replaced_package(&own, &defaults), Some("six".to_owned()));
+        assert_eq!(
+            module_name("_cffi.cpython-311.so"),
+            Some("_cffi".to_owned())
+        );
+        assert_eq!(module_name("__pycache__"), None);
+        assert_eq!(module_name("00LOCK-jsonlite"), None);
+        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

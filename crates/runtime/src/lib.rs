@@ -153,6 +153,7 @@ impl ComputeNode {
         let templates = Templates {
             sandbox: sandbox.clone(),
             work_root: config.work_root.clone(),
+            environments: config.environments.root.clone(),
             tasks: tasks.clone(),
             stop: stop.clone(),
         };

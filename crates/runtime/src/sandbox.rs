@@ -34,6 +34,11 @@ pub(crate) const WORKDIR_IN_SANDBOX: &str = "/home/o16n";
 /// Where a worker template sees the compute node's working directories (each worker it forks
 /// keeps only its own, at [`WORKDIR_IN_SANDBOX`]).
 const WORK_VIEW_IN_TEMPLATE: &str = "/run/o16n/work";
+/// Where a worker template (and the workers it forks) sees the finished builds of named
+/// environments: a neutral place, so that nothing else of the data directory shows.
+const ENVIRONMENTS_IN_TEMPLATE: &str = "/opt/o16n/environments";
+/// The directories of the environments' root that hold finished builds, one per runtime.
+const ENVIRONMENT_RUNTIMES: [&str; 2] = ["python", "r"];
 /// The directories a forked worker mounts afresh (see `workers/python/o16n_template.py`).
 const PRIVATE_IN_WORKER: &[&str] = &["/tmp", "/dev", "/proc"];
 /// The host name every worker sees.
@@ -265,14 +270,17 @@ impl Sandbox {
     }
 
     /// The command that starts a worker template of `launch` (`--template` follows the
-    /// launch's arguments). The template sees what a worker
-    /// sees, except that `work_root` (every working directory) is at [`WORK_VIEW_IN_TEMPLATE`]
-    /// and that it is root with the capabilities to build its workers' sandboxes: it runs no
-    /// user code, and every worker leaves root and those capabilities before any runs.
+    /// launch's arguments). The template sees what a worker sees, except that `work_root`
+    /// (every working directory) is at [`WORK_VIEW_IN_TEMPLATE`], that the finished builds of
+    /// named environments under `environments` are at [`ENVIRONMENTS_IN_TEMPLATE`] (read-only,
+    /// for the environments' workers it forks), and that it is root with the capabilities to
+    /// build its workers' sandboxes: it runs no user code, and every worker leaves root and
+    /// those capabilities before any runs.
     pub(crate) fn template_command(
         &self,
         launch: &Launch<'_>,
         work_root: &Path,
+        environments: &Path,
     ) -> Option<tokio::process::Command> {
         let Mode::HostUsers { bwrap, .. } = &self.mode else {
             return None;
@@ -285,7 +293,13 @@ impl Sandbox {
         };
         let mut command = tokio::process::Command::new(bwrap);
         command
-            .args(self.bwrap_args(launch, View::Template { work_root }))
+            .args(self.bwrap_args(
+                launch,
+                View::Template {
+                    work_root,
+                    environments,
+                },
+            ))
             .arg("--")
             .arg(resolve(launch.program));
         command
@@ -321,6 +335,7 @@ impl Sandbox {
                 fsize: megabytes(self.config.max_file_size_mb),
                 nofile: self.config.max_open_files,
             },
+            environment: None,
         }
     }
 
@@ -662,19 +677,32 @@ impl Sandbox {
                 &"--chdir",
                 &WORKDIR_IN_SANDBOX,
             ]),
-            View::Template { work_root } => push(&[
-                &"--dir",
-                &WORKDIR_IN_SANDBOX,
-                &"--perms",
-                &"0755",
-                &"--dir",
-                &"/run/o16n",
-                &"--bind",
-                &work_root,
-                &WORK_VIEW_IN_TEMPLATE,
-                &"--chdir",
-                &"/",
-            ]),
+            View::Template {
+                work_root,
+                environments,
+            } => {
+                push(&[
+                    &"--dir",
+                    &WORKDIR_IN_SANDBOX,
+                    &"--perms",
+                    &"0755",
+                    &"--dir",
+                    &"/run/o16n",
+                    &"--bind",
+                    &work_root,
+                    &WORK_VIEW_IN_TEMPLATE,
+                    &"--chdir",
+                    &"/",
+                ]);
+                push(&[&"--perms", &"0755", &"--dir", &ENVIRONMENTS_IN_TEMPLATE]);
+                for runtime in ENVIRONMENT_RUNTIMES {
+                    push(&[
+                        &"--ro-bind-try",
+                        &environments.join(runtime),
+                        &Path::new(ENVIRONMENTS_IN_TEMPLATE).join(runtime),
+                    ]);
+                }
+            }
         }
         args
     }
@@ -689,8 +717,22 @@ enum View<'a> {
         workdir: &'a Path,
         namespace_id: Option<u32>,
     },
-    /// A worker template: every working directory, for the workers it forks.
-    Template { work_root: &'a Path },
+    /// A worker template: every working directory, and the environments' finished builds, for
+    /// the workers it forks.
+    Template {
+        work_root: &'a Path,
+        environments: &'a Path,
+    },
+}
+
+/// Where a finished environment build under `environments` (the environments' root, as a
+/// template sees it from [`ENVIRONMENTS_IN_TEMPLATE`]) is seen by a template's workers.
+pub(crate) fn environment_in_template(environments: &Path, build: &Path) -> Option<PathBuf> {
+    let relative = build.strip_prefix(environments).ok()?;
+    let runtime = relative.components().next()?.as_os_str().to_str()?;
+    ENVIRONMENT_RUNTIMES
+        .contains(&runtime)
+        .then(|| Path::new(ENVIRONMENTS_IN_TEMPLATE).join(relative))
 }
 
 /// What a worker template does to turn a forked child into a worker (see
@@ -711,6 +753,20 @@ pub(crate) struct ForkRequest {
     pub(crate) network: bool,
     /// The worker's resource limits, as `setrlimit` takes them; 0 for none.
     pub(crate) limits: ForkLimits,
+    /// The named environment the worker runs in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) environment: Option<ForkedEnvironment>,
+}
+
+/// A named environment that a worker forked from its runtime's default template enters once it
+/// has left root: its packages go before the default's, as in a spawned worker of it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ForkedEnvironment {
+    /// The environment's packages as the worker sees them: a Python site-packages directory
+    /// (its `.pth` files are processed) or an R library.
+    pub(crate) packages: String,
+    /// The environment's installation prefix (Python: what `sys.prefix` is in a spawned worker).
+    pub(crate) prefix: String,
 }
 
 /// A forked worker's limits, the same as `prlimit` gives a spawned one.
@@ -842,6 +898,7 @@ mod tests {
                     limits,
                 },
                 Path::new("/data/work"),
+                Path::new("/data/environments"),
             )
             .expect("a root server forks workers");
         let args: Vec<String> = command
@@ -855,6 +912,8 @@ mod tests {
             "--bind /data/work /run/o16n/work",
             "--dir /home/o16n",
             "--ro-bind /data/runtimes/python /opt/o16n/runtime",
+            "--ro-bind-try /data/environments/python /opt/o16n/environments/python",
+            "--ro-bind-try /data/environments/r /opt/o16n/environments/r",
             "-- /opt/py/bin/python /opt/o16n/runtime/worker.py --template",
         ] {
             assert!(text.contains(expected), "{expected:?} missing from {text}");
@@ -878,6 +937,23 @@ mod tests {
                 fsize: 8 * 1024 * 1024,
                 nofile: 256,
             }
+        );
+        assert_eq!(
+            environment_in_template(
+                Path::new("/data/environments"),
+                Path::new("/data/environments/python/k1/lib/python3.11/site-packages")
+            ),
+            Some(PathBuf::from(
+                "/opt/o16n/environments/python/k1/lib/python3.11/site-packages"
+            ))
+        );
+        assert_eq!(
+            environment_in_template(
+                Path::new("/data/environments"),
+                Path::new("/data/environments/build/k1")
+            ),
+            None,
+            "builds under way are not seen"
         );
         assert_eq!(sandbox.why_not_forked(&[PathBuf::from("/opt/py")]), None);
         assert!(

@@ -103,6 +103,9 @@ impl From<ForkFailure> for RuntimeError {
 pub(crate) struct Templates {
     pub(crate) sandbox: Sandbox,
     pub(crate) work_root: PathBuf,
+    /// The named environments' root: their finished builds are seen by templates, whose
+    /// workers may run in them.
+    pub(crate) environments: PathBuf,
     pub(crate) tasks: TaskTracker,
     pub(crate) stop: CancellationToken,
 }
@@ -128,10 +131,11 @@ impl Templates {
             spec.clone(),
             self.sandbox.clone(),
             self.work_root.clone(),
+            self.environments.clone(),
             &self.tasks,
             self.stop.clone(),
         );
-        Launcher::Forked(spec, template)
+        Launcher::Forked(spec, template, None)
     }
 }
 
@@ -145,6 +149,7 @@ pub(crate) struct Template {
 struct TemplateInner {
     runtime: RuntimeType,
     work_root: PathBuf,
+    environments: PathBuf,
     calls: mpsc::Sender<ForkCall>,
 }
 
@@ -163,6 +168,7 @@ impl Template {
         spec: LaunchSpec,
         sandbox: Sandbox,
         work_root: PathBuf,
+        environments: PathBuf,
         tasks: &TaskTracker,
         stop: CancellationToken,
     ) -> Template {
@@ -173,6 +179,7 @@ impl Template {
                 spec,
                 sandbox,
                 work_root: work_root.clone(),
+                environments: environments.clone(),
                 running: None,
                 next_id: 0,
             }
@@ -182,6 +189,7 @@ impl Template {
             inner: Arc::new(TemplateInner {
                 runtime,
                 work_root,
+                environments,
                 calls,
             }),
         }
@@ -190,6 +198,11 @@ impl Template {
     /// Where the workers' directories must be: the template sees only this directory.
     pub(crate) fn work_root(&self) -> &Path {
         &self.inner.work_root
+    }
+
+    /// The named environments' root, whose finished builds the template sees.
+    pub(crate) fn environments(&self) -> &Path {
+        &self.inner.environments
     }
 
     /// Forks a worker (starting the template first if it is not running).
@@ -222,6 +235,7 @@ struct Actor {
     spec: LaunchSpec,
     sandbox: Sandbox,
     work_root: PathBuf,
+    environments: PathBuf,
     running: Option<Running>,
     next_id: u64,
 }
@@ -256,7 +270,14 @@ impl Actor {
             ));
         }
         if self.running.is_none() {
-            match Running::start(&self.spec, &self.sandbox, &self.work_root).await {
+            match Running::start(
+                &self.spec,
+                &self.sandbox,
+                &self.work_root,
+                &self.environments,
+            )
+            .await
+            {
                 Ok(running) => self.running = Some(running),
                 Err(err) => {
                     let _ = call.reply.send(Err(ForkFailure::Refused(err)));
@@ -389,6 +410,7 @@ impl Running {
         spec: &LaunchSpec,
         sandbox: &Sandbox,
         work_root: &Path,
+        environments: &Path,
     ) -> Result<Running, RuntimeError> {
         let unavailable = |why: String| {
             RuntimeError::RuntimeUnavailable(format!(
@@ -404,8 +426,12 @@ impl Running {
             read_only: &spec.read_only,
             limits: spec.limits,
         };
+        // The builds of later environments appear in these directories, which must exist now.
+        for runtime in ["python", "r"] {
+            tokio::fs::create_dir_all(environments.join(runtime)).await?;
+        }
         let mut command = sandbox
-            .template_command(&launch, work_root)
+            .template_command(&launch, work_root, environments)
             .ok_or_else(|| unavailable("this sandbox cannot fork workers".to_owned()))?;
         let (server_end, template_end) = std::os::unix::net::UnixDatagram::pair()
             .map_err(|err| unavailable(format!("no socket: {err}")))?;

@@ -42,7 +42,9 @@ use tokio_util::codec::FramedRead;
 
 use crate::RuntimeError;
 use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, WorkerMessage};
-use crate::sandbox::{Arg, Identity, Launch, Sandbox, WorkerLimits};
+use crate::sandbox::{
+    Arg, ForkRequest, ForkedEnvironment, Identity, Launch, Sandbox, WorkerLimits,
+};
 use crate::template::{ForkFailure, Template};
 use crate::workdir::WorkDir;
 
@@ -85,8 +87,9 @@ pub(crate) struct LaunchSpec {
 pub(crate) enum Launcher {
     /// Real interpreters, each started on its own, sandboxed.
     Process(LaunchSpec),
-    /// Real interpreters forked from a warmed template, each sandboxed as a spawned one.
-    Forked(LaunchSpec, Template),
+    /// Real interpreters forked from a warmed template, each sandboxed as a spawned one; in a
+    /// named environment (the template's runtime's) when one is given.
+    Forked(LaunchSpec, Template, Option<Box<ForkedEnvironment>>),
     /// Fake workers speaking the protocol from inside the process (tests).
     #[cfg(test)]
     Fake(RuntimeType),
@@ -101,8 +104,14 @@ impl Launcher {
     ) -> Result<WorkerHandle, RuntimeError> {
         match self {
             Launcher::Process(spec) => spawn(spec, None, work_root, sandbox).await,
-            Launcher::Forked(spec, template) => {
-                spawn(spec, Some(template), work_root, sandbox).await
+            Launcher::Forked(spec, template, environment) => {
+                spawn(
+                    spec,
+                    Some((template, environment.as_deref())),
+                    work_root,
+                    sandbox,
+                )
+                .await
             }
             #[cfg(test)]
             Launcher::Fake(runtime) => crate::fake::spawn(*runtime, work_root).await,
@@ -112,7 +121,7 @@ impl Launcher {
     /// How real workers are started; `None` for fakes.
     pub(crate) fn spec(&self) -> Option<&LaunchSpec> {
         match self {
-            Launcher::Process(spec) | Launcher::Forked(spec, _) => Some(spec),
+            Launcher::Process(spec) | Launcher::Forked(spec, _, _) => Some(spec),
             #[cfg(test)]
             Launcher::Fake(_) => None,
         }
@@ -382,10 +391,10 @@ impl WorkerProcess for ForkedProcess {
 }
 
 /// Starts a worker in a new working directory under `work_root` (forked from `template` when
-/// there is one) and waits for its handshake.
+/// there is one, into an environment if given) and waits for its handshake.
 pub(crate) async fn spawn(
     spec: &LaunchSpec,
-    template: Option<&Template>,
+    template: Option<(&Template, Option<&ForkedEnvironment>)>,
     work_root: &Path,
     sandbox: &Sandbox,
 ) -> Result<WorkerHandle, RuntimeError> {
@@ -394,7 +403,9 @@ pub(crate) async fn spawn(
     let path = work_root.join(&id);
     let workdir = WorkDir::create(&path, identity.file_owner())?;
     let started = match template {
-        Some(template) => fork_process(spec, template, sandbox, identity, &path).await,
+        Some((template, environment)) => {
+            fork_process(spec, template, environment, sandbox, identity, &path).await
+        }
         None => spawn_process(spec, sandbox, identity, &path),
     };
     let pending = match started {
@@ -515,6 +526,7 @@ fn spawn_process(
 async fn fork_process(
     spec: &LaunchSpec,
     template: &Template,
+    environment: Option<&ForkedEnvironment>,
     sandbox: &Sandbox,
     identity: Identity,
     workdir: &Path,
@@ -526,7 +538,10 @@ async fn fork_process(
             workdir.display()
         ))
     })?;
-    let request = sandbox.fork_request(spec.limits, &identity, relative);
+    let request = ForkRequest {
+        environment: environment.cloned(),
+        ..sandbox.fork_request(spec.limits, &identity, relative)
+    };
     // A template that ends while it forks is replaced by the next request; one retry, with
     // pipes of its own (a worker it may have forked has the first ones, and ends with them).
     let mut retried = false;

@@ -17,7 +17,7 @@ use crate::sessions::{execute, take_snapshot};
 const REAL_PACKAGE: &str = "tabulate";
 
 /// A Python package index with `hello-o16n` 1.0 and the real package.
-async fn python_index() -> PackageIndex {
+pub(crate) async fn python_index() -> PackageIndex {
     let index = PackageIndex::start().await;
     index.add_wheel("hello-o16n", "1.0");
     let wheels = std::env::var_os("O16N_TEST_WHEELS").expect(
@@ -39,7 +39,7 @@ async fn python_index() -> PackageIndex {
     index
 }
 
-async fn put_environment(
+pub(crate) async fn put_environment(
     app: &TestApp,
     token: &str,
     name: &str,
@@ -55,7 +55,7 @@ async fn put_environment(
 }
 
 /// Waits for a build to end (it runs on real processes) and returns the environment.
-async fn wait_built(app: &TestApp, token: &str, name: &str) -> Value {
+pub(crate) async fn wait_built(app: &TestApp, token: &str, name: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let (status, body) = app
@@ -80,7 +80,7 @@ async fn create_session_in(app: &TestApp, token: &str, body: Value) -> (StatusCo
         .await
 }
 
-async fn session_in(
+pub(crate) async fn session_in(
     app: &TestApp,
     token: &str,
     runtime: &str,
@@ -96,7 +96,9 @@ async fn session_in(
     body["sessionId"].as_str().unwrap().to_owned()
 }
 
-fn python_app_config(index: &PackageIndex) -> impl FnOnce(&mut o16n_server::config::Config) {
+pub(crate) fn python_app_config(
+    index: &PackageIndex,
+) -> impl FnOnce(&mut o16n_server::config::Config) {
     let url = format!("{}/simple/", index.url);
     move |config| {
         config.environments.python_index_url = url;

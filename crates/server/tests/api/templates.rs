@@ -12,6 +12,9 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::environments::{
+    put_environment, python_app_config, python_index, session_in, wait_built,
+};
 use crate::helpers::{TestApp, assert_error_shape, spawn_app_with, test_python};
 use crate::sessions::{create_session, execute};
 
@@ -336,4 +339,52 @@ async fn forked_r_workers_share_neither_globals_nor_files_nor_an_identity() {
         uids.push(fields[0].to_owned());
     }
     assert_ne!(uids[0], uids[1], "each worker has a user id of its own");
+}
+
+#[tokio::test]
+async fn environment_workers_come_from_the_default_template_with_their_packages_first() {
+    let index = python_index().await;
+    let configure = python_app_config(&index);
+    let app = spawn_app_with(|config| {
+        configure(config);
+        config.runtime.python.initial_size = 1;
+    })
+    .await;
+    let token = app.admin_token().await;
+    let (status, body) = put_environment(
+        &app,
+        &token,
+        "tables",
+        json!({"runtimeType": "Python", "requirements": "tabulate==0.9.0\n"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let built = wait_built(&app, &token, "tables").await;
+    assert_eq!(built["state"], "Ready", "{built}");
+
+    let default = session_in(&app, &token, "Python", None).await;
+    let template = template_pid(&app).expect("the default workers come from a template");
+    eventually("the default pool refilled", || {
+        children(template).len() >= 2
+    })
+    .await;
+    let before = children(template).len();
+    let session = session_in(&app, &token, "Python", Some("tables")).await;
+    assert!(
+        children(template).len() > before,
+        "the environment's worker is the default template's"
+    );
+    let check = "import sys, numpy, tabulate\n\
+                 print(sys.prefix.startswith('/opt/o16n/environments/python/'), \
+                 tabulate.__file__.startswith(sys.prefix), numpy.__file__.startswith(sys.prefix))";
+    assert_eq!(
+        printed(&app, &token, &session, check).await.trim(),
+        "True True False",
+        "its own packages from the environment, numpy shared from the template"
+    );
+    let response = execute(&app, &token, &default, json!({"code": "import tabulate"})).await;
+    assert_eq!(
+        response["success"], false,
+        "the default workers do not see it: {response}"
+    );
 }
