@@ -273,7 +273,7 @@ impl WorkerHandle {
     /// Interrupts the running execution (SIGINT to the group running user code). A worker
     /// that is not executing ignores it.
     pub(crate) fn interrupt(&self) {
-        if let Some(processes) = self.shared.processes {
+        if let Some(processes) = self.live_processes() {
             processes.interrupt();
         }
     }
@@ -281,9 +281,17 @@ impl WorkerHandle {
     /// Kills the worker and everything it started, at once. A fake worker is ended by dropping
     /// its last handle.
     pub(crate) fn kill(&self) {
-        if let Some(processes) = self.shared.processes {
+        if let Some(processes) = self.live_processes() {
             processes.kill();
         }
+    }
+
+    /// The worker's processes while it lives: once it has ended, their pids may already name
+    /// other processes (pids are reused, and a machine may have only 32,768).
+    fn live_processes(&self) -> Option<Processes> {
+        self.shared
+            .processes
+            .filter(|_| self.shared.exit_reason.borrow().is_none())
     }
 
     fn death_notice(&self) -> String {
