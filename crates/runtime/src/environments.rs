@@ -616,8 +616,8 @@ fn r_args(staging: &Staging, mode: &str) -> Vec<Arg> {
 }
 
 /// How an environment's workers start: forked from their runtime's default template when it
-/// has one and the environment replaces none of the default's packages (the template imported
-/// them before the fork, so a worker would mix two versions), else spawned. A forked worker
+/// has one and the environment replaces none of the default's packages (the template may have
+/// imported them before the fork, and a worker would then mix two versions), else spawned. A forked worker
 /// puts the environment's packages first once it has left root: the template imports nothing
 /// of an environment, whose packages come from users.
 fn forked_launcher(
@@ -639,8 +639,8 @@ fn forked_launcher(
     if let Some(replaced) = replaced_package(&packages, &base.package_dirs) {
         tracing::info!(
             environment = %environment.name,
-            "the environment's workers are spawned, not forked: it replaces `{replaced}`, which \
-             the template has loaded"
+            "the environment's workers are spawned, not forked: it replaces `{replaced}` of the \
+             default environment, which the template may have loaded"
         );
         return Launcher::Process(spec);
     }
