@@ -38,7 +38,7 @@ const WORK_VIEW_IN_TEMPLATE: &str = "/run/o16n/work";
 /// environments: a neutral place, so that nothing else of the data directory shows.
 const ENVIRONMENTS_IN_TEMPLATE: &str = "/opt/o16n/environments";
 /// The directories of the environments' root that hold finished builds, one per runtime.
-const ENVIRONMENT_RUNTIMES: [&str; 2] = ["python", "r"];
+pub(crate) const ENVIRONMENT_RUNTIMES: [&str; 2] = ["python", "r"];
 /// The directories a forked worker mounts afresh (see `workers/python/o16n_template.py`).
 const PRIVATE_IN_WORKER: &[&str] = &["/tmp", "/dev", "/proc"];
 /// The host name every worker sees.

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
-use crate::sandbox::{ForkRequest, Launch, Sandbox};
+use crate::sandbox::{ENVIRONMENT_RUNTIMES, ForkRequest, Sandbox};
 use crate::worker::{LaunchSpec, Launcher, StderrTail, describe_exit, describe_signal};
 
 /// The longest message a template sends.
@@ -418,20 +418,12 @@ impl Running {
                 spec.runtime
             ))
         };
-        let launch = Launch {
-            runtime_dir: &spec.runtime_dir,
-            program: &spec.program,
-            args: &spec.args,
-            env: &spec.env,
-            read_only: &spec.read_only,
-            limits: spec.limits,
-        };
         // The builds of later environments appear in these directories, which must exist now.
-        for runtime in ["python", "r"] {
+        for runtime in ENVIRONMENT_RUNTIMES {
             tokio::fs::create_dir_all(environments.join(runtime)).await?;
         }
         let mut command = sandbox
-            .template_command(&launch, work_root, environments)
+            .template_command(&spec.sandbox_launch(), work_root, environments)
             .ok_or_else(|| unavailable("this sandbox cannot fork workers".to_owned()))?;
         let (server_end, template_end) = std::os::unix::net::UnixDatagram::pair()
             .map_err(|err| unavailable(format!("no socket: {err}")))?;

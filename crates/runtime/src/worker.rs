@@ -82,6 +82,20 @@ pub(crate) struct LaunchSpec {
     pub(crate) max_frame_bytes: usize,
 }
 
+impl LaunchSpec {
+    /// What the sandbox starts for a worker of this spec (spawned, or its template).
+    pub(crate) fn sandbox_launch(&self) -> Launch<'_> {
+        Launch {
+            runtime_dir: &self.runtime_dir,
+            program: &self.program,
+            args: &self.args,
+            env: &self.env,
+            read_only: &self.read_only,
+            limits: self.limits,
+        }
+    }
+}
+
 /// How a pool starts its workers.
 #[derive(Debug, Clone)]
 pub(crate) enum Launcher {
@@ -481,18 +495,7 @@ fn spawn_process(
     workdir: &Path,
 ) -> Result<Started, RuntimeError> {
     let pipes = Pipes::new()?;
-    let mut command = sandbox.command(
-        &Launch {
-            runtime_dir: &spec.runtime_dir,
-            program: &spec.program,
-            args: &spec.args,
-            env: &spec.env,
-            read_only: &spec.read_only,
-            limits: spec.limits,
-        },
-        workdir,
-        &identity,
-    );
+    let mut command = sandbox.command(&spec.sandbox_launch(), workdir, &identity);
     command
         .stdin(pipes.worker_reads)
         .stdout(pipes.worker_writes)
