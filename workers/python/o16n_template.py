@@ -140,8 +140,9 @@ def enter_sandbox(request, last_capability):
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _unmount("/proc")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    for shared in ("/tmp", "/dev/shm"):
-        _mount("tmpfs", shared, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    # Sized: these live in memory that no address-space limit counts.
+    for shared, options in (("/tmp", request["tmp_options"]), ("/dev/shm", request["shm_options"])):
+        _mount("tmpfs", shared, "tmpfs", MS_NOSUID | MS_NODEV, options)
     _mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
            "newinstance,ptmxmode=0666,mode=620")
     _mount(request["workdir"], home, None, MS_BIND)

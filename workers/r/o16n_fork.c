@@ -300,15 +300,17 @@ static int last_capability(void) {
 }
 
 /* Builds the worker's sandbox; `paths` are its working directory in the template's view, that
- * view, its home and its host name; `limits` are address space, processes, file size and open
- * files (0 for none). */
+ * view, its home, its host name and the mount options (sizes) of its /tmp and /dev/shm;
+ * `limits` are address space, processes, file size and open files (0 for none). */
 static void enter_sandbox(char **paths, uid_t uid, int network, double *limits, int last_cap) {
     const char *workdir = paths[0], *work_view = paths[1], *home = paths[2], *hostname = paths[3];
+    const char *tmp_options = paths[4], *shm_options = paths[5];
     must(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), "make the mounts private");
     must(umount2("/proc", MNT_DETACH), "unmount the template's /proc");
     must(mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL), "mount /proc");
-    must(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"), "mount /tmp");
-    must(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"),
+    /* Sized: these live in memory that no address-space limit counts. */
+    must(mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, tmp_options), "mount /tmp");
+    must(mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, shm_options),
          "mount /dev/shm");
     must(mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=620"),

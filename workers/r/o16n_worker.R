@@ -83,9 +83,10 @@ local({
       request <- tryCatch(fromJSON(rawToChar(got$message[seq_len(got$length)])),
                           error = function(e) NULL)
       limits <- suppressWarnings(as.double(unlist(request$limits[c("as", "nproc", "fsize", "nofile")])))
-      paths <- unlist(request[c("workdir", "work_view", "home", "hostname")])
+      paths <- unlist(request[c("workdir", "work_view", "home", "hostname", "tmp_options",
+                                "shm_options")])
       if (!is.list(request) || !is.numeric(request$id) || !is.numeric(request$uid) ||
-          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 4) {
+          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 6) {
         .C("o16n_template_discard", got$descriptors)
         .C("o16n_template_refuse", control, -1, "a request is not understood")
         next

@@ -33,12 +33,12 @@ use o16n_compute::{
 };
 use o16n_types::RuntimeType;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
+use crate::bounded::read_head_and_tail;
 use crate::pool::{Launch, NotReady, ready};
 use crate::sandbox::{
     Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
@@ -49,6 +49,11 @@ use crate::worker::{LaunchSpec, Launcher};
 const R_BUILD_SCRIPT: &str = include_str!("../../../workers/r/o16n_build_env.R");
 /// The most bytes of a build's log that are kept (the end, where failures are).
 const LOG_LIMIT: usize = 64 * 1024;
+/// How much of the start and of the end of each build step's output is read into its log.
+const BUILD_LOG_HEAD_BYTES: usize = 16 * 1024;
+const BUILD_LOG_TAIL_BYTES: usize = LOG_LIMIT;
+/// The largest lock a resolution may write.
+const MAX_LOCK_BYTES: u64 = 4 * 1024 * 1024;
 /// The file in a finished build that holds its lock.
 const LOCK_FILE: &str = "o16n-lock";
 
@@ -350,7 +355,7 @@ impl Environments {
             Ok::<(), RuntimeError>(())
         }
         .await;
-        let _ = tokio::fs::remove_dir_all(&staging.host).await;
+        remove_staging(&staging).await;
         outcome
     }
 
@@ -395,10 +400,10 @@ impl Environments {
                         .await?;
                 }
             }
-            Ok::<String, RuntimeError>(tokio::fs::read_to_string(staging.host.join("lock")).await?)
+            read_lock(&staging.host.join("lock")).await
         }
         .await;
-        let _ = tokio::fs::remove_dir_all(&staging.host).await;
+        remove_staging(&staging).await;
         outcome
     }
 
@@ -545,15 +550,13 @@ impl Environments {
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let mut stderr = child.stderr.take().expect("stderr is piped");
         let run = async {
-            let (mut out, mut err) = (Vec::new(), Vec::new());
-            let (read_out, read_err, status) = tokio::join!(
-                stdout.read_to_end(&mut out),
-                stderr.read_to_end(&mut err),
+            // A build's output is the packages' to choose: keep its start and its end.
+            let (out, err, status) = tokio::join!(
+                read_head_and_tail(&mut stdout, BUILD_LOG_HEAD_BYTES, BUILD_LOG_TAIL_BYTES),
+                read_head_and_tail(&mut stderr, BUILD_LOG_HEAD_BYTES, BUILD_LOG_TAIL_BYTES),
                 child.wait()
             );
-            read_out?;
-            read_err?;
-            Ok::<_, std::io::Error>((status?, out, err))
+            Ok::<_, std::io::Error>((status?, out?, err?))
         };
         let (status, out, err) = tokio::time::timeout(self.config.build_timeout, run)
             .await
@@ -563,8 +566,8 @@ impl Environments {
                     self.config.build_timeout.as_secs()
                 ))
             })??;
-        log.push_str(&String::from_utf8_lossy(&out));
-        log.push_str(&String::from_utf8_lossy(&err));
+        log.push_str(&out);
+        log.push_str(&err);
         if status.success() {
             Ok(())
         } else {
@@ -580,6 +583,47 @@ impl Environments {
 struct Staging {
     host: PathBuf,
     relative: PathBuf,
+}
+
+/// Reads the lock a resolution wrote. The staging directory is the build's, which may have put
+/// a link or a FIFO there: the lock is opened without following links or blocking, must be a
+/// regular file, and is read up to a limit.
+async fn read_lock(path: &Path) -> Result<String, RuntimeError> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = path.to_path_buf();
+    let read = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+            .open(&path)?;
+        let metadata = file.metadata()?;
+        if !metadata.is_file() || metadata.len() > MAX_LOCK_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the resolution's lock is not a regular file of at most {} MiB",
+                MAX_LOCK_BYTES / (1024 * 1024)
+            )));
+        }
+        let mut text = String::new();
+        file.take(MAX_LOCK_BYTES).read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    read.map_err(|err| RuntimeError::RuntimeUnavailable(format!("the build failed: {err}")))
+}
+
+/// Removes a build step's staging directory, whatever the build left in it, without
+/// following links it planted.
+async fn remove_staging(staging: &Staging) {
+    let host = staging.host.clone();
+    let removed = tokio::task::spawn_blocking(move || crate::remove::remove_tree(&host)).await;
+    if let Err(err) = removed
+        .map_err(std::io::Error::other)
+        .and_then(|removed| removed)
+    {
+        tracing::warn!(path = %staging.host.display(), "a build's staging directory was not removed: {err}");
+    }
 }
 
 /// The program called `name` in the same directory as `program` (uv beside the interpreter

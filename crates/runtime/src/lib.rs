@@ -12,6 +12,7 @@
 //! and never reaches that channel. Start reading at [`ComputeNode`], then `session.rs`,
 //! `pool.rs`, `worker.rs` and `sandbox.rs`.
 
+mod bounded;
 mod content;
 mod dedicated;
 mod environments;
@@ -22,6 +23,7 @@ mod pool;
 pub mod protocol;
 pub mod python_env;
 mod r_env;
+mod remove;
 mod sandbox;
 mod services;
 mod session;
@@ -140,9 +142,10 @@ impl ComputeNode {
         } else {
             tracing::warn!("{}", sandbox.describe());
         }
-        if config.work_root.exists() {
-            tokio::fs::remove_dir_all(&config.work_root).await?;
-        }
+        let work_root = config.work_root.clone();
+        tokio::task::spawn_blocking(move || remove::remove_tree(&work_root))
+            .await
+            .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
         tokio::fs::create_dir_all(&config.work_root).await?;
         let contents = Arc::new(ContentStore::open(
             config.content_dir.clone(),

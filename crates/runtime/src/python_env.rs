@@ -43,6 +43,8 @@ pub struct PythonConfig {
     pub startup_timeout: Duration,
     /// The longest message accepted from a worker, in bytes.
     pub max_frame_bytes: usize,
+    /// The most console output the server keeps of one execution, in bytes.
+    pub max_console_bytes: usize,
     /// Whether workers are forked from a warmed template where the sandbox allows it.
     pub fork_workers: bool,
 }
@@ -194,6 +196,7 @@ pub(crate) async fn launch_spec(
         startup_timeout: config.startup_timeout,
         console: ConsoleKind::Frames,
         max_frame_bytes: config.max_frame_bytes,
+        max_console_bytes: config.max_console_bytes,
     })
 }
 

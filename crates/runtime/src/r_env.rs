@@ -32,6 +32,8 @@ pub struct RConfig {
     pub startup_timeout: Duration,
     /// The longest message accepted from a worker, in bytes.
     pub max_frame_bytes: usize,
+    /// The most console output the server keeps of one execution, in bytes.
+    pub max_console_bytes: usize,
     /// Whether workers are forked from a warmed template where the sandbox allows it.
     pub fork_workers: bool,
 }
@@ -119,6 +121,7 @@ pub(crate) async fn launch_spec(config: &RConfig) -> Result<LaunchSpec, RuntimeE
         startup_timeout: config.startup_timeout,
         console: ConsoleKind::Stderr,
         max_frame_bytes: config.max_frame_bytes,
+        max_console_bytes: config.max_console_bytes,
     })
 }
 

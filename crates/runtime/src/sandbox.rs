@@ -93,6 +93,10 @@ pub struct SandboxConfig {
     pub max_file_size_mb: u64,
     /// Most files a worker may have open.
     pub max_open_files: u64,
+    /// Size of a worker's private `/tmp`, in MiB (memory, outside its address-space limit).
+    pub tmp_size_mb: u64,
+    /// Size of a worker's private `/dev/shm`, in MiB (memory, as `/tmp`).
+    pub shm_size_mb: u64,
 }
 
 /// Limits and network access of one runtime's workers.
@@ -161,6 +165,8 @@ impl Sandbox {
             max_processes: 1,
             max_file_size_mb: 1,
             max_open_files: 16,
+            tmp_size_mb: 1,
+            shm_size_mb: 1,
         })
         .await
         .expect("an unsandboxed launch needs nothing from the machine")
@@ -318,7 +324,6 @@ impl Sandbox {
         identity: &Identity,
         workdir: &Path,
     ) -> ForkRequest {
-        let megabytes = |count: u64| count.saturating_mul(1024 * 1024);
         ForkRequest {
             workdir: Path::new(WORK_VIEW_IN_TEMPLATE)
                 .join(workdir)
@@ -335,6 +340,8 @@ impl Sandbox {
                 fsize: megabytes(self.config.max_file_size_mb),
                 nofile: self.config.max_open_files,
             },
+            tmp_options: scratch_options(self.config.tmp_size_mb),
+            shm_options: scratch_options(self.config.shm_size_mb),
             environment: None,
         }
     }
@@ -642,8 +649,29 @@ impl Sandbox {
             let path = Path::new("/etc").join(entry);
             push(&[&"--ro-bind-try", &path, &path]);
         }
+        // `/tmp` and `/dev/shm` live in memory that no address-space limit counts: each gets
+        // a size of its own, or a worker could fill half the host's memory with files.
+        let (tmp_size, shm_size) = (
+            megabytes(self.config.tmp_size_mb).to_string(),
+            megabytes(self.config.shm_size_mb).to_string(),
+        );
         push(&[
-            &"--proc", &"/proc", &"--dev", &"/dev", &"--perms", &"1777", &"--tmpfs", &"/tmp",
+            &"--proc",
+            &"/proc",
+            &"--dev",
+            &"/dev",
+            &"--perms",
+            &"1777",
+            &"--size",
+            &tmp_size,
+            &"--tmpfs",
+            &"/tmp",
+            &"--perms",
+            &"1777",
+            &"--size",
+            &shm_size,
+            &"--tmpfs",
+            &"/dev/shm",
         ]);
         let read_only = outermost(launch.read_only, launch.runtime_dir);
         // The way to the runtime's own directories often passes a data directory or `/root`,
@@ -735,6 +763,16 @@ pub(crate) fn environment_in_template(environments: &Path, build: &Path) -> Opti
         .then(|| Path::new(ENVIRONMENTS_IN_TEMPLATE).join(relative))
 }
 
+/// Bytes in `count` MiB.
+fn megabytes(count: u64) -> u64 {
+    count.saturating_mul(1024 * 1024)
+}
+
+/// The mount options of a worker's private in-memory directory of `size_mb` MiB.
+fn scratch_options(size_mb: u64) -> String {
+    format!("mode=1777,size={}", megabytes(size_mb.max(1)))
+}
+
 /// What a worker template does to turn a forked child into a worker (see
 /// `workers/python/o16n_template.py`): sent as JSON with the worker's descriptors.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -753,6 +791,9 @@ pub(crate) struct ForkRequest {
     pub(crate) network: bool,
     /// The worker's resource limits, as `setrlimit` takes them; 0 for none.
     pub(crate) limits: ForkLimits,
+    /// The mount options of the worker's private `/tmp` and `/dev/shm` (their sizes).
+    pub(crate) tmp_options: String,
+    pub(crate) shm_options: String,
     /// The named environment the worker runs in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) environment: Option<ForkedEnvironment>,
@@ -864,6 +905,8 @@ mod tests {
             max_processes: 64,
             max_file_size_mb: 8,
             max_open_files: 256,
+            tmp_size_mb: 16,
+            shm_size_mb: 4,
         }
     }
 

@@ -385,7 +385,7 @@ impl ServiceWorkers {
         let console_output = console
             .lock()
             .expect("console lock poisoned. This is a bug.")
-            .clone();
+            .output();
         // The files' bytes follow one another in the blob, in the order of the list.
         let mut rest = blob.as_slice();
         let mut files = Vec::with_capacity(output_files.len());

@@ -264,7 +264,7 @@ impl Sessions {
             .console
             .lock()
             .expect("console lock poisoned. This is a bug.")
-            .clone();
+            .output();
         Ok(ExecuteOutcome {
             success,
             error_message: error,
@@ -281,7 +281,7 @@ impl Sessions {
             .console
             .lock()
             .expect("console lock poisoned. This is a bug.");
-        Ok(console.clone())
+        Ok(console.output())
     }
 
     /// The code executed so far, in order.

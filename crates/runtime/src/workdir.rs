@@ -17,6 +17,13 @@ use o16n_types::FileName;
 
 use crate::RuntimeError;
 
+/// The most files of a working directory the server keeps track of (listing, changed files):
+/// the directory is the worker's, which may create millions, and the server's memory is not.
+const MAX_TRACKED_FILES: usize = 100_000;
+/// The deepest subdirectory whose files a walk (a snapshot) takes, and the most files it takes.
+const MAX_WALK_DEPTH: usize = 64;
+const MAX_WALK_FILES: usize = 1_000_000;
+
 /// What identifies a version of a file cheaply: size and modification time.
 type Fingerprint = (u64, Option<SystemTime>);
 
@@ -51,10 +58,11 @@ impl WorkDir {
         &self.path
     }
 
-    /// The regular files directly in the directory, by name.
+    /// The regular files directly in the directory, by name (the first
+    /// [`MAX_TRACKED_FILES`] found).
     pub(crate) fn fingerprints(&self) -> Result<BTreeMap<String, Fingerprint>, RuntimeError> {
         let mut files = BTreeMap::new();
-        for entry in self.dir.entries()? {
+        for entry in self.dir.entries()?.take(MAX_TRACKED_FILES) {
             let entry = entry?;
             // The entry's own metadata: a link is not followed.
             let metadata = entry.metadata()?;
@@ -186,22 +194,39 @@ impl WorkDir {
         Ok(())
     }
 
-    /// Removes a subdirectory and everything in it; links inside are removed, not followed.
+    /// Removes a subdirectory and everything in it, however deep; links inside are removed,
+    /// not followed.
     pub(crate) fn remove_dir_all(&self, relative: &Path) -> Result<(), RuntimeError> {
-        match self.dir.remove_dir_all(relative) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(err.into()),
-            _ => Ok(()),
-        }
+        let Some(name) = relative.file_name() else {
+            return Ok(());
+        };
+        let parent = match relative.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => match self.dir.open_dir(parent) {
+                Ok(parent) => parent,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err.into()),
+            },
+            _ => self.dir.try_clone()?,
+        };
+        Ok(crate::remove::remove_tree_at(&parent, name)?)
     }
 
     /// Every regular file beneath the directory with its path relative to it, in the order
-    /// found; subdirectories are walked, links are skipped.
+    /// found; subdirectories are walked, links are skipped. A tree deeper than
+    /// [`MAX_WALK_DEPTH`] or with more than [`MAX_WALK_FILES`] files is refused: each level
+    /// costs a lookup of the whole path, so a deep chain would cost time squared in its depth.
     pub(crate) fn walk_files(
         &self,
         mut visit: impl FnMut(&Path, &mut dyn Read) -> Result<(), RuntimeError>,
     ) -> Result<(), RuntimeError> {
-        let mut pending = vec![PathBuf::new()];
-        while let Some(relative) = pending.pop() {
+        let mut pending = vec![(PathBuf::new(), 0_usize)];
+        let mut visited = 0_usize;
+        while let Some((relative, depth)) = pending.pop() {
+            if depth > MAX_WALK_DEPTH {
+                return Err(RuntimeError::InvalidInput(format!(
+                    "the working directory is nested more than {MAX_WALK_DEPTH} directories deep"
+                )));
+            }
             let entries = if relative.as_os_str().is_empty() {
                 self.dir.entries()?
             } else {
@@ -212,10 +237,16 @@ impl WorkDir {
                 let file_type = entry.file_type()?;
                 let path = relative.join(entry.file_name());
                 if file_type.is_dir() {
-                    pending.push(path);
+                    pending.push((path, depth + 1));
                 } else if file_type.is_file()
                     && let Some(mut file) = self.open_regular(&path)
                 {
+                    visited += 1;
+                    if visited > MAX_WALK_FILES {
+                        return Err(RuntimeError::InvalidInput(format!(
+                            "the working directory holds more than {MAX_WALK_FILES} files"
+                        )));
+                    }
                     visit(&path, &mut file)?;
                 }
             }

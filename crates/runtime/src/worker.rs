@@ -33,7 +33,7 @@ use futures_util::StreamExt;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use o16n_types::RuntimeType;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::unix::pipe;
 use tokio::process::Child;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -41,6 +41,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use crate::RuntimeError;
+use crate::bounded::BoundedLines;
 use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, WorkerMessage};
 use crate::sandbox::{
     Arg, ForkRequest, ForkedEnvironment, Identity, Launch, Sandbox, WorkerLimits,
@@ -50,6 +51,8 @@ use crate::workdir::WorkDir;
 
 /// How many of the worker's last stderr lines are kept for error messages.
 const STDERR_TAIL_LINES: usize = 20;
+/// The longest line of a worker's stderr the server keeps; the rest of a longer one is skipped.
+const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
 /// How long a worker gets to exit after a `shutdown` request, or to stop after an interrupt.
 const GRACE_PERIOD: Duration = Duration::from_secs(3);
 
@@ -80,6 +83,8 @@ pub(crate) struct LaunchSpec {
     pub(crate) console: ConsoleKind,
     /// The longest frame accepted from the worker.
     pub(crate) max_frame_bytes: usize,
+    /// The most console output kept of one request.
+    pub(crate) max_console_bytes: usize,
 }
 
 impl LaunchSpec {
@@ -156,7 +161,60 @@ const END_MARKER: &str = "\u{1e}o16n-end";
 
 /// The console output of the running execution, shared with readers of
 /// `GET /sessions/{id}/console-output`.
-pub(crate) type ConsoleSink = Arc<Mutex<String>>;
+pub(crate) type ConsoleSink = Arc<Mutex<ConsoleBuffer>>;
+
+/// The console output of one execution as the server keeps it: what user code prints is
+/// hostile in size, so the server keeps at most a configured number of bytes and counts what
+/// it drops; the output then ends with a line that says so.
+#[derive(Debug, Default)]
+pub(crate) struct ConsoleBuffer {
+    text: String,
+    dropped: u64,
+}
+
+impl ConsoleBuffer {
+    /// Appends `text`, keeping at most `limit` bytes in all (cut at a character boundary).
+    pub(crate) fn push(&mut self, text: &str, limit: usize) {
+        let room = limit.saturating_sub(self.text.len());
+        if text.len() <= room && self.dropped == 0 {
+            self.text.push_str(text);
+            return;
+        }
+        let mut kept = room.min(text.len());
+        while !text.is_char_boundary(kept) {
+            kept -= 1;
+        }
+        if self.dropped == 0 {
+            self.text.push_str(&text[..kept]);
+        } else {
+            kept = 0;
+        }
+        self.dropped += (text.len() - kept) as u64;
+    }
+
+    /// Empties it for the next execution.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.dropped = 0;
+    }
+
+    /// The output kept, with a last line saying how much was dropped, if any.
+    pub(crate) fn output(&self) -> String {
+        if self.dropped == 0 {
+            return self.text.clone();
+        }
+        let newline = if self.text.ends_with('\n') || self.text.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        format!(
+            "{}{newline}[o16n: {} more bytes of console output were dropped \
+             (runtime.max_console_kb)]\n",
+            self.text, self.dropped
+        )
+    }
+}
 
 /// A request's answer: a message of the kind the request expects, or `failed`.
 pub(crate) struct Reply {
@@ -437,7 +495,7 @@ pub(crate) async fn spawn(
     match pending {
         Ok(pending) => Ok(pending.start(id)),
         Err(err) => {
-            let _ = tokio::fs::remove_dir_all(&path).await;
+            remove_workdir(path).await;
             Err(err)
         }
     }
@@ -618,7 +676,7 @@ async fn handshake(
     let stderr_tail = StderrTail::default();
     let pipe_console = match spec.console {
         ConsoleKind::Frames => None,
-        ConsoleKind::Stderr => Some(Arc::new(PipeConsole::default())),
+        ConsoleKind::Stderr => Some(Arc::new(PipeConsole::new(spec.max_console_bytes))),
     };
     tokio::spawn(collect_stderr(
         stderr,
@@ -687,6 +745,7 @@ async fn handshake(
             frames,
             stderr_tail,
             pipe_console,
+            max_console_bytes: spec.max_console_bytes,
             requests: 0,
         },
     })
@@ -700,14 +759,23 @@ fn first_child(pid: i32) -> Option<i32> {
 
 /// The console of an R worker: its stdout and stderr lines go to the sink of the running
 /// request; end markers are counted so that a request's console is known to be complete.
-#[derive(Default)]
 struct PipeConsole {
     current: Mutex<Option<ConsoleSink>>,
     markers: AtomicU64,
     marker_seen: Notify,
+    max_console_bytes: usize,
 }
 
 impl PipeConsole {
+    fn new(max_console_bytes: usize) -> PipeConsole {
+        PipeConsole {
+            current: Mutex::default(),
+            markers: AtomicU64::default(),
+            marker_seen: Notify::default(),
+            max_console_bytes,
+        }
+    }
+
     fn line(&self, line: &str) {
         let (text, is_marker) = match line.strip_suffix(END_MARKER) {
             Some(text) => (text, true),
@@ -719,9 +787,9 @@ impl PipeConsole {
             .expect("console lock poisoned. This is a bug.");
         if let Some(sink) = current.as_ref() {
             let mut sink = sink.lock().expect("console lock poisoned. This is a bug.");
-            sink.push_str(text);
+            sink.push(text, self.max_console_bytes);
             if !is_marker {
-                sink.push('\n');
+                sink.push("\n", self.max_console_bytes);
             }
         }
         drop(current);
@@ -783,6 +851,7 @@ impl PendingWorker {
                 frames,
                 stderr_tail: StderrTail::default(),
                 pipe_console: None,
+                max_console_bytes: usize::MAX,
                 requests: 0,
             },
         }
@@ -825,6 +894,8 @@ struct Actor {
     stderr_tail: StderrTail,
     /// Set for workers whose console is their stderr.
     pipe_console: Option<Arc<PipeConsole>>,
+    /// The most console output kept of one request.
+    max_console_bytes: usize,
     /// Requests answered so far (each is followed by one end marker).
     requests: u64,
 }
@@ -876,7 +947,7 @@ impl Actor {
         tracing::debug!(%reason, "worker ended");
         self.kill_now().await;
         let _ = exit_sender.send(Some(Exit { reason, retired }));
-        let _ = tokio::fs::remove_dir_all(&workdir).await;
+        remove_workdir(workdir).await;
     }
 
     async fn call(
@@ -951,7 +1022,7 @@ impl Actor {
                         console
                             .lock()
                             .expect("console lock poisoned. This is a bug.")
-                            .push_str(&text);
+                            .push(&text, self.max_console_bytes);
                     }
                 }
                 Some(Ok((mut message, blob))) if message.answers(expected) => {
@@ -1009,6 +1080,21 @@ impl Actor {
             self.runtime,
             self.stderr_tail.text()
         )
+    }
+}
+
+/// Removes a worker's working directory, whatever its code left in it, off the async threads.
+async fn remove_workdir(path: PathBuf) {
+    let removal = tokio::task::spawn_blocking(move || {
+        let removed = crate::remove::remove_tree(&path);
+        (path, removed)
+    });
+    match removal.await {
+        Ok((_, Ok(()))) => {}
+        Ok((path, Err(err))) => {
+            tracing::warn!(path = %path.display(), "a worker's working directory was not removed: {err}");
+        }
+        Err(err) => tracing::warn!("a worker's working directory was not removed: {err}"),
     }
 }
 
@@ -1089,9 +1175,9 @@ impl StderrTail {
 
     /// Keeps the last lines of `stderr` (and logs them) until it closes.
     pub(crate) async fn collect(self, stderr: impl AsyncRead + Unpin, runtime: RuntimeType) {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            tracing::debug!(%runtime, "worker template stderr: {line}");
+        let mut lines = BoundedLines::new(stderr, MAX_STDERR_LINE_BYTES, None);
+        while let Some(line) = lines.next_line().await {
+            tracing::debug!(%runtime, line = ?line, "worker template stderr");
             self.push(line);
         }
     }
@@ -1103,15 +1189,16 @@ async fn collect_stderr(
     console: Option<Arc<PipeConsole>>,
     pid: i32,
 ) {
-    let mut lines = BufReader::new(stderr).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let keep_suffix = console.is_some().then_some(END_MARKER);
+    let mut lines = BoundedLines::new(stderr, MAX_STDERR_LINE_BYTES, keep_suffix);
+    while let Some(line) = lines.next_line().await {
         if let Some(console) = &console {
             console.line(&line);
             if line.ends_with(END_MARKER) {
                 continue;
             }
         } else {
-            tracing::debug!(pid, "worker stderr: {line}");
+            tracing::debug!(pid, line = ?line, "worker stderr");
         }
         tail.push(line);
     }

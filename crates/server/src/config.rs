@@ -156,6 +156,17 @@ pub struct AuthConfig {
     pub max_login_session_lifetime_seconds: u64,
     /// How long a node trusts its cached check that a login session was not revoked elsewhere.
     pub revocation_check_interval_seconds: u64,
+    /// Failed sign-ins one client address may make at once; they then come back at this many
+    /// per `login_failure_window_seconds`. Beyond, sign-ins from it are answered 429.
+    pub login_failures_per_address: u32,
+    /// The same per user name.
+    pub login_failures_per_user: u32,
+    /// The time in which a client's or a name's allowance of failed sign-ins comes back.
+    pub login_failure_window_seconds: u64,
+    /// Passwords checked (argon2: 19 MiB and tens of milliseconds each) at once on this node.
+    pub max_concurrent_password_checks: usize,
+    /// How long a sign-in waits for a password check to start before it is answered 429.
+    pub password_check_wait_ms: u64,
     /// Local accounts while a directory or provider signs users in.
     pub local: LocalAuthSection,
     /// LDAP / LDAP-S / Active Directory sign-in at `POST /login`.
@@ -357,6 +368,9 @@ pub struct RuntimeConfig {
     /// Largest message a worker may send (a serialized object or workspace), in MiB; a worker
     /// that announces a larger one is stopped.
     pub max_frame_mb: usize,
+    /// The most console output (what user code prints) the server keeps of one execution, in
+    /// KiB; the rest is dropped and a line at the end says how much.
+    pub max_console_kb: usize,
     /// The most content (snapshot archives sent by digest) a compute node keeps, in MiB.
     pub content_cache_mb: u64,
     /// How long a request of a service with a dedicated pool waits for one of the pool's
@@ -390,6 +404,10 @@ pub struct SandboxSection {
     pub max_file_size_mb: u64,
     /// Most files a worker may have open at once.
     pub max_open_files: u64,
+    /// Size of each worker's private `/tmp`, in MiB (memory, outside its address-space limit).
+    pub tmp_size_mb: u64,
+    /// Size of each worker's private `/dev/shm`, in MiB.
+    pub shm_size_mb: u64,
 }
 
 impl Default for SandboxSection {
@@ -403,6 +421,8 @@ impl Default for SandboxSection {
             max_processes: 256,
             max_file_size_mb: 1024,
             max_open_files: 1024,
+            tmp_size_mb: 256,
+            shm_size_mb: 64,
         }
     }
 }
@@ -532,6 +552,11 @@ impl Default for AuthConfig {
             refresh_token_idle_lifetime_seconds: 14 * 24 * 3600,
             max_login_session_lifetime_seconds: 90 * 24 * 3600,
             revocation_check_interval_seconds: 5,
+            login_failures_per_address: 30,
+            login_failures_per_user: 10,
+            login_failure_window_seconds: 60,
+            max_concurrent_password_checks: 2,
+            password_check_wait_ms: 2000,
             local: LocalAuthSection::default(),
             ldap: LdapSection::default(),
             oidc: OidcSection::default(),
@@ -547,6 +572,7 @@ impl Default for RuntimeConfig {
             session_idle_timeout_seconds: 3600,
             worker_startup_timeout_seconds: 60,
             max_frame_mb: 512,
+            max_console_kb: 1024,
             content_cache_mb: 4096,
             dedicated_pool_wait_seconds: 30,
             sandbox: SandboxSection::default(),
@@ -739,6 +765,13 @@ impl Config {
             metrics: self.metrics.enabled,
             configured_compute_nodes: self.cluster.compute_nodes.clone(),
             sign_in: self.sign_in()?,
+            login_limits: o16n_app::LoginLimits {
+                failures_per_address: auth.login_failures_per_address.max(1),
+                failures_per_user: auth.login_failures_per_user.max(1),
+                failure_window: Duration::from_secs(auth.login_failure_window_seconds.max(1)),
+                max_concurrent_checks: auth.max_concurrent_password_checks.max(1),
+                check_wait: Duration::from_millis(auth.password_check_wait_ms),
+            },
             environments: o16n_app::EnvironmentPolicy {
                 allow_other_sources: self.environments.allow_other_sources,
                 r_repositories: self.environments.r_repositories.clone(),
@@ -763,12 +796,17 @@ impl Config {
             network: python.network.unwrap_or(self.runtime.sandbox.network),
             startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
             max_frame_bytes: self.max_frame_bytes(),
+            max_console_bytes: self.max_console_bytes(),
             fork_workers: python.fork_workers,
         }
     }
 
     fn max_frame_bytes(&self) -> usize {
         self.runtime.max_frame_mb.max(1).saturating_mul(1024 * 1024)
+    }
+
+    fn max_console_bytes(&self) -> usize {
+        self.runtime.max_console_kb.max(1).saturating_mul(1024)
     }
 
     /// The worker sandbox's settings.
@@ -782,6 +820,8 @@ impl Config {
             max_processes: sandbox.max_processes.max(1),
             max_file_size_mb: sandbox.max_file_size_mb.max(1),
             max_open_files: sandbox.max_open_files.max(16),
+            tmp_size_mb: sandbox.tmp_size_mb.max(1),
+            shm_size_mb: sandbox.shm_size_mb.max(1),
         }
     }
 
@@ -814,6 +854,7 @@ impl Config {
                     .unwrap_or(self.runtime.sandbox.network),
                 startup_timeout: Duration::from_secs(self.runtime.worker_startup_timeout_seconds),
                 max_frame_bytes: self.max_frame_bytes(),
+                max_console_bytes: self.max_console_bytes(),
                 fork_workers: self.runtime.r.fork_workers,
             },
             r_pool: o16n_runtime::PoolConfig {
