@@ -19,6 +19,8 @@ pub struct ApiError {
     internal_detail: Option<String>,
     /// Whether the request carried a bearer token (shapes `WWW-Authenticate`).
     bad_token: bool,
+    /// Seconds after which the caller may retry (`Retry-After`).
+    retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             message: message.into(),
             internal_detail: None,
             bad_token: false,
+            retry_after_seconds: None,
         }
     }
 
@@ -39,6 +42,7 @@ impl ApiError {
             message: String::new(),
             internal_detail: Some(detail.into()),
             bad_token: false,
+            retry_after_seconds: None,
         }
     }
 
@@ -75,7 +79,10 @@ where
         if code == Code::Internal {
             ApiError::internal(o16n_types::error_chain(&err))
         } else {
-            ApiError::new(code, err.to_string())
+            ApiError {
+                retry_after_seconds: err.retry_after_seconds(),
+                ..ApiError::new(code, err.to_string())
+            }
         }
     }
 }
@@ -99,6 +106,11 @@ impl IntoResponse for ApiError {
             exception_type: self.code.exception_type(),
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if self.code == Code::Unauthorized {
             let challenge = if self.bad_token {
                 r#"Bearer error="invalid_token""#

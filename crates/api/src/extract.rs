@@ -11,6 +11,23 @@ use serde::de::DeserializeOwned;
 use crate::ApiError;
 use crate::audit::AuditIdentity;
 
+/// The address of the client the request came from, when the server knows it (the listener
+/// records each connection's peer; a request built in a test may have none).
+pub(crate) struct ClientAddress(pub(crate) Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 /// A JSON request body; malformed JSON, wrong field types, a wrong content type and an oversize
 /// body all become [`ApiError`]s with the matching status.
 pub(crate) struct JsonBody<T>(pub(crate) T);

@@ -35,6 +35,14 @@ pub enum AppError {
     /// A value in the request is invalid.
     #[error("{0}")]
     InvalidInput(String),
+    /// The caller made too many attempts (failed sign-ins); it may try again later.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Why, for the caller.
+        message: String,
+        /// When it may try again.
+        retry_after_seconds: u64,
+    },
     /// From the auth primitives.
     #[error(transparent)]
     Auth(#[from] AuthError),
@@ -66,12 +74,23 @@ impl ErrorCode for AppError {
             AppError::Conflict(_) => Code::Conflict,
             AppError::Gone(_) => Code::Gone,
             AppError::InvalidInput(_) => Code::BadRequest,
+            AppError::TooManyRequests { .. } => Code::TooManyRequests,
             AppError::Auth(err) => err.code(),
             AppError::Directory(err) => err.code(),
             AppError::Store(err) => err.code(),
             AppError::Compute(err) => err.code(),
             AppError::Realtime(err) => err.code(),
             AppError::Internal(_) => Code::Internal,
+        }
+    }
+
+    fn retry_after_seconds(&self) -> Option<u64> {
+        match self {
+            AppError::TooManyRequests {
+                retry_after_seconds,
+                ..
+            } => Some(*retry_after_seconds),
+            _ => None,
         }
     }
 }

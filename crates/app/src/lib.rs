@@ -14,6 +14,7 @@ mod error;
 mod events;
 mod login;
 mod login_cache;
+mod login_guard;
 mod metrics;
 mod pools;
 mod realtime;
@@ -36,6 +37,7 @@ pub use compute_nodes::EntriesChange;
 pub use environments::{DEFAULT_ENVIRONMENTS, EnvironmentPolicy, EnvironmentView};
 pub use error::AppError;
 pub use login::{Principal, SignInMethods, TokenPair};
+pub use login_guard::LoginLimits;
 pub use metrics::{Metrics, ServiceStages};
 pub use o16n_compute::{
     ByteStream, ConsumeOutcome, Download, EnvironmentSpec, ExecuteOutcome, ExecuteRequest,
@@ -86,6 +88,8 @@ pub struct AppConfig {
     pub sign_in: SignInConfig,
     /// What environments may take packages from, and how long their builds may take.
     pub environments: EnvironmentPolicy,
+    /// Limits of failed sign-ins and of password checks at once.
+    pub login_limits: LoginLimits,
     /// The time leases are measured with.
     pub clock: Clock,
 }
@@ -148,6 +152,7 @@ struct AppInner {
     signer: TokenSigner,
     config: AppConfig,
     login_cache: LoginSessionCache,
+    login_guard: login_guard::LoginGuard,
     verified_tokens: VerifiedTokens<o16n_auth::tokens::AccessClaims>,
     external_tokens: VerifiedTokens<Principal>,
     service_cache: ServiceCache,
@@ -173,6 +178,7 @@ impl App {
             .setting_or_insert(SIGNING_KEY_SETTING, &TokenSigner::generate_secret())
             .await?;
         let login_cache = LoginSessionCache::new(config.revocation_check_interval);
+        let login_guard = login_guard::LoginGuard::new(config.login_limits);
         let metrics = config.metrics.then(metrics::Metrics::default);
         Ok(App {
             inner: Arc::new(AppInner {
@@ -181,6 +187,7 @@ impl App {
                 signer: TokenSigner::new(&secret),
                 config,
                 login_cache,
+                login_guard,
                 verified_tokens: VerifiedTokens::default(),
                 external_tokens: VerifiedTokens::default(),
                 service_cache: ServiceCache::default(),

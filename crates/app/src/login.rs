@@ -8,9 +8,12 @@
 
 use o16n_auth::tokens::RefreshToken;
 use o16n_store::LoginSessionRecord;
-use o16n_types::{Role, Username};
+use std::net::IpAddr;
+
+use o16n_types::{Code, ErrorCode, Role, Username};
 
 use crate::events::Event;
+use crate::login_guard::Attempt;
 use crate::users::ADMIN_USERNAME;
 use crate::{App, AppError, now_unix, run_blocking};
 
@@ -60,9 +63,17 @@ impl App {
         }
     }
 
-    /// Checks a user name and password and starts a login session.
+    /// Checks a user name and password from `client` (its address, when known) and starts a
+    /// login session. Failed sign-ins are limited per client address and per user name (429
+    /// with the time to wait), and so are password checks at once (see `login_guard.rs`).
     #[tracing::instrument(skip_all, fields(user = username))]
-    pub async fn login(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Result<TokenPair, AppError> {
+        let attempt = self.inner.login_guard.admit(client, username)?;
         let sign_in = &self.inner.config.sign_in;
         let (provider, outcome) = match &sign_in.ldap {
             Some(directory) if !(username == ADMIN_USERNAME && sign_in.local_admin_enabled) => (
@@ -70,10 +81,18 @@ impl App {
                 self.login_with_directory(directory.as_ref(), username, password)
                     .await,
             ),
-            _ => ("local", self.login_locally(username, password).await),
+            _ => (
+                "local",
+                self.login_locally(username, password, &attempt).await,
+            ),
         };
         if let Some(metrics) = self.metrics() {
             metrics.login(provider, outcome.is_ok());
+        }
+        if let Err(err) = &outcome
+            && err.code() == Code::Unauthorized
+        {
+            attempt.failed();
         }
         outcome
     }
@@ -86,7 +105,12 @@ impl App {
             || (username.as_str() == ADMIN_USERNAME && sign_in.local_admin_enabled)
     }
 
-    async fn login_locally(&self, username: &str, password: &str) -> Result<TokenPair, AppError> {
+    async fn login_locally(
+        &self,
+        username: &str,
+        password: &str,
+        attempt: &Attempt<'_>,
+    ) -> Result<TokenPair, AppError> {
         let user = match Username::parse(username) {
             Ok(name) if self.local_account_allowed(&name) => self
                 .store()
@@ -96,6 +120,9 @@ impl App {
             _ => None,
         };
         let password = password.to_owned();
+        // Argon2 takes tens of megabytes and milliseconds: only so many run at once.
+        let _check = self.inner.login_guard.password_check().await?;
+        attempt.still_allowed()?;
         let Some(user) = user else {
             // Spend the time a real check would, so that timing does not reveal whether the
             // user exists.

@@ -200,7 +200,9 @@ impl Application {
                         tracing::warn!(error = %err, "cannot set TCP_NODELAY");
                     }
                 });
-                axum::serve(listener, router)
+                // Each connection's peer address reaches the handlers (sign-in limits count it).
+                let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, service)
                     .with_graceful_shutdown(shutdown)
                     .await
                     .context("the HTTP server failed")?;
@@ -262,11 +264,11 @@ async fn prepare_api(
         AdminBootstrap::CreatedWithGeneratedPassword(password) => {
             let file = config.data_dir.join("admin-password");
             write_secret_file(&file, &password)?;
-            // Printed directly rather than logged: it must appear exactly once, whatever the
-            // log level, and never in a log aggregator.
+            // Only the file holds it: stderr often ends up in a log aggregator. Printed directly
+            // rather than logged, so that it appears whatever the log level.
             eprintln!(
-                "Created the admin account with a generated password: {password}\n\
-                 It is also in {} (readable by this user only). Change it with `o16n admin password`.",
+                "Created the admin account with a generated password, written to {} (readable \
+                 by this user only). Change it with `o16n admin password`.",
                 file.display()
             );
         }

@@ -25,6 +25,8 @@ pub enum Code {
     PayloadTooLarge,
     /// The request body has a content type this route does not accept.
     UnsupportedMediaType,
+    /// The caller sent too many requests of a kind (failed sign-ins); it may try again later.
+    TooManyRequests,
     /// A dependency (database, runtime) cannot serve the request right now.
     Unavailable,
     /// A bug or an unexpected failure; details are logged, never returned.
@@ -44,6 +46,7 @@ impl Code {
             Code::Gone => 410,
             Code::PayloadTooLarge => 413,
             Code::UnsupportedMediaType => 415,
+            Code::TooManyRequests => 429,
             Code::Unavailable => 503,
             Code::Internal => 500,
         }
@@ -61,6 +64,7 @@ impl Code {
             Code::Gone => "Gone",
             Code::PayloadTooLarge => "PayloadTooLarge",
             Code::UnsupportedMediaType => "UnsupportedMediaType",
+            Code::TooManyRequests => "TooManyRequests",
             Code::Unavailable => "ServiceUnavailable",
             Code::Internal => "InternalServerError",
         }
@@ -71,6 +75,11 @@ impl Code {
 pub trait ErrorCode {
     /// The client-visible classification of this error.
     fn code(&self) -> Code;
+
+    /// For an error the caller may retry, the seconds after which it may (`Retry-After`).
+    fn retry_after_seconds(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// An error and its sources, joined by `: `, for logs (never for clients).

@@ -9,6 +9,8 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use o16n_app::{App, SignInMethods};
+
+use crate::extract::ClientAddress;
 use serde::Deserialize;
 
 use super::{
@@ -19,7 +21,7 @@ pub(super) fn router(config: ConsoleConfig) -> Router<App> {
     Router::new()
         .route(
             "/login",
-            get(sign_in_page).post(move |state, form| sign_in(state, form, config)),
+            get(sign_in_page).post(move |state, client, form| sign_in(state, client, form, config)),
         )
         .route(
             "/logout",
@@ -62,12 +64,13 @@ struct SignInForm {
 
 async fn sign_in(
     State(app): State<App>,
+    ClientAddress(client): ClientAddress,
     FormBody(form): FormBody<SignInForm>,
     config: ConsoleConfig,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     let signed_in = if form.token.trim().is_empty() {
-        app.login(form.username.trim(), &form.password)
+        app.login(form.username.trim(), &form.password, client)
             .await
             .map(|pair| (pair.access_token, Some(pair.refresh_token)))
     } else if app.sign_in_methods().provider_token {

@@ -11,7 +11,7 @@ use o16n_app::App;
 
 use crate::ApiError;
 use crate::dto::{AccessTokenResponse, LoginRequest, RenewTokenRequest, RevokeRefreshTokenQuery};
-use crate::extract::{JsonBody, QueryParams};
+use crate::extract::{ClientAddress, JsonBody, QueryParams};
 
 pub(super) fn router() -> Router<App> {
     Router::new().route("/login", post(login)).route(
@@ -22,9 +22,12 @@ pub(super) fn router() -> Router<App> {
 
 async fn login(
     State(app): State<App>,
+    ClientAddress(client): ClientAddress,
     JsonBody(request): JsonBody<LoginRequest>,
 ) -> Result<Json<AccessTokenResponse>, ApiError> {
-    let pair = app.login(&request.username, &request.password).await?;
+    let pair = app
+        .login(&request.username, &request.password, client)
+        .await?;
     Ok(Json(pair.into()))
 }
 

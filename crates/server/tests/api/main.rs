@@ -11,6 +11,7 @@ mod docs;
 mod environments;
 mod errors;
 mod helpers;
+mod hostile;
 mod idp;
 mod oidc;
 mod package_index;
