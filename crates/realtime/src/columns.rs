@@ -113,7 +113,7 @@ pub(crate) fn output_column_names(
 }
 
 /// The number of rows of a column map: every column must be an array of the same length.
-fn row_count(data: &Map<String, Value>) -> Result<usize, RealtimeError> {
+pub(crate) fn row_count(data: &Map<String, Value>) -> Result<usize, RealtimeError> {
     let mut rows = None;
     for (name, column) in data {
         let Value::Array(values) = column else {

@@ -12,6 +12,7 @@
 //! synchronous and CPU-bound; callers on an async runtime run it on a blocking thread.
 //! Reading order: `model.rs`, `columns.rs`, `ops.rs`, `tree.rs`, `linear.rs`, `svm.rs`.
 
+mod bounds;
 mod columns;
 mod error;
 mod linear;

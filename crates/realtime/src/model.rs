@@ -8,11 +8,11 @@ use serde_json::{Map, Value};
 use tract_onnx::pb::{ModelProto, NodeProto};
 use tract_onnx::tract_hir::internal::*;
 
-use crate::RealtimeError;
 use crate::columns::{
     ColumnType, InputColumns, ModelInput, ModelOutput, Signature, input_tensors,
-    output_column_names, output_columns,
+    output_column_names, output_columns, row_count,
 };
+use crate::{RealtimeError, bounds};
 
 /// The first bytes of a model serialized by the reference's `rxSerializeModel`.
 const REFERENCE_BLOB_MAGIC: &[u8] = b"blob";
@@ -42,10 +42,15 @@ pub struct RealtimeModel {
     outputs: Vec<ModelOutput>,
     /// The time one row takes to score, measured at load; `None` when the probe failed.
     row_cost: Option<Duration>,
+    /// The values all the model's tensors hold per row, which bounds a request's rows.
+    cells_per_row: u64,
 }
 
-/// The rows of the load-time probe that measures a model's cost per row.
+/// The rows of the load-time probe that measures a model's cost per row, at most.
 const PROBE_ROWS: usize = 64;
+/// The most values the model's tensors may hold for the probe: a wide model is probed with
+/// fewer rows, and one too wide for a single row is not probed (its cost stays unknown).
+const PROBE_CELLS: u64 = 1 << 18;
 
 fn engine() -> tract_onnx::Onnx {
     let mut onnx = tract_onnx::onnx();
@@ -77,6 +82,7 @@ impl RealtimeModel {
             ));
         }
         check_operators(&onnx, &proto)?;
+        bounds::check_shape_constants(&proto)?;
         let class_labels = class_labels(&proto);
         // Columns are named after the outputs as the model declares them, before `ZipMap`s go.
         let output_names: Vec<String> = proto
@@ -91,6 +97,7 @@ impl RealtimeModel {
         let mut model = onnx.model_for_proto_model(&proto).map_err(invalid)?;
         batch_inputs(&mut model)?;
         let model = model.into_optimized().map_err(invalid)?;
+        let cells_per_row = bounds::cells_per_row(&model, &model.symbols.sym("N"))?;
 
         let inputs = model_inputs(&model, graph)?;
         let outputs = model_outputs(&model, &output_names, class_labels.as_deref())?;
@@ -100,6 +107,7 @@ impl RealtimeModel {
             inputs,
             outputs,
             row_cost: None,
+            cells_per_row,
         };
         model.row_cost = model.measure_row_cost();
         Ok(model)
@@ -108,6 +116,12 @@ impl RealtimeModel {
     /// Scores a probe of zeros (or empty strings, or `false`) a few times and keeps the
     /// fastest time per row. A model that fails on the probe has no known cost.
     fn measure_row_cost(&self) -> Option<Duration> {
+        let probe_rows = usize::try_from(PROBE_CELLS / self.cells_per_row.max(1))
+            .unwrap_or(PROBE_ROWS)
+            .min(PROBE_ROWS);
+        if probe_rows == 0 {
+            return None;
+        }
         let probe: Map<String, Value> = self
             .inputs
             .iter()
@@ -117,7 +131,7 @@ impl RealtimeModel {
                     Some(ColumnType::Boolean) => Value::from(false),
                     _ => Value::from(0),
                 };
-                let column = Value::Array(vec![value; PROBE_ROWS]);
+                let column = Value::Array(vec![value; probe_rows]);
                 let names: Vec<String> = if input.rank == 2 && input.width > 1 {
                     (0..input.width)
                         .map(|j| format!("{}_{j}", input.name))
@@ -135,7 +149,7 @@ impl RealtimeModel {
             })
             .min()
             .flatten()
-            .map(|fastest| fastest / PROBE_ROWS as u32)
+            .map(|fastest| fastest / probe_rows as u32)
     }
 
     /// About how long scoring `input_data` takes, from the load-time probe; `None` when the
@@ -154,6 +168,7 @@ impl RealtimeModel {
         &self,
         input_data: &Map<String, Value>,
     ) -> Result<Map<String, Value>, RealtimeError> {
+        bounds::check_request(row_count(input_data)?, self.cells_per_row)?;
         let tensors = input_tensors(&self.inputs, input_data)?;
         let rows = tensors[0].shape()[0];
         let outputs = self.plan.run(tensors).map_err(|err| {
@@ -370,7 +385,11 @@ fn model_inputs(
                 1 => 1,
                 2 => fact.shape[1]
                     .to_usize()
-                    .map_err(|_| unsupported("its number of features is not fixed"))?,
+                    .ok()
+                    .filter(|&width| width <= bounds::MAX_DIMENSION)
+                    .ok_or_else(|| {
+                        unsupported("its number of features is not fixed, or is over 1048576")
+                    })?,
                 _ => return Err(unsupported("it must have one or two dimensions")),
             };
             Ok(ModelInput {
@@ -408,10 +427,16 @@ fn model_outputs(
             })?;
             let columns = match fact.rank() {
                 1 => Some(vec![name.clone()]),
-                2 => fact.shape[1]
-                    .to_usize()
-                    .ok()
-                    .map(|width| output_column_names(name, width, class_labels)),
+                2 => match fact.shape[1].to_usize() {
+                    Ok(width) if width > bounds::MAX_DIMENSION => {
+                        return Err(RealtimeError::UnsupportedModel(format!(
+                            "output `{name}` has {width} columns, more than the {} allowed",
+                            bounds::MAX_DIMENSION
+                        )));
+                    }
+                    Ok(width) => Some(output_column_names(name, width, class_labels)),
+                    Err(_) => None,
+                },
                 rank => {
                     return Err(RealtimeError::UnsupportedModel(format!(
                         "output `{name}` has {rank} dimensions; realtime outputs must have one row per input row and at most one more dimension"

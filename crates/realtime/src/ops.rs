@@ -180,14 +180,16 @@ fn tree_classifier(
 fn class_labels(node: &NodeProto, int_attribute: &str) -> TractResult<Tensor> {
     let int_labels = node.get_attr_opt_vec::<i64>(int_attribute)?;
     let string_labels = node.get_attr_opt_vec::<String>("classlabels_strings")?;
-    Ok(match (int_labels, string_labels) {
+    let labels = match (int_labels, string_labels) {
         (Some(labels), None) => tensor1(&labels),
         (None, Some(labels)) => tensor1(&labels),
         _ => bail!(
             "`{}` needs exactly one of {int_attribute} and classlabels_strings",
             node.op_type
         ),
-    })
+    };
+    crate::bounds::dimension(&node.op_type, "a class count of", labels.len() as i64)?;
+    Ok(labels)
 }
 
 fn post_transform(node: &NodeProto) -> TractResult<PostTransform> {
@@ -252,10 +254,7 @@ fn n_targets(node: &NodeProto, default: Option<i64>) -> TractResult<usize> {
         Some(default) => node.get_attr_opt("n_targets")?.unwrap_or(default),
         None => node.get_attr::<i64>("n_targets")?,
     };
-    usize::try_from(n_targets)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or_else(|| anyhow!("n_targets must be positive"))
+    crate::bounds::dimension(&node.op_type, "n_targets", n_targets)
 }
 
 fn tree_regressor(
@@ -1024,12 +1023,19 @@ fn feature_vectorizer(
     let dimensions = ints(node, "inputdimensions")?
         .into_iter()
         .map(|dimension| {
-            usize::try_from(dimension)
-                .ok()
-                .filter(|&dimension| dimension > 0)
-                .ok_or_else(|| anyhow!("`FeatureVectorizer` has an input dimension of {dimension}"))
+            crate::bounds::dimension("FeatureVectorizer", "an input dimension of", dimension)
         })
         .collect::<TractResult<Vec<usize>>>()?;
+    let width = dimensions
+        .iter()
+        .try_fold(0_usize, |width, &dimension| width.checked_add(dimension))
+        .filter(|&width| width <= crate::bounds::MAX_DIMENSION);
+    if width.is_none() {
+        bail!(
+            "`FeatureVectorizer`'s input dimensions add up to more than {}",
+            crate::bounds::MAX_DIMENSION
+        );
+    }
     if dimensions.len() != node.input.len() {
         bail!(
             "`FeatureVectorizer` has {} input dimensions for {} inputs",

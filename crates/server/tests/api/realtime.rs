@@ -963,3 +963,151 @@ async fn a_realtime_service_scores_after_a_restart() {
         json!({"variable": [0.5]})
     );
 }
+
+/// A model whose graph takes one of its shapes from a constant: `op_type` in the default
+/// domain, with the constant `shape` as its input at `position`.
+fn shape_from_constant(op_type: &str, shape: &[i64], position: usize) -> Vec<u8> {
+    let mut inputs = vec!["X".to_owned(); position + 1];
+    inputs[position] = "shape".to_owned();
+    let mut proto = ModelProto::decode(
+        model(
+            vec![NodeProto {
+                op_type: op_type.to_owned(),
+                input: inputs,
+                output: vec!["Y".to_owned()],
+                ..NodeProto::default()
+            }],
+            vec![tensor("X", FLOAT, Some(1))],
+            vec![tensor("Y", FLOAT, None)],
+        )
+        .as_slice(),
+    )
+    .unwrap();
+    proto.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: "shape".to_owned(),
+        data_type: INT64,
+        dims: vec![shape.len() as i64],
+        int64_data: shape.to_vec(),
+        ..TensorProto::default()
+    });
+    proto.encode_to_vec()
+}
+
+#[tokio::test]
+async fn hostile_sizes_in_a_model_are_refused_at_publish_and_the_server_lives() {
+    let app = spawn_app().await;
+    // Publishing is a Contributor's right; scoring is anyone's.
+    let token = app.user_token("mallory", Role::Contributor).await;
+    let huge_targets = model(
+        vec![node(
+            "TreeEnsembleRegressor",
+            &["X"],
+            &["Y"],
+            vec![
+                int("n_targets", 1 << 40),
+                ints("nodes_treeids", &[0]),
+                ints("nodes_nodeids", &[0]),
+                ints("nodes_featureids", &[0]),
+                strings("nodes_modes", &["LEAF"]),
+                floats("nodes_values", &[0.0]),
+                ints("nodes_truenodeids", &[0]),
+                ints("nodes_falsenodeids", &[0]),
+                ints("target_treeids", &[0]),
+                ints("target_nodeids", &[0]),
+                ints("target_ids", &[0]),
+                floats("target_weights", &[1.0]),
+            ],
+        )],
+        vec![tensor("X", FLOAT, Some(1))],
+        vec![tensor("Y", FLOAT, None)],
+    );
+    let many_classes: Vec<i64> = (0..1_100_000).collect();
+    let huge_class_list = model(
+        vec![node(
+            "LinearClassifier",
+            &["X"],
+            &["label", "scores"],
+            vec![
+                ints("classlabels_ints", &many_classes),
+                floats("coefficients", &[1.0]),
+            ],
+        )],
+        vec![tensor("X", FLOAT, Some(1))],
+        vec![tensor("label", INT64, None), tensor("scores", FLOAT, None)],
+    );
+    let huge_vectorizer = model(
+        vec![node(
+            "FeatureVectorizer",
+            &["a", "b"],
+            &["Y"],
+            vec![ints("inputdimensions", &[1, 1 << 40])],
+        )],
+        vec![tensor("a", FLOAT, Some(1)), tensor("b", FLOAT, Some(1))],
+        vec![tensor("Y", FLOAT, None)],
+    );
+    let hostile = [
+        ("targets", huge_targets, "n_targets"),
+        ("classes", huge_class_list, "class count"),
+        ("vectorizer", huge_vectorizer, "input dimension"),
+        (
+            "expand",
+            shape_from_constant("Expand", &[1 << 20, 1 << 20], 1),
+            "`Expand`",
+        ),
+        (
+            "constant",
+            shape_from_constant("ConstantOfShape", &[1 << 40], 0),
+            "`ConstantOfShape`",
+        ),
+        (
+            "tile",
+            shape_from_constant("Tile", &[1 << 30, 1 << 30], 1),
+            "`Tile`",
+        ),
+    ];
+    for (name, bytes, named) in hostile {
+        let (status, body) = publish(
+            &app,
+            &token,
+            Method::POST,
+            &format!("/realtime-services/{name}/v1"),
+            Some(bytes),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {body}");
+        let message = assert_error_shape(&body);
+        assert!(message.contains(named), "{name}: {message}");
+    }
+
+    // A wide model is accepted, but a request of many rows to it is a 400, not an abort.
+    let wide = model(
+        vec![node(
+            "FeatureVectorizer",
+            &["a", "b"],
+            &["Y"],
+            vec![ints("inputdimensions", &[1, 1_000_000])],
+        )],
+        vec![
+            tensor("a", FLOAT, Some(1)),
+            tensor("b", FLOAT, Some(1_000_000)),
+        ],
+        vec![tensor("Y", FLOAT, Some(1_000_001))],
+    );
+    let (status, body) = publish(
+        &app,
+        &token,
+        Method::POST,
+        "/realtime-services/wide/v1",
+        Some(wide),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let reader = app.user_token("reader", Role::Reader).await;
+    let rows = vec![0.0; 16_384];
+    let (status, body) = score(&app, &reader, "/api/wide/v1", json!({"a": rows, "b": rows})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(assert_error_shape(&body).contains("rows are too many for this model"));
+    app.assert_still_serving().await;
+}
