@@ -812,3 +812,24 @@ async fn the_swagger_ui_page_links_assets_that_exist() {
         assert_eq!(browser.get(asset).await.status, StatusCode::OK, "{asset}");
     }
 }
+
+#[tokio::test]
+async fn console_pages_forbid_framing_foreign_scripts_and_type_sniffing() {
+    let app = spawn_app().await;
+    for path in [
+        "/console/login",
+        "/console/services",
+        "/console/no-such-page",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'self'"), "{path}: {policy}");
+        assert!(
+            policy.contains("frame-ancestors 'none'"),
+            "{path}: {policy}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+    }
+}
