@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs a benchmark with one command: `bash bench/run.sh NAME` (NAME: sessions, services, r, batch,
-# realtime, sandbox, cluster, auth, environments, console or workers).
+# realtime, sandbox, cluster, auth, environments, console, workers or hostile).
 # Builds the release binary, prepares the Python runtime with o16n itself, and runs the driver.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$(dirname "$0")/.."
@@ -37,5 +37,6 @@ case "$name" in
     environments) exec python3 bench/environments.py ;;
     console) exec python3 bench/console.py ;;
     workers) exec python3 bench/workers.py ;;
-    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth, environments, console or workers)" >&2; exit 2 ;;
+    hostile) exec python3 bench/hostile.py ;;
+    *) echo "unknown benchmark $name (expected: sessions, services, r, batch, realtime, sandbox, cluster, auth, environments, console, workers or hostile)" >&2; exit 2 ;;
 esac
