@@ -9,6 +9,8 @@
 //! [`cells_per_row`] for the widths of every tensor of the optimized model. A request's rows
 //! times the model's cells per row must then fit [`MAX_REQUEST_CELLS`], or it is a 400.
 
+use std::collections::HashMap;
+
 use tract_onnx::pb::{ModelProto, TensorProto};
 use tract_onnx::tract_hir::internal::*;
 
@@ -53,36 +55,44 @@ pub(crate) fn check_shape_constants(proto: &ModelProto) -> Result<(), RealtimeEr
     let Some(graph) = proto.graph.as_ref() else {
         return Ok(());
     };
-    let constant = |name: &str| -> Option<&TensorProto> {
-        graph
-            .initializer
-            .iter()
-            .find(|tensor| tensor.name == name)
-            .or_else(|| {
-                graph
-                    .node
-                    .iter()
-                    .filter(|node| {
-                        node.op_type == "Constant" && node.output.iter().any(|o| o == name)
-                    })
-                    .flat_map(|node| &node.attribute)
-                    .find_map(|attribute| attribute.t.as_ref())
-            })
-    };
+    // The constants by name, found once: a model may have many nodes and many constants.
+    let constants: HashMap<&str, &TensorProto> = graph
+        .initializer
+        .iter()
+        .map(|tensor| (tensor.name.as_str(), tensor))
+        .chain(
+            graph
+                .node
+                .iter()
+                .filter(|node| node.op_type == "Constant")
+                .filter_map(|node| {
+                    let tensor = node
+                        .attribute
+                        .iter()
+                        .find_map(|attribute| attribute.t.as_ref())?;
+                    Some((node.output.first()?.as_str(), tensor))
+                }),
+        )
+        .collect();
     for node in &graph.node {
         let Some(&(_, position)) = SHAPE_INPUTS.iter().find(|(op, _)| *op == node.op_type) else {
             continue;
         };
-        let Some(tensor) = node.input.get(position).and_then(|name| constant(name)) else {
+        let Some(tensor) = node
+            .input
+            .get(position)
+            .and_then(|name| constants.get(name.as_str()))
+        else {
             continue;
         };
-        let values = integer_values(tensor);
-        let cells = values.iter().try_fold(1_u64, |product, &value| {
-            // `Reshape` keeps a dimension with 0 and infers one with -1: those add nothing.
-            let value = u64::try_from(value).unwrap_or(1).max(1);
-            product
-                .checked_mul(value)
-                .filter(|&cells| cells <= MAX_CELLS)
+        let cells = integer_values(tensor).and_then(|values| {
+            values.iter().try_fold(1_u64, |product, &value| {
+                // `Reshape` keeps a dimension with 0 and infers one with -1: those add nothing.
+                let value = u64::try_from(value).unwrap_or(1).max(1);
+                product
+                    .checked_mul(value)
+                    .filter(|&cells| cells <= MAX_CELLS)
+            })
         });
         if cells.is_none() {
             return Err(RealtimeError::UnsupportedModel(format!(
@@ -95,48 +105,53 @@ pub(crate) fn check_shape_constants(proto: &ModelProto) -> Result<(), RealtimeEr
     Ok(())
 }
 
-/// The integer values of a constant tensor, from whichever field holds them (at most as many
-/// as a shape can have: a longer list is itself too many cells).
-fn integer_values(tensor: &TensorProto) -> Vec<i64> {
+/// The integer values of a constant tensor, from whichever field holds them; `None` for more
+/// than a shape can have (64), which is refused like too many cells.
+fn integer_values(tensor: &TensorProto) -> Option<Vec<i64>> {
     const MOST: usize = 64;
-    if !tensor.int64_data.is_empty() {
-        return tensor.int64_data.iter().copied().take(MOST).collect();
-    }
-    if !tensor.int32_data.is_empty() {
-        return tensor
+    let values: Vec<i64> = if !tensor.int64_data.is_empty() {
+        tensor.int64_data.iter().copied().take(MOST + 1).collect()
+    } else if !tensor.int32_data.is_empty() {
+        tensor
             .int32_data
             .iter()
             .map(|&v| i64::from(v))
-            .take(MOST)
-            .collect();
-    }
-    if !tensor.float_data.is_empty() {
-        return tensor
+            .take(MOST + 1)
+            .collect()
+    } else if !tensor.float_data.is_empty() {
+        tensor
             .float_data
             .iter()
             .map(|&v| v as i64)
-            .take(MOST)
-            .collect();
-    }
+            .take(MOST + 1)
+            .collect()
+    } else {
+        raw_integer_values(tensor, MOST + 1)
+    };
+    (values.len() <= MOST).then_some(values)
+}
+
+/// The first `most` values of a constant held as raw little-endian bytes.
+fn raw_integer_values(tensor: &TensorProto, most: usize) -> Vec<i64> {
     match tensor.data_type {
         // INT64 and INT32 in raw little-endian bytes.
         7 => tensor
             .raw_data
             .chunks_exact(8)
-            .take(MOST)
+            .take(most)
             .map(|bytes| i64::from_le_bytes(bytes.try_into().expect("eight bytes")))
             .collect(),
         6 => tensor
             .raw_data
             .chunks_exact(4)
-            .take(MOST)
+            .take(most)
             .map(|bytes| i64::from(i32::from_le_bytes(bytes.try_into().expect("four bytes"))))
             .collect(),
         // FLOAT (Resize's and Upsample's scales).
         1 => tensor
             .raw_data
             .chunks_exact(4)
-            .take(MOST)
+            .take(most)
             .map(|bytes| f32::from_le_bytes(bytes.try_into().expect("four bytes")) as i64)
             .collect(),
         _ => Vec::new(),
@@ -206,6 +221,17 @@ mod tests {
                 "{message}"
             );
         }
+    }
+
+    #[test]
+    fn a_shape_with_more_entries_than_any_rank_is_refused() {
+        let shape = |values: Vec<i64>| TensorProto {
+            data_type: 7,
+            int64_data: values,
+            ..TensorProto::default()
+        };
+        assert_eq!(integer_values(&shape(vec![2, 3])), Some(vec![2, 3]));
+        assert_eq!(integer_values(&shape(vec![1; 65])), None);
     }
 
     #[test]

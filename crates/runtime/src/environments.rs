@@ -37,13 +37,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::RuntimeError;
 use crate::bounded::read_head_and_tail;
 use crate::pool::{Launch, NotReady, ready};
 use crate::sandbox::{
     Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
 };
 use crate::worker::{LaunchSpec, Launcher};
+use crate::{RuntimeError, remove};
 
 /// The R script that resolves and installs an R environment, embedded like the workers.
 const R_BUILD_SCRIPT: &str = include_str!("../../../workers/r/o16n_build_env.R");
@@ -355,7 +355,7 @@ impl Environments {
             Ok::<(), RuntimeError>(())
         }
         .await;
-        remove_staging(&staging).await;
+        remove::remove_tree_off_thread(staging.host, "a build's staging directory").await;
         outcome
     }
 
@@ -403,7 +403,7 @@ impl Environments {
             read_lock(&staging.host.join("lock")).await
         }
         .await;
-        remove_staging(&staging).await;
+        remove::remove_tree_off_thread(staging.host, "a build's staging directory").await;
         outcome
     }
 
@@ -611,19 +611,6 @@ async fn read_lock(path: &Path) -> Result<String, RuntimeError> {
     .await
     .map_err(std::io::Error::other)?;
     read.map_err(|err| RuntimeError::RuntimeUnavailable(format!("the build failed: {err}")))
-}
-
-/// Removes a build step's staging directory, whatever the build left in it, without
-/// following links it planted.
-async fn remove_staging(staging: &Staging) {
-    let host = staging.host.clone();
-    let removed = tokio::task::spawn_blocking(move || crate::remove::remove_tree(&host)).await;
-    if let Err(err) = removed
-        .map_err(std::io::Error::other)
-        .and_then(|removed| removed)
-    {
-        tracing::warn!(path = %staging.host.display(), "a build's staging directory was not removed: {err}");
-    }
 }
 
 /// The program called `name` in the same directory as `program` (uv beside the interpreter

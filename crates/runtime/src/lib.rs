@@ -142,10 +142,7 @@ impl ComputeNode {
         } else {
             tracing::warn!("{}", sandbox.describe());
         }
-        let work_root = config.work_root.clone();
-        tokio::task::spawn_blocking(move || remove::remove_tree(&work_root))
-            .await
-            .map_err(|err| RuntimeError::Io(std::io::Error::other(err)))??;
+        remove::remove_tree_blocking(config.work_root.clone()).await?;
         tokio::fs::create_dir_all(&config.work_root).await?;
         let contents = Arc::new(ContentStore::open(
             config.content_dir.clone(),

@@ -15,7 +15,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
@@ -47,6 +47,21 @@ pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
         Err(err) => return Err(err.into()),
     };
     remove_tree_at(&parent, name)
+}
+
+/// [`remove_tree`] on a blocking thread, for async callers.
+pub(crate) async fn remove_tree_blocking(path: PathBuf) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || remove_tree(&path))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// [`remove_tree`] on a blocking thread for a caller that goes on either way: a failure is
+/// logged with `what` was being removed.
+pub(crate) async fn remove_tree_off_thread(path: PathBuf, what: &str) {
+    if let Err(err) = remove_tree_blocking(path.clone()).await {
+        tracing::warn!(path = %path.display(), "{what} was not removed: {err}");
+    }
 }
 
 /// Removes the entry `name` of the open directory `parent`, and everything beneath it when it

@@ -175,20 +175,16 @@ pub(crate) struct ConsoleBuffer {
 impl ConsoleBuffer {
     /// Appends `text`, keeping at most `limit` bytes in all (cut at a character boundary).
     pub(crate) fn push(&mut self, text: &str, limit: usize) {
-        let room = limit.saturating_sub(self.text.len());
-        if text.len() <= room && self.dropped == 0 {
-            self.text.push_str(text);
+        // Once something was dropped, everything after it is: the output kept stays a prefix.
+        if self.dropped > 0 {
+            self.dropped += text.len() as u64;
             return;
         }
-        let mut kept = room.min(text.len());
+        let mut kept = limit.saturating_sub(self.text.len()).min(text.len());
         while !text.is_char_boundary(kept) {
             kept -= 1;
         }
-        if self.dropped == 0 {
-            self.text.push_str(&text[..kept]);
-        } else {
-            kept = 0;
-        }
+        self.text.push_str(&text[..kept]);
         self.dropped += (text.len() - kept) as u64;
     }
 
@@ -495,7 +491,7 @@ pub(crate) async fn spawn(
     match pending {
         Ok(pending) => Ok(pending.start(id)),
         Err(err) => {
-            remove_workdir(path).await;
+            crate::remove::remove_tree_off_thread(path, "a worker's working directory").await;
             Err(err)
         }
     }
@@ -947,7 +943,7 @@ impl Actor {
         tracing::debug!(%reason, "worker ended");
         self.kill_now().await;
         let _ = exit_sender.send(Some(Exit { reason, retired }));
-        remove_workdir(workdir).await;
+        crate::remove::remove_tree_off_thread(workdir, "a worker's working directory").await;
     }
 
     async fn call(
@@ -1083,21 +1079,6 @@ impl Actor {
     }
 }
 
-/// Removes a worker's working directory, whatever its code left in it, off the async threads.
-async fn remove_workdir(path: PathBuf) {
-    let removal = tokio::task::spawn_blocking(move || {
-        let removed = crate::remove::remove_tree(&path);
-        (path, removed)
-    });
-    match removal.await {
-        Ok((_, Ok(()))) => {}
-        Ok((path, Err(err))) => {
-            tracing::warn!(path = %path.display(), "a worker's working directory was not removed: {err}");
-        }
-        Err(err) => tracing::warn!("a worker's working directory was not removed: {err}"),
-    }
-}
-
 /// A message's kind, for an error that says what was unexpected.
 fn describe_message(message: &WorkerMessage) -> String {
     serde_json::to_value(message)
@@ -1221,5 +1202,29 @@ async fn read_frames_task<R: AsyncRead + Unpin>(
         if frames.send(frame).await.is_err() || end {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn console_output_keeps_a_prefix_cut_at_a_character_and_counts_the_rest() {
+        let mut console = ConsoleBuffer::default();
+        console.push("abc", 5);
+        console.push("dé", 5);
+        let marker = |bytes| {
+            format!(
+                "\n[o16n: {bytes} more bytes of console output were dropped (runtime.max_console_kb)]\n"
+            )
+        };
+        assert_eq!(console.output(), format!("abcd{}", marker(2)));
+        console.push("short", 5);
+        // What would have fitted after a drop is dropped too: the output stays a prefix.
+        assert_eq!(console.output(), format!("abcd{}", marker(7)));
+        console.clear();
+        console.push("fresh", 5);
+        assert_eq!(console.output(), "fresh");
     }
 }

@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 
 use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::r_runtime::create_r_session;
 use crate::sessions::{create_session, execute};
 
 async fn close_session(app: &TestApp, token: &str, session: &str) {
@@ -103,11 +104,7 @@ async fn console_output_is_kept_up_to_its_limit_for_python_and_r() {
     assert_eq!(status, StatusCode::OK);
     assert!(stored.to_string().len() < limit + 400);
 
-    let (status, body) = app
-        .call(Method::POST, "/sessions", Some(&token), Some(json!({})))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    let r = body["sessionId"].as_str().unwrap().to_owned();
+    let r = create_r_session(&app, &token).await;
     // R's console is its stderr pipe: 64 lines of 1 MiB each, then a normal line.
     let printed = execute(
         &app,

@@ -13,7 +13,7 @@ async fn spawn_r_app() -> TestApp {
     spawn_app_with(|config| config.runtime.r.initial_size = 1).await
 }
 
-async fn create_r_session(app: &TestApp, token: &str) -> String {
+pub(crate) async fn create_r_session(app: &TestApp, token: &str) -> String {
     // R is the reference's default runtime: no runtimeType means R.
     let (status, body) = app
         .call(Method::POST, "/sessions", Some(token), Some(json!({})))
