@@ -27,16 +27,18 @@ fn template_pid(app: &TestApp) -> Option<i32> {
 fn runtime_template_pid(app: &TestApp, script: &str) -> Option<i32> {
     let work_root = app.data_dir.path().join("work");
     let bind = format!("{}\0/run/o16n/work\0", work_root.display());
-    let bubblewrap = std::fs::read_dir("/proc")
+    // A replaced template's bubblewrap may linger a moment after its template ended: the
+    // running template is the child of the one that still has a child.
+    std::fs::read_dir("/proc")
         .ok()?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
+        .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
                 let text = String::from_utf8_lossy(&cmdline);
                 text.contains(&bind) && text.contains(script) && text.contains("\0--template\0")
             })
-        })?;
-    children(bubblewrap).into_iter().next()
+        })
+        .find_map(|bubblewrap| children(bubblewrap).into_iter().next())
 }
 
 fn children(pid: i32) -> Vec<i32> {
