@@ -35,13 +35,14 @@ pub enum AppError {
     /// A value in the request is invalid.
     #[error("{0}")]
     InvalidInput(String),
-    /// The caller made too many attempts (failed sign-ins); it may try again later.
+    /// The caller made too many attempts (failed sign-ins), or holds the most of something a
+    /// user may hold (open sessions).
     #[error("{message}")]
     TooManyRequests {
         /// Why, for the caller.
         message: String,
-        /// When it may try again.
-        retry_after_seconds: u64,
+        /// When it may try again, when waiting is what helps.
+        retry_after_seconds: Option<u64>,
     },
     /// From the auth primitives.
     #[error(transparent)]
@@ -89,7 +90,7 @@ impl ErrorCode for AppError {
             AppError::TooManyRequests {
                 retry_after_seconds,
                 ..
-            } => Some(*retry_after_seconds),
+            } => *retry_after_seconds,
             _ => None,
         }
     }

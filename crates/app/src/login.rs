@@ -15,7 +15,7 @@ use o16n_types::{Code, ErrorCode, Role, Username};
 use crate::events::Event;
 use crate::login_guard::Attempt;
 use crate::users::ADMIN_USERNAME;
-use crate::{App, AppError, now_unix, run_blocking};
+use crate::{App, AppError, now_unix};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,23 +119,15 @@ impl App {
                 .filter(|user| user.directory.is_none()),
             _ => None,
         };
-        let password = password.to_owned();
         // Argon2 takes tens of megabytes and milliseconds: only so many run at once.
-        let _check = self.inner.login_guard.password_check().await?;
+        let check = self.inner.login_guard.password_check().await?;
         attempt.still_allowed()?;
-        let Some(user) = user else {
-            // Spend the time a real check would, so that timing does not reveal whether the
-            // user exists.
-            run_blocking(move || o16n_auth::verify_against_dummy(&password)).await?;
-            return Err(AppError::InvalidCredentials);
-        };
-        let stored_hash = user.password_hash.clone();
-        let matches =
-            run_blocking(move || o16n_auth::verify_password(&password, &stored_hash)).await?;
-        if !matches {
-            return Err(AppError::InvalidCredentials);
+        let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+        let matches = check.verify(password.to_owned(), stored_hash).await?;
+        match user {
+            Some(user) if matches => self.start_login_session(&user.username, user.role).await,
+            _ => Err(AppError::InvalidCredentials),
         }
-        self.start_login_session(&user.username, user.role).await
     }
 
     /// Starts a login session for a user whose credentials were checked, and issues its first

@@ -10,7 +10,8 @@
 //!   lets it try again, and its attempts are answered 429 with `Retry-After` before any hashing;
 //! * at most `max_concurrent_checks` passwords are checked at once; an attempt that cannot
 //!   start one within `check_wait` is answered 429 as well (a directory's bind is not a local
-//!   check, and does not wait for one).
+//!   check, and does not wait for one). The checks reuse as many argon2 buffers, so that the
+//!   memory of sign-ins stays that size however many come.
 //!
 //! Only failures count, so that many people signing in through one proxy are not refused.
 //! Blocks are kept in a `moka` cache bounded in size and time, and the failure counters are
@@ -23,10 +24,11 @@ use std::time::{Duration, Instant};
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use o16n_auth::PasswordChecker;
 use o16n_types::Username;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::AppError;
+use crate::{AppError, run_blocking};
 
 /// The most keys whose failures are counted before idle ones are forgotten.
 const MAX_COUNTED_KEYS: usize = 100_000;
@@ -78,7 +80,34 @@ struct Inner {
     /// Keys over their quota, with when they may try again.
     blocked: moka::sync::Cache<Key, Instant>,
     checks: Semaphore,
+    checker: Arc<PasswordChecker>,
     check_wait: Duration,
+}
+
+/// One of the concurrent password checks, held until it is done.
+pub(crate) struct PasswordCheck<'a> {
+    _permit: SemaphorePermit<'a>,
+    checker: Arc<PasswordChecker>,
+}
+
+impl PasswordCheck<'_> {
+    /// Whether `password` matches `stored_hash`; with no hash (an unknown user), spends the
+    /// time of a check and fails, so that timing does not reveal who exists.
+    pub(crate) async fn verify(
+        self,
+        password: String,
+        stored_hash: Option<String>,
+    ) -> Result<bool, AppError> {
+        let checker = self.checker.clone();
+        run_blocking(move || match stored_hash {
+            Some(stored_hash) => checker.verify(&password, &stored_hash),
+            None => {
+                checker.verify_against_dummy(&password);
+                false
+            }
+        })
+        .await
+    }
 }
 
 /// A sign-in attempt that was let through: it counts as a failure against its keys if told so.
@@ -105,6 +134,7 @@ impl LoginGuard {
                     .time_to_live(limits.failure_window.max(Duration::from_secs(1)))
                     .build(),
                 checks: Semaphore::new(limits.max_concurrent_checks.max(1)),
+                checker: Arc::new(PasswordChecker::new(limits.max_concurrent_checks.max(1))),
                 check_wait: limits.check_wait,
             }),
         }
@@ -122,12 +152,15 @@ impl LoginGuard {
     }
 
     /// Waits for one of the concurrent password checks; refused when none frees up in time.
-    pub(crate) async fn password_check(&self) -> Result<SemaphorePermit<'_>, AppError> {
+    pub(crate) async fn password_check(&self) -> Result<PasswordCheck<'_>, AppError> {
         match tokio::time::timeout(self.inner.check_wait, self.inner.checks.acquire()).await {
-            Ok(permit) => Ok(permit.expect("the semaphore is never closed")),
+            Ok(permit) => Ok(PasswordCheck {
+                _permit: permit.expect("the semaphore is never closed"),
+                checker: self.inner.checker.clone(),
+            }),
             Err(_) => Err(AppError::TooManyRequests {
                 message: "too many sign-ins are being checked; try again shortly".to_owned(),
-                retry_after_seconds: 1,
+                retry_after_seconds: Some(1),
             }),
         }
     }
@@ -142,7 +175,7 @@ impl LoginGuard {
         match until {
             Some(until) => Err(AppError::TooManyRequests {
                 message: "too many failed sign-ins; try again later".to_owned(),
-                retry_after_seconds: (until - now).as_secs() + 1,
+                retry_after_seconds: Some((until - now).as_secs() + 1),
             }),
             None => Ok(()),
         }
@@ -231,7 +264,7 @@ mod tests {
         let refused = guard.admit(address("10.0.0.4"), "alice");
         assert!(matches!(
             refused,
-            Err(AppError::TooManyRequests { retry_after_seconds, .. }) if retry_after_seconds > 1
+            Err(AppError::TooManyRequests { retry_after_seconds: Some(seconds), .. }) if seconds > 1
         ));
         // Another user from a fresh address is not affected.
         assert!(guard.admit(address("10.0.0.5"), "bob").is_ok());
@@ -268,7 +301,7 @@ mod tests {
         assert!(matches!(
             guard.password_check().await,
             Err(AppError::TooManyRequests {
-                retry_after_seconds: 1,
+                retry_after_seconds: Some(1),
                 ..
             })
         ));

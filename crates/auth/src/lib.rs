@@ -4,7 +4,7 @@
 //!
 //! This crate does no I/O and knows nothing about HTTP or the database: it turns secrets into
 //! hashes and tokens and back. Hashing is deliberately slow (argon2), so callers on an async
-//! runtime must run [`hash_password`] and [`verify_password`] on a blocking thread.
+//! runtime must run [`hash_password`] and [`PasswordChecker::verify`] on a blocking thread.
 //! Start reading at [`tokens`] for how a login session is represented.
 
 mod error;
@@ -14,6 +14,4 @@ pub mod roles;
 pub mod tokens;
 
 pub use error::AuthError;
-pub use password::{
-    check_password_rule, generate_password, hash_password, verify_against_dummy, verify_password,
-};
+pub use password::{PasswordChecker, check_password_rule, generate_password, hash_password};
