@@ -14,7 +14,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", pathlib.Path.home() / ".cache/o16n/target"))
-BINARY = TARGET / "release" / "o16n"
+# Another build (an earlier commit's, to compare before and after) can be named explicitly.
+BINARY = pathlib.Path(os.environ.get("O16N_BENCH_BINARY") or TARGET / "release" / "o16n")
 ADMIN_PASSWORD = "Bench-Pass-1"
 
 

@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap r-base-core r-cran-jsonlite \
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap procps r-base-core r-cran-jsonlite \
     r-cran-httr r-cran-testthat r-cran-withr
 # Directory sign-in is tested against a real OpenLDAP server.
 o16n_install_slapd

@@ -28,6 +28,9 @@ import types
 
 PROTOCOL_VERSION = 2
 CONSOLE_FLUSH_SECONDS = 0.05
+# The largest console message: output is sent in pieces of at most this many bytes, so that a
+# single huge print never becomes a huge message.
+CONSOLE_CHUNK_BYTES = 64 * 1024
 
 
 # --- The protocol channel -----------------------------------------------------------------
@@ -71,14 +74,23 @@ class Channel:
 # --- Console capture ----------------------------------------------------------------------
 
 class Console:
-    """Collects what the running execution prints and streams it to the server."""
+    """Collects what the running execution prints and streams it to the server.
 
-    def __init__(self, channel, pipe_read_fd):
+    At most `limit` bytes of text are kept per execution (the server's limit,
+    `O16N_MAX_CONSOLE_BYTES`); what comes after is only counted, and the count goes to the
+    server, which says how much was dropped. So neither this worker nor the server holds more
+    than that of an execution's output, however much user code prints.
+    """
+
+    def __init__(self, channel, pipe_read_fd, limit):
         self._channel = channel
         self._pipe = pipe_read_fd
         os.set_blocking(self._pipe, False)
         self._lock = threading.Lock()
         self._pending = []
+        self._limit = limit
+        self._kept = 0
+        self._dropped = 0
         self.active = False
         threading.Thread(target=self._flush_loop, name="o16n-console", daemon=True).start()
 
@@ -87,7 +99,23 @@ class Console:
             with self._lock:
                 # What a subprocess or C code wrote to the descriptors came first; keep order.
                 self._drain_pipe()
-                self._pending.append(text)
+                self._keep(text)
+
+    def _keep(self, text):
+        """Keeps what fits in the execution's limit, counts the rest; the caller holds the lock."""
+        # Once the limit is reached (by a cut, if anything was dropped) the rest only counts.
+        if self._kept >= self._limit:
+            self._dropped += len(text.encode("utf-8", errors="replace"))
+            return
+        encoded = text.encode("utf-8", errors="replace")
+        room = self._limit - self._kept
+        if len(encoded) > room:
+            self._dropped += len(encoded) - room
+            # A character cut in two becomes one replacement character.
+            text = encoded[:room].decode("utf-8", errors="ignore")
+            encoded = encoded[:room]
+        self._kept += len(encoded)
+        self._pending.append(text)
 
     def _drain_pipe(self):
         """Moves what reached file descriptors 1 and 2 into the buffer; the caller holds the lock."""
@@ -101,7 +129,7 @@ class Console:
                 break
             chunks.append(data)
         if chunks:
-            self._pending.append(b"".join(chunks).decode("utf-8", errors="replace"))
+            self._keep(b"".join(chunks).decode("utf-8", errors="replace"))
 
     def flush(self):
         """Sends everything collected so far (called at the end of every execution)."""
@@ -109,8 +137,23 @@ class Console:
             self._drain_pipe()
             text = "".join(self._pending)
             self._pending.clear()
-        if text and self.active:
-            self._channel.send({"type": "console", "text": text})
+            dropped, self._dropped = self._dropped, 0
+        if not self.active:
+            return
+        # At most CONSOLE_CHUNK_BYTES per message: 16 Ki characters of up to 4 bytes each.
+        step = CONSOLE_CHUNK_BYTES // 4
+        for start in range(0, len(text), step):
+            self._channel.send({"type": "console", "text": text[start:start + step]})
+        if dropped:
+            self._channel.send({"type": "console", "text": "", "dropped": dropped})
+
+    def begin(self):
+        """Starts an execution's console: nothing of before it, the whole limit ahead."""
+        self.discard()
+        with self._lock:
+            self._kept = 0
+            self._dropped = 0
+        self.active = True
 
     def discard(self):
         with self._lock:
@@ -326,8 +369,7 @@ class Worker:
 
     def run_code(self, code, namespace):
         """Runs code in a namespace; returns (success, error message)."""
-        self.console.discard()
-        self.console.active = True
+        self.console.begin()
         self.executing = True
         try:
             exec(self.compile(code), namespace)
@@ -539,7 +581,8 @@ def main():
     os.dup2(pipe_write, 1)
     os.dup2(pipe_write, 2)
     os.close(pipe_write)
-    console = Console(channel, pipe_read)
+    console = Console(channel, pipe_read,
+                      int(os.environ.get("O16N_MAX_CONSOLE_BYTES") or 1024 * 1024))
     sys.stdin = open(os.devnull)
     sys.stdout = ConsoleStream(console, 1)
     sys.stderr = ConsoleStream(console, 2)

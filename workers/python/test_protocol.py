@@ -89,7 +89,7 @@ def worker():
     saved_main = sys.modules["__main__"]
     read_fd, write_fd = os.pipe()
     recorder = Recorder()
-    console = o16n_worker.Console(recorder, read_fd)
+    console = o16n_worker.Console(recorder, read_fd, 100_000)
     worker = o16n_worker.Worker(recorder, console)
     try:
         yield worker, recorder
@@ -113,6 +113,27 @@ def test_execute_is_answered_by_executed(worker):
     worker.do_execute(request, blob)
     (answer,) = answers(recorder)
     assert answer == {"type": "executed", "success": True, "error": "", "outputs": [{"name": "y", "value": 42}]}
+
+
+def test_console_output_past_the_limit_is_counted_not_sent(worker):
+    worker, recorder = worker
+    console = worker.console
+    console.begin()
+    for text in ("x" * 70_000 + "\n", "y" * 50_000 + "\n", "z\n"):
+        console.write(text)
+    console.flush()
+    consoles = [header for header, _ in recorder.sent if header["type"] == "console"]
+    assert "".join(header["text"] for header in consoles) == "x" * 70_000 + "\n" + "y" * 29_999
+    assert sum(header.get("dropped", 0) for header in consoles) == 50_001 - 29_999 + 2
+    assert all(len(header["text"].encode()) <= o16n_worker.CONSOLE_CHUNK_BYTES for header in consoles)
+
+    # The next execution has the whole limit again.
+    recorder.sent.clear()
+    console.begin()
+    console.write("again\n")
+    console.flush()
+    assert [header["text"] for header, _ in recorder.sent] == ["again\n"]
+    console.active = False
 
 
 def test_object_requests_are_answered_by_their_kinds(worker):

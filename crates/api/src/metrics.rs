@@ -13,6 +13,7 @@ use o16n_types::Code;
 use subtle::ConstantTimeEq;
 
 use crate::ApiError;
+use crate::extract::ClientAddress;
 
 /// The route label of requests no route matched.
 const UNMATCHED: &str = "unmatched";
@@ -38,11 +39,21 @@ pub(crate) async fn track(State(app): State<App>, request: Request, next: Next) 
     response
 }
 
-/// `GET /metrics`: open, or for callers with the configured bearer token.
+/// `GET /metrics`: for callers with the configured bearer token, or, when none is configured,
+/// for callers on this machine's loopback only (the figures name services, users' activity and
+/// the cluster's shape).
 pub(crate) async fn render(
     State((app, token)): State<(App, Option<Arc<str>>)>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if token.is_none() && !client.is_some_and(|address| address.to_canonical().is_loopback()) {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            "without metrics.bearer_token, the metrics answer only on this machine's loopback; \
+             set a bearer token for scrapers elsewhere",
+        ));
+    }
     if let Some(token) = token {
         let presented = headers
             .get(header::AUTHORIZATION)

@@ -82,6 +82,8 @@ pub struct AppConfig {
     pub pool_sync_interval: Duration,
     /// Whether figures are counted for `/metrics`.
     pub metrics: bool,
+    /// The most sessions one user may have open at once (0: no limit).
+    pub max_sessions_per_user: usize,
     /// Compute nodes named by the configuration, besides those stored by `/computenodes`.
     pub configured_compute_nodes: Vec<String>,
     /// How users sign in besides local accounts, and the roles their groups give.

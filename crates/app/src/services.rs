@@ -167,10 +167,13 @@ impl App {
             &definition.output_file_names,
         )?;
         self.ensure_may_publish(caller, &name).await?;
-        let environment = self
+        // The service keeps the environment's lock of now: a rebuild reaches it only through
+        // an update by its owner.
+        let (environment, environment_lock) = self
             .environment_for_use(definition.environment.as_deref(), definition.runtime)
             .await?
-            .map(|environment| environment.name);
+            .map(|environment| (environment.name, environment.lock))
+            .unzip();
         // The service refers to the snapshot's content: deleting the snapshot keeps it.
         let content = match &definition.snapshot_id {
             Some(snapshot_id) => Some(
@@ -202,7 +205,7 @@ impl App {
             content,
             pool: None,
             environment,
-            environment_lock: None,
+            environment_lock,
         };
         self.insert_service(&record).await?;
         tracing::info!(version = %version, "service published");
@@ -291,12 +294,17 @@ impl App {
                 "the service runs on {runtime}; its runtime cannot change to {new_runtime}"
             )));
         }
-        if let Some(environment) = &patch.environment {
-            record.environment = self
-                .environment_for_use(Some(environment), runtime)
-                .await?
-                .map(|environment| environment.name);
-        }
+        // An update takes the environment's lock of now (the same environment's newest build,
+        // or the one the update moves the service to).
+        let environment = patch
+            .environment
+            .as_deref()
+            .or(record.environment.as_deref());
+        (record.environment, record.environment_lock) = self
+            .environment_for_use(environment, runtime)
+            .await?
+            .map(|environment| (environment.name, environment.lock))
+            .unzip();
         if let Some(snapshot_id) = &patch.snapshot_id {
             record.content = Some(
                 self.snapshot_for_service(

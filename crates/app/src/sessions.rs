@@ -66,6 +66,7 @@ impl App {
             same_environment(snapshot, environment_name.as_deref(), "session")?;
         }
         let owner = caller.username.as_str();
+        self.refuse_past_session_limit(caller, 0).await?;
         let node = self.nodes().for_session(runtime)?;
         let session = node
             .compute
@@ -92,6 +93,9 @@ impl App {
                     environment: environment_name,
                 })
                 .await?;
+            // Counted again with this one recorded: of two sessions started at once past the
+            // limit, neither stays (on any web node).
+            self.refuse_past_session_limit(caller, 1).await?;
             if let Some(snapshot) = &snapshot {
                 let content = snapshot_content(snapshot);
                 self.with_content(&node, Some(&content), || {
@@ -110,6 +114,36 @@ impl App {
         }
         tracing::info!(session = %session.id, node = %node.endpoint, "session created");
         Ok(session)
+    }
+
+    /// Refuses a session to a caller who has the most sessions allowed already, besides
+    /// `counting` just recorded.
+    async fn refuse_past_session_limit(
+        &self,
+        caller: &Principal,
+        counting: usize,
+    ) -> Result<(), AppError> {
+        let limit = self.inner.config.max_sessions_per_user;
+        if limit == 0 {
+            return Ok(());
+        }
+        let within = |open: usize| open.saturating_sub(counting) < limit;
+        let recorded = self.store().list_sessions(caller.username.as_str()).await?;
+        if within(recorded.len()) {
+            return Ok(());
+        }
+        // Records can outlive their sessions (closed as idle, or lost with a node) until the
+        // sessions are listed; listing forgets those, so only open ones count against the user.
+        if within(self.list_sessions(caller).await?.len()) {
+            return Ok(());
+        }
+        Err(AppError::TooManyRequests {
+            message: format!(
+                "you have {limit} sessions open, the most one user may have \
+                 (runtime.max_sessions_per_user); close one first"
+            ),
+            retry_after_seconds: None,
+        })
     }
 
     /// The caller's sessions, from every node. A session is listed when its node answers and

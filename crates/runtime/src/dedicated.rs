@@ -190,9 +190,11 @@ impl DedicatedPools {
                 spec.runtime
             )));
         };
+        // A pool never holds more workers than the node runs for services of its runtime,
+        // whatever size its service asked for.
         let max_size = match wanted.max_size {
             0 => *node_limit,
-            max => max as usize,
+            max => usize::try_from(max).map_or(*node_limit, |max| max.min(*node_limit)),
         };
         let initial_size = (wanted.initial_size as usize).min(max_size);
         let stop = self.stop.child_token();
@@ -345,6 +347,8 @@ mod tests {
                 r_repositories: Vec::new(),
                 build_timeout: Duration::from_secs(60),
                 pool_size: 0,
+                source_builds: false,
+                proxy_env: Vec::new(),
             },
             sandbox.clone(),
             launches.clone(),
@@ -411,18 +415,22 @@ mod tests {
         let bench = bench().await;
         bench
             .pools
-            .set(vec![pooled("a/v1", "r1", 2, 3), pooled("b/v1", "r1", 1, 0)])
+            .set(vec![
+                pooled("a/v1", "r1", 2, 3),
+                pooled("b/v1", "r1", 1, 0),
+                pooled("c/v1", "r1", 1000, 1000),
+            ])
             .unwrap();
         let warm = settle(&bench.pools, |pools| {
-            pools.len() == 2 && pools.iter().all(|pool| pool.idle == pool.initial_size)
+            pools.len() == 3 && pools.iter().all(|pool| pool.idle == pool.initial_size)
         })
         .await;
         assert_eq!(
             warm.iter()
                 .map(|pool| (pool.service.as_deref().unwrap(), pool.idle, pool.max_size))
                 .collect::<Vec<_>>(),
-            [("a/v1", 2, 3), ("b/v1", 1, 4)],
-            "a maximum of 0 is the node's limit"
+            [("a/v1", 2, 3), ("b/v1", 1, 4), ("c/v1", 4, 4)],
+            "a maximum of 0, or one past the node's limit, is the node's limit"
         );
 
         // A new revision of `a` replaces its pool; `b` is no longer wanted and goes.

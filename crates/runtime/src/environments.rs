@@ -15,12 +15,17 @@
 //! tools (`o16n_build_env.R`) from the configured repositories, each tarball checked against
 //! the MD5 of the lock; workers find them first on `.libPaths()` through `R_LIBS`.
 //!
-//! Builds run in the sandbox, one at a time, as a user id of their own (the one after the
-//! workers' range) with the network on (bubblewrap cannot restrict it to the configured
-//! sources; the command lines name only those, and the application refuses requirement lines
-//! that point elsewhere). Their writable view is `environments/build` only (the package cache
-//! and the build in progress); a finished build is moved out of it, read-only for workers and
-//! out of reach of later builds, and copied rather than linked from the cache for that reason.
+//! Builds are untrusted code: an R package's `configure` and a Python sdist's build backend run
+//! during them. So they run in the sandbox, one at a time, as a user id of their own (the one
+//! after the workers' range) with the network on (bubblewrap cannot restrict it to the
+//! configured sources; the command lines name only those, and the application refuses
+//! requirement lines that point elsewhere), and each build sees one fresh staging directory
+//! and nothing else of the data directory: there is no package cache shared between builds to
+//! poison. Python builds take wheels only (no package code runs) unless the operator allows
+//! source builds; R packages build from source, so R environments need that permission too.
+//! When a build's processes have all ended, its result is sealed (see [`crate::seal`]): owned
+//! by the server, read-only, refused if it holds links where directories should be, hard links
+//! or special files, and moved by handle to where workers find it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,7 +48,7 @@ use crate::sandbox::{
     Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
 };
 use crate::worker::{LaunchSpec, Launcher};
-use crate::{RuntimeError, remove};
+use crate::{RuntimeError, remove, seal};
 
 /// The R script that resolves and installs an R environment, embedded like the workers.
 const R_BUILD_SCRIPT: &str = include_str!("../../../workers/r/o16n_build_env.R");
@@ -73,6 +78,12 @@ pub struct EnvironmentsConfig {
     pub build_timeout: Duration,
     /// Workers kept warm per environment in use (besides the runtimes' defaults).
     pub pool_size: usize,
+    /// Whether builds may build packages from source, running the packages' own build code:
+    /// Python sdists, and every R package (R packages come as source on Linux).
+    pub source_builds: bool,
+    /// The proxy settings builds use (`HTTPS_PROXY` and the like, from the server's own
+    /// environment), so that builds reach the configured sources where the server does.
+    pub proxy_env: Vec<(String, String)>,
 }
 
 /// The environments of one node. Cheap to share.
@@ -83,7 +94,7 @@ pub(crate) struct Environments {
     defaults: HashMap<RuntimeType, watch::Receiver<Launch>>,
     /// Every build this node has or is making, by key.
     builds: Mutex<HashMap<String, watch::Receiver<Launch>>>,
-    /// One build at a time: builds share one user id and one package cache.
+    /// One build at a time: builds share one user id.
     building: tokio::sync::Mutex<()>,
     tasks: TaskTracker,
     stop: CancellationToken,
@@ -323,39 +334,42 @@ impl Environments {
         if finished.join(LOCK_FILE).exists() {
             return Ok(());
         }
+        self.refuse_unallowed_source_builds(runtime)?;
         let staging = self.staging()?;
         let outcome = async {
-            tokio::fs::write(staging.host.join("lock"), lock).await?;
-            let built = match runtime {
+            tokio::fs::write(staging.join("lock"), lock).await?;
+            let result = match runtime {
                 RuntimeType::Python => {
-                    self.run_step(
-                        default,
-                        &staging,
-                        log,
-                        &self.uv_venv_args(&staging, default),
-                    )
-                    .await?;
-                    self.run_step(default, &staging, log, &self.uv_sync_args(&staging))
+                    self.run_step(default, &staging, log, &self.uv_venv_args(default))
                         .await?;
-                    staging.host.join("env")
+                    self.run_step(default, &staging, log, &self.uv_sync_args())
+                        .await?;
+                    "env"
                 }
                 RuntimeType::R => {
-                    let library = staging.host.join("library");
-                    tokio::fs::create_dir_all(&library).await?;
-                    self.run_step(default, &staging, log, &r_args(&staging, "install"))
+                    tokio::fs::create_dir_all(staging.join("library")).await?;
+                    self.run_step(default, &staging, log, &r_args("install"))
                         .await?;
-                    library
+                    "library"
                 }
             };
-            tokio::fs::write(built.join(LOCK_FILE), lock).await?;
             if let Some(parent) = finished.parent() {
                 tokio::fs::create_dir_all(parent).await?;
             }
-            tokio::fs::rename(&built, &finished).await?;
-            Ok::<(), RuntimeError>(())
+            let sealing = seal::Sealing {
+                staging: staging.clone(),
+                result: result.to_owned(),
+                lock_file: LOCK_FILE,
+                lock: lock.to_owned(),
+                finished: finished.clone(),
+            };
+            tokio::task::spawn_blocking(move || seal::seal(&sealing))
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|err| RuntimeError::RuntimeUnavailable(err.to_string()))
         }
         .await;
-        remove::remove_tree_off_thread(staging.host, "a build's staging directory").await;
+        remove::remove_tree_off_thread(staging, "a build's staging directory").await;
         outcome
     }
 
@@ -366,18 +380,14 @@ impl Environments {
         default: &LaunchSpec,
         log: &mut String,
     ) -> Result<String, RuntimeError> {
+        self.refuse_unallowed_source_builds(spec.runtime())?;
         let staging = self.staging()?;
         let outcome = async {
             match spec {
                 EnvironmentSpec::Python { requirements } => {
-                    tokio::fs::write(staging.host.join("requirements.in"), requirements).await?;
-                    self.run_step(
-                        default,
-                        &staging,
-                        log,
-                        &self.uv_compile_args(&staging, default),
-                    )
-                    .await?;
+                    tokio::fs::write(staging.join("requirements.in"), requirements).await?;
+                    self.run_step(default, &staging, log, &self.uv_compile_args(default))
+                        .await?;
                 }
                 EnvironmentSpec::R {
                     packages,
@@ -394,32 +404,47 @@ impl Environments {
                         "packages": packages,
                         "repositories": repositories,
                     });
-                    tokio::fs::write(staging.host.join("spec.json"), request.to_string()).await?;
-                    tokio::fs::create_dir_all(staging.host.join("library")).await?;
-                    self.run_step(default, &staging, log, &r_args(&staging, "resolve"))
+                    tokio::fs::write(staging.join("spec.json"), request.to_string()).await?;
+                    tokio::fs::create_dir_all(staging.join("library")).await?;
+                    self.run_step(default, &staging, log, &r_args("resolve"))
                         .await?;
                 }
             }
-            read_lock(&staging.host.join("lock")).await
+            read_lock(&staging.join("lock")).await
         }
         .await;
-        remove::remove_tree_off_thread(staging.host, "a build's staging directory").await;
+        remove::remove_tree_off_thread(staging, "a build's staging directory").await;
         outcome
     }
 
-    /// A fresh directory for one build step under the build view, owned by the builder.
-    fn staging(&self) -> Result<Staging, RuntimeError> {
+    /// Refuses a build of `runtime` that would run packages' build code the operator did not
+    /// allow (R packages always build from source).
+    fn refuse_unallowed_source_builds(&self, runtime: RuntimeType) -> Result<(), RuntimeError> {
+        if runtime == RuntimeType::R && !self.config.source_builds {
+            return Err(RuntimeError::RuntimeUnavailable(
+                "R packages are built from source, which runs their own build code; this node \
+                 allows that only with environments.allow_source_builds = true"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A fresh directory for one build: the builder's home and its whole writable view. Its
+    /// parents stay the server's, so a build cannot swap it for a link.
+    fn staging(&self) -> Result<PathBuf, RuntimeError> {
         let build = self.build_dir();
         let staging = build.join("staging");
-        std::fs::create_dir_all(staging.join("..").join("cache"))?;
         std::fs::create_dir_all(&staging)?;
-        let name = uuid::Uuid::new_v4().simple().to_string();
-        let host = staging.join(&name);
+        if nix::unistd::geteuid().is_root() {
+            // Earlier versions gave these to the builder; they are the server's.
+            for dir in [&build, &staging] {
+                std::os::unix::fs::lchown(dir, Some(0), Some(0))?;
+            }
+        }
+        let host = staging.join(uuid::Uuid::new_v4().simple().to_string());
         std::fs::create_dir(&host)?;
-        Ok(Staging {
-            host,
-            relative: PathBuf::from("staging").join(name),
-        })
+        Ok(host)
     }
 
     fn uv_index_args(&self) -> Vec<Arg> {
@@ -434,7 +459,17 @@ impl Environments {
         args
     }
 
-    fn uv_compile_args(&self, staging: &Staging, default: &LaunchSpec) -> Vec<Arg> {
+    /// Wheels only, unless the operator allows source builds: installing a wheel runs no
+    /// code of the package.
+    fn uv_binary_args(&self) -> Vec<Arg> {
+        if self.config.source_builds {
+            Vec::new()
+        } else {
+            vec![Arg::plain("--only-binary"), Arg::plain(":all:")]
+        }
+    }
+
+    fn uv_compile_args(&self, default: &LaunchSpec) -> Vec<Arg> {
         let mut args = vec![
             Arg::plain("pip"),
             Arg::plain("compile"),
@@ -445,33 +480,35 @@ impl Environments {
             default.program.clone(),
         ];
         args.extend(self.uv_index_args());
+        args.extend(self.uv_binary_args());
         args.extend([
-            Arg::plain(staging.relative.join("requirements.in")),
+            Arg::plain("requirements.in"),
             Arg::plain("-o"),
-            Arg::plain(staging.relative.join("lock")),
+            Arg::plain("lock"),
         ]);
         args
     }
 
-    fn uv_venv_args(&self, staging: &Staging, default: &LaunchSpec) -> Vec<Arg> {
+    fn uv_venv_args(&self, default: &LaunchSpec) -> Vec<Arg> {
         vec![
             Arg::plain("venv"),
             Arg::plain("--relocatable"),
             Arg::plain("--python"),
             default.program.clone(),
-            Arg::plain(staging.relative.join("env")),
+            Arg::plain("env"),
         ]
     }
 
-    fn uv_sync_args(&self, staging: &Staging) -> Vec<Arg> {
+    fn uv_sync_args(&self) -> Vec<Arg> {
         let mut args = vec![
             Arg::plain("pip"),
             Arg::plain("sync"),
             Arg::plain("--python"),
-            Arg::plain(staging.relative.join("env").join("bin").join("python")),
+            Arg::plain("env/bin/python"),
         ];
         args.extend(self.uv_index_args());
-        args.push(Arg::plain(staging.relative.join("lock")));
+        args.extend(self.uv_binary_args());
+        args.push(Arg::plain("lock"));
         args
     }
 
@@ -479,7 +516,7 @@ impl Environments {
     async fn run_step(
         &self,
         default: &LaunchSpec,
-        staging: &Staging,
+        staging: &Path,
         log: &mut String,
         args: &[Arg],
     ) -> Result<(), RuntimeError> {
@@ -487,22 +524,23 @@ impl Environments {
             .sandbox
             .builder_identity(self.config.build_timeout)
             .await?;
-        let build = self.build_dir();
         if let Some(owner) = identity.file_owner() {
-            for dir in [build.clone(), build.join("cache"), build.join("staging")] {
-                std::os::unix::fs::chown(&dir, Some(owner), Some(owner))?;
-            }
-            chown_tree(&staging.host, owner)?;
+            hand_to_builder(staging, owner)?;
         }
-        let (program, env) = match default.runtime {
+        let (program, mut env) = match default.runtime {
             RuntimeType::Python => (
                 beside(&default.program, "uv"),
                 vec![
-                    ("UV_CACHE_DIR".to_owned(), "cache/uv".to_owned()),
+                    // The build's own cache, discarded with it: nothing a build does to the
+                    // cache reaches another build.
+                    ("UV_CACHE_DIR".to_owned(), "cache".to_owned()),
                     ("UV_NO_CONFIG".to_owned(), "1".to_owned()),
                     ("UV_NO_PROGRESS".to_owned(), "1".to_owned()),
                     ("UV_PYTHON_DOWNLOADS".to_owned(), "never".to_owned()),
                     ("UV_LINK_MODE".to_owned(), "copy".to_owned()),
+                    // The machine's certificate store (the sandbox shows `/etc/ssl`), so that
+                    // a network whose TLS goes through a private authority works as for pip.
+                    ("UV_NATIVE_TLS".to_owned(), "1".to_owned()),
                 ],
             ),
             RuntimeType::R => (
@@ -515,6 +553,7 @@ impl Environments {
                 vec![("MAKEFLAGS".to_owned(), "-j1".to_owned())],
             ),
         };
+        env.extend(self.config.proxy_env.iter().cloned());
         let mut all_args = args.to_vec();
         if default.runtime == RuntimeType::R {
             all_args.insert(0, Arg::InRuntime(PathBuf::from("o16n_build_env.R")));
@@ -536,7 +575,7 @@ impl Environments {
                     network: true,
                 },
             },
-            &build,
+            staging,
             &identity,
         );
         command
@@ -568,6 +607,8 @@ impl Environments {
             })??;
         log.push_str(&out);
         log.push_str(&err);
+        // Nothing of the builder may run on while the server reads or seals what it left.
+        identity.release().await?;
         if status.success() {
             Ok(())
         } else {
@@ -576,13 +617,6 @@ impl Environments {
             )))
         }
     }
-}
-
-/// A build step's directory: on the host, and relative to the build view (the step's working
-/// directory, inside the sandbox or not).
-struct Staging {
-    host: PathBuf,
-    relative: PathBuf,
 }
 
 /// Reads the lock a resolution wrote. The staging directory is the build's, which may have put
@@ -622,13 +656,13 @@ fn beside(program: &Arg, name: &str) -> Arg {
     }
 }
 
-/// Hands what the server put into a build step's directory to the builder.
-fn chown_tree(path: &Path, owner: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(owner), Some(owner))?;
-    if path.is_dir() && !path.is_symlink() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), owner)?;
-        }
+/// Hands a build's directory and what the server put into it (files and directories at its
+/// top only) to the builder; entries the builder made are its own already. Links are not
+/// followed.
+fn hand_to_builder(staging: &Path, owner: u32) -> std::io::Result<()> {
+    std::os::unix::fs::lchown(staging, Some(owner), Some(owner))?;
+    for entry in std::fs::read_dir(staging)? {
+        std::os::unix::fs::lchown(entry?.path(), Some(owner), Some(owner))?;
     }
     Ok(())
 }
@@ -637,12 +671,12 @@ fn is_rscript(arg: &Arg) -> bool {
     matches!(arg, Arg::Plain(text) if Path::new(text).file_name().is_some_and(|name| name == "Rscript"))
 }
 
-fn r_args(staging: &Staging, mode: &str) -> Vec<Arg> {
+fn r_args(mode: &str) -> Vec<Arg> {
     vec![
         Arg::plain(mode),
-        Arg::plain(staging.relative.join("spec.json")),
-        Arg::plain(staging.relative.join("lock")),
-        Arg::plain(staging.relative.join("library")),
+        Arg::plain("spec.json"),
+        Arg::plain("lock"),
+        Arg::plain("library"),
     ]
 }
 
@@ -690,12 +724,19 @@ fn forked_launcher(
 }
 
 /// The site-packages directory of a Python environment (`lib/pythonX.Y/site-packages`).
+/// Each step must be a directory itself, not a link a build left: the server lists what it
+/// finds there.
 fn site_packages(env: &Path) -> Option<PathBuf> {
-    std::fs::read_dir(env.join("lib"))
+    let lib = env.join("lib");
+    if !seal::is_real_directory(&lib) {
+        return None;
+    }
+    std::fs::read_dir(lib)
         .ok()?
         .filter_map(Result::ok)
+        .filter(|entry| seal::is_real_directory(&entry.path()))
         .map(|entry| entry.path().join("site-packages"))
-        .find(|path| path.is_dir())
+        .find(|path| seal::is_real_directory(path))
 }
 
 /// A top-level module or package of `packages` that one of `defaults` has too, if any.

@@ -5,8 +5,8 @@
 //! clock, so a test can pause time), `fail` makes the execution unsuccessful, `exit` ends the
 //! worker as a crash would, `print TEXT` writes console output, `misbehave` answers with a
 //! message of the wrong kind. Anything else succeeds and binds every requested output to its
-//! name. A service whose `initCode` is `fail` does not
-//! load. An interrupt makes a running `sleep` stop as cancelled.
+//! name. A service's `initCode` runs the same way when it loads (so `sleep MS` makes a slow
+//! load); one that fails does not load. An interrupt makes a running `sleep` stop as cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,14 +167,19 @@ async fn serve(channel: tokio::io::DuplexStream, interrupts: Arc<Notify>) {
                 }
             }
             Request::LoadService { key, init_code, .. } => {
-                if init_code.as_deref() == Some("fail") {
-                    WorkerMessage::Failed {
-                        kind: FailureKind::LoadFailed,
-                        error: "initCode failed: fail".to_owned(),
-                    }
-                } else {
+                let init_code = init_code.unwrap_or_default();
+                let Some((success, error)) = run(&init_code, &interrupts, &mut console).await
+                else {
+                    return;
+                };
+                if success {
                     loaded.insert(key);
                     WorkerMessage::ServiceLoaded
+                } else {
+                    WorkerMessage::Failed {
+                        kind: FailureKind::LoadFailed,
+                        error: format!("initCode failed: {error}"),
+                    }
                 }
             }
             Request::Consume {
@@ -227,7 +232,12 @@ async fn serve(channel: tokio::io::DuplexStream, interrupts: Arc<Notify>) {
             }
         };
         for text in console {
-            send(&mut writer, &WorkerMessage::Console { text }, &[]).await;
+            send(
+                &mut writer,
+                &WorkerMessage::Console { text, dropped: 0 },
+                &[],
+            )
+            .await;
         }
         send(&mut writer, &answer, &[]).await;
         let _ = writer.flush().await;

@@ -172,6 +172,10 @@ pub enum WorkerMessage {
     Console {
         /// The text.
         text: String,
+        /// How many bytes of output the worker dropped since its last message, past its limit
+        /// of console output per execution.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped: u64,
     },
     /// The answer to `execute`.
     Executed {
@@ -261,6 +265,11 @@ pub enum FrameError {
         /// The limit, in bytes.
         limit: usize,
     },
+}
+
+/// Whether a count is zero, so that a field left at zero stays out of the frame.
+fn is_zero(count: &u64) -> bool {
+    *count == 0
 }
 
 /// A frame's bytes: `header` serialized, followed by `blob`.

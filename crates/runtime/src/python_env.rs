@@ -175,6 +175,12 @@ pub(crate) async fn launch_spec(
     let mut env = vec![
         ("O16N_PRELOAD".to_owned(), PRELOAD.to_owned()),
         ("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()),
+        // The worker sends at most this much console text per execution and only counts the
+        // rest, so that what user code prints never crosses to the server in bulk.
+        (
+            "O16N_MAX_CONSOLE_BYTES".to_owned(),
+            config.max_console_bytes.to_string(),
+        ),
     ];
     // One BLAS thread per worker: the pool is the unit of parallelism, and per-worker thread
     // pools would oversubscribe the cores and inflate every worker's address space.

@@ -28,6 +28,7 @@ use std::time::Duration;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::RuntimeError;
+use crate::reaper::Reaper;
 
 /// Where a sandboxed worker finds its working directory (and its `HOME`).
 pub(crate) const WORKDIR_IN_SANDBOX: &str = "/home/o16n";
@@ -114,8 +115,12 @@ enum Mode {
     /// No isolation: workers run as the server's user (the operator turned the sandbox off).
     Disabled,
     /// The server is root: bubblewrap sets up the namespaces, `setpriv` drops to a user id of
-    /// the worker's own.
-    HostUsers { bwrap: PathBuf, setpriv: PathBuf },
+    /// the worker's own, and the reaper ends what still runs as the id before it is freed.
+    HostUsers {
+        bwrap: PathBuf,
+        setpriv: PathBuf,
+        reaper: Reaper,
+    },
     /// The server is not root: bubblewrap's unprivileged user namespace.
     UserNamespace { bwrap: PathBuf },
 }
@@ -134,23 +139,77 @@ pub(crate) struct Identity {
     /// The user and group id of the worker's processes (the same number).
     pub(crate) id: u32,
     /// The host-wide lock of a host user id (root servers).
-    _lease: Option<UidLease>,
+    lease: Option<UidLease>,
 }
 
 impl Identity {
     /// The owner that files the server puts into the working directory must have, so that the
     /// worker can change them; `None` when the worker runs as the server's user.
     pub(crate) fn file_owner(&self) -> Option<u32> {
-        self._lease.as_ref().map(|_| self.id)
+        self.lease.as_ref().map(|_| self.id)
+    }
+
+    /// Frees the id once no process runs as it, and waits for that: what a build left is
+    /// sealed only when nothing of the builder can change it any more.
+    pub(crate) async fn release(mut self) -> Result<(), RuntimeError> {
+        let Some(lock) = self.lease.as_mut().and_then(|lease| lease.lock.take()) else {
+            return Ok(());
+        };
+        let lease = self.lease.take().expect("a lock comes from a lease");
+        let (uid, reaper) = (lease.uid, lease.reaper.clone());
+        let ended = tokio::task::spawn_blocking(move || reaper.end_all(uid))
+            .await
+            .unwrap_or(false);
+        if ended {
+            drop(lock);
+            Ok(())
+        } else {
+            std::mem::forget(lock);
+            Err(RuntimeError::RuntimeUnavailable(format!(
+                "processes of user id {uid} could not be ended; the id stays locked until the \
+                 server exits"
+            )))
+        }
     }
 }
 
 /// A host user id locked for one worker: an exclusive `flock` on `LOCK_DIR/uid-N`, held while
 /// the worker lives, so that two workers (of this server or of another on the same machine)
-/// never share an id.
+/// never share an id. Dropping it frees the id only once no process runs as it (see
+/// [`Reaper`]), on a thread of its own so that nobody waits for the sweep.
 #[derive(Debug)]
 struct UidLease {
-    _lock: Flock<File>,
+    uid: u32,
+    lock: Option<Flock<File>>,
+    reaper: Reaper,
+}
+
+impl Drop for UidLease {
+    fn drop(&mut self) {
+        let Some(lock) = self.lock.take() else {
+            return;
+        };
+        let (uid, reaper) = (self.uid, self.reaper.clone());
+        let sweep = move || {
+            if reaper.end_all(uid) {
+                drop(lock);
+            } else {
+                tracing::error!(
+                    uid,
+                    "processes of a finished worker's user id could not be ended; the id stays \
+                     locked until the server exits"
+                );
+                std::mem::forget(lock);
+            }
+        };
+        if let Err(err) = std::thread::Builder::new()
+            .name("o16n-uid-sweep".to_owned())
+            .spawn(sweep)
+        {
+            // Without a thread the id is not freed: safer than freeing it unswept.
+            tracing::error!(uid, error = %err, "cannot start the sweep of a user id");
+        }
+    }
 }
 
 impl Sandbox {
@@ -200,13 +259,19 @@ impl Sandbox {
         let mode = if nix::unistd::geteuid().is_root() {
             let setpriv = find_program("setpriv")
                 .ok_or_else(|| unavailable("setpriv (util-linux) is not installed".to_owned()))?;
+            let kill = find_program("kill")
+                .ok_or_else(|| unavailable("kill (procps) is not installed".to_owned()))?;
             std::fs::create_dir_all(&config.lock_dir).map_err(|err| {
                 unavailable(format!(
                     "the user id lock directory {} cannot be created: {err}",
                     config.lock_dir.display()
                 ))
             })?;
-            Mode::HostUsers { bwrap, setpriv }
+            Mode::HostUsers {
+                bwrap,
+                setpriv,
+                reaper: Reaper::new(kill),
+            }
         } else {
             Mode::UserNamespace { bwrap }
         };
@@ -397,13 +462,13 @@ impl Sandbox {
                 let (id, lease) = self.lease_uid()?;
                 Ok(Identity {
                     id,
-                    _lease: Some(lease),
+                    lease: Some(lease),
                 })
             }
             // Inside its own user namespace every worker is alone, so one id serves all.
             Mode::UserNamespace { .. } | Mode::Disabled => Ok(Identity {
                 id: self.config.first_uid,
-                _lease: None,
+                lease: None,
             }),
         }
     }
@@ -433,7 +498,7 @@ impl Sandbox {
             if let Some(lease) = self.try_lock_uid(uid)? {
                 return Ok(Identity {
                     id: uid,
-                    _lease: Some(lease),
+                    lease: Some(lease),
                 });
             }
             if tokio::time::Instant::now() >= deadline {
@@ -469,8 +534,15 @@ impl Sandbox {
             .truncate(false)
             .write(true)
             .open(&path)?;
+        let Mode::HostUsers { reaper, .. } = &self.mode else {
+            unreachable!("only a root server locks host user ids. This is a bug.");
+        };
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => Ok(Some(UidLease { _lock: lock })),
+            Ok(lock) => Ok(Some(UidLease {
+                uid,
+                lock: Some(lock),
+                reaper: reaper.clone(),
+            })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, errno)) => Err(RuntimeError::Io(std::io::Error::from(errno))),
         }
@@ -516,7 +588,7 @@ impl Sandbox {
                 command.current_dir(workdir);
                 command
             }
-            Mode::HostUsers { bwrap, setpriv } => {
+            Mode::HostUsers { bwrap, setpriv, .. } => {
                 inner.push(setpriv.into());
                 inner.extend([
                     format!("--reuid={}", identity.id).into(),
@@ -915,6 +987,7 @@ mod tests {
             mode: Mode::HostUsers {
                 bwrap: "/usr/bin/bwrap".into(),
                 setpriv: "/usr/bin/setpriv".into(),
+                reaper: Reaper::new("/usr/bin/kill".into()),
             },
             config: config(lock_dir),
             prlimit: Some("/usr/bin/prlimit".into()),
@@ -1032,7 +1105,18 @@ mod tests {
         assert!(second_server.identity().is_err(), "the range is exhausted");
         let freed = b.id;
         drop(b);
-        assert_eq!(first_server.identity().unwrap().id, freed);
+        // The id comes back once its sweep (on a thread of its own) found no process of it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            match first_server.identity() {
+                Ok(identity) => break identity,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(err) => panic!("the freed id never came back: {err}"),
+            }
+        };
+        assert_eq!(again.id, freed);
         std::fs::remove_dir_all(locks).unwrap();
     }
 

@@ -87,6 +87,8 @@ struct Slot {
     /// Loaded service keys, least recently used first.
     loaded: VecDeque<String>,
     busy: bool,
+    /// Taken by a warm-up rather than a request: the worker still counts as starting.
+    warming: bool,
 }
 
 /// What [`ServiceWorkers::try_take`] found.
@@ -293,6 +295,7 @@ impl ServiceWorkers {
             owner: owner.to_owned(),
             loaded: VecDeque::new(),
             busy: true,
+            warming: false,
         });
         Ok(Taken {
             slot: id,
@@ -307,6 +310,7 @@ impl ServiceWorkers {
             state.slots.retain(|slot| slot.id != slot_id);
         } else if let Some(slot) = state.slots.iter_mut().find(|slot| slot.id == slot_id) {
             slot.busy = false;
+            slot.warming = false;
         }
         let interactive_waiting = state.interactive_waiting > 0;
         drop(state);
@@ -523,6 +527,14 @@ impl ServiceWorkers {
                 state.growing += 1;
             }
             let taken = self.grow(&spec.owner).await?;
+            if let Some(slot) = self
+                .state()
+                .slots
+                .iter_mut()
+                .find(|slot| slot.id == taken.slot)
+            {
+                slot.warming = true;
+            }
             let mut slot = SlotGuard {
                 workers: self,
                 slot: taken.slot,
@@ -533,13 +545,15 @@ impl ServiceWorkers {
         }
     }
 
-    /// The figures of these workers as a pool: free ones are idle, taken ones busy.
+    /// The figures of these workers as a pool: free ones are idle, ones taken by a request
+    /// busy, and ones still being warmed up starting (a warm-up is not work a caller waits on).
     pub(crate) fn status(&self, mut status: PoolStatus) -> PoolStatus {
         let state = self.state();
-        let busy = state.slots.iter().filter(|slot| slot.busy).count();
-        status.busy = busy;
-        status.idle = state.slots.len() - busy;
-        status.starting = state.growing;
+        let taken = state.slots.iter().filter(|slot| slot.busy).count();
+        let warming = state.slots.iter().filter(|slot| slot.warming).count();
+        status.busy = taken - warming;
+        status.idle = state.slots.len() - taken;
+        status.starting = state.growing + warming;
         status.size = state.slots.len() + state.growing;
         status.waiting = state.waiting;
         status
@@ -801,6 +815,26 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(outcome.success);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_worker_being_warmed_counts_as_starting_not_busy() {
+        let bench = dedicated_bench(2).await;
+        let mut spec = service("alice", "x");
+        spec.init_code = Some("sleep 1000".to_owned());
+        let workers = &bench.workers;
+        let warming = workers.prewarm(&spec, 2, &bench.contents);
+        tokio::pin!(warming);
+        tokio::select! {
+            _ = &mut warming => panic!("the warm-up did not wait for the initCode"),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let status = workers.status(workers.pool.status());
+        assert_eq!((status.idle, status.busy, status.starting), (0, 0, 1));
+
+        warming.await.unwrap();
+        let status = workers.status(workers.pool.status());
+        assert_eq!((status.idle, status.busy, status.starting), (2, 0, 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -53,8 +53,11 @@ use crate::workdir::WorkDir;
 const STDERR_TAIL_LINES: usize = 20;
 /// The longest line of a worker's stderr the server keeps; the rest of a longer one is skipped.
 const MAX_STDERR_LINE_BYTES: usize = 64 * 1024;
-/// How long a worker gets to exit after a `shutdown` request, or to stop after an interrupt.
+/// How long a worker gets to stop after an interrupt, or to report its end after a kill.
 const GRACE_PERIOD: Duration = Duration::from_secs(3);
+/// How long a worker gets to exit after a `shutdown` request before it is killed: its state is
+/// discarded either way, and user code (an R `.Last`, an exit handler) must not keep it alive.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
@@ -186,6 +189,11 @@ impl ConsoleBuffer {
         }
         self.text.push_str(&text[..kept]);
         self.dropped += (text.len() - kept) as u64;
+    }
+
+    /// Counts output the worker dropped itself, past the same limit.
+    pub(crate) fn count_dropped(&mut self, bytes: u64) {
+        self.dropped = self.dropped.saturating_add(bytes);
     }
 
     /// Empties it for the next execution.
@@ -373,15 +381,6 @@ fn signal_group(pid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pid), signal);
 }
 
-/// Kills the worker's processes when dropped, whatever happened to the actor.
-struct ProcessGuard(Processes);
-
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
-        self.0.kill();
-    }
-}
-
 /// What the actor needs of the thing on the other end of the pipes: a real process tree, or a
 /// fake worker in tests.
 #[async_trait::async_trait]
@@ -396,22 +395,33 @@ pub(crate) trait WorkerProcess: Send + 'static {
     fn set_user_group(&mut self, _group: i32) {}
 }
 
-/// A worker process tree started by the server.
+/// A worker process tree started by the server, killed when dropped (whatever happened to the
+/// actor) unless it has ended and been reaped: its pids may then name other processes.
 struct ChildProcess {
     child: Child,
-    guard: ProcessGuard,
+    processes: Processes,
     /// The worker's user id, freed only once its processes are gone.
     _identity: Identity,
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 #[async_trait::async_trait]
 impl WorkerProcess for ChildProcess {
     fn interrupt(&self) {
-        self.guard.0.interrupt();
+        if self.child.id().is_some() {
+            self.processes.interrupt();
+        }
     }
 
     fn kill(&mut self) {
-        self.guard.0.kill();
+        if self.child.id().is_some() {
+            self.processes.kill();
+        }
     }
 
     async fn wait(&mut self, patience: Duration) -> String {
@@ -419,7 +429,7 @@ impl WorkerProcess for ChildProcess {
     }
 
     fn set_user_group(&mut self, group: i32) {
-        self.guard.0.user_group = group;
+        self.processes.user_group = group;
     }
 }
 
@@ -578,7 +588,7 @@ fn spawn_process(
         find_user_group: sandbox.enabled(),
         process: Box::new(ChildProcess {
             child,
-            guard: ProcessGuard(processes),
+            processes,
             _identity: identity,
         }),
         writer: pipe::Sender::from_owned_fd(pipes.host_writes.into())?,
@@ -1013,12 +1023,13 @@ impl Actor {
                 None => self.frames.recv().await,
             };
             match frame {
-                Some(Ok((WorkerMessage::Console { text }, _))) => {
+                Some(Ok((WorkerMessage::Console { text, dropped }, _))) => {
                     if let Some(console) = &console {
-                        console
+                        let mut console = console
                             .lock()
-                            .expect("console lock poisoned. This is a bug.")
-                            .push(&text, self.max_console_bytes);
+                            .expect("console lock poisoned. This is a bug.");
+                        console.push(&text, self.max_console_bytes);
+                        console.count_dropped(dropped);
                     }
                 }
                 Some(Ok((mut message, blob))) if message.answers(expected) => {
@@ -1060,8 +1071,9 @@ impl Actor {
             .await
             .is_ok();
         if asked {
-            self.process.wait(GRACE_PERIOD).await;
+            self.process.wait(SHUTDOWN_GRACE).await;
         }
+        self.kill_now().await;
     }
 
     async fn kill_now(&mut self) {

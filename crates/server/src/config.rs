@@ -51,7 +51,8 @@ pub struct Config {
 pub struct MetricsConfig {
     /// Whether figures are counted and served at `/metrics`.
     pub enabled: bool,
-    /// The bearer token a scraper must send; `/metrics` is open when it is not set.
+    /// The bearer token a scraper must send; when it is not set, `/metrics` answers only
+    /// callers on the machine's loopback.
     pub bearer_token: Option<SecretString>,
 }
 
@@ -340,6 +341,10 @@ pub struct EnvironmentsSection {
     /// Workers kept warm per environment in use on each compute node (the runtimes' default
     /// environments have their own pool sizes); 0 starts them on demand.
     pub pool_size: usize,
+    /// Whether builds may build packages from source, which runs the packages' own build code
+    /// (a Python sdist's, any R package's). Off by default: Python environments take wheels
+    /// only, and R environments (whose packages come as source) cannot be built.
+    pub allow_source_builds: bool,
 }
 
 impl Default for EnvironmentsSection {
@@ -351,6 +356,7 @@ impl Default for EnvironmentsSection {
             allow_other_sources: false,
             build_timeout_seconds: 900,
             pool_size: 0,
+            allow_source_builds: false,
         }
     }
 }
@@ -376,6 +382,9 @@ pub struct RuntimeConfig {
     /// How long a request of a service with a dedicated pool waits for one of the pool's
     /// workers when all are busy, in seconds, before it is refused (503).
     pub dedicated_pool_wait_seconds: u64,
+    /// The most sessions one user may have open at once, across all nodes (0: no limit); one
+    /// more is refused with 429 and the reason.
+    pub max_sessions_per_user: usize,
     /// How workers are isolated from the server and from each other.
     pub sandbox: SandboxSection,
     /// The Python runtime.
@@ -573,6 +582,7 @@ impl Default for RuntimeConfig {
             worker_startup_timeout_seconds: 60,
             max_frame_mb: 512,
             max_console_kb: 1024,
+            max_sessions_per_user: 10,
             content_cache_mb: 4096,
             dedicated_pool_wait_seconds: 30,
             sandbox: SandboxSection::default(),
@@ -763,6 +773,7 @@ impl Config {
             batch_poll_interval: Duration::from_millis(self.batch.poll_interval_ms.max(10)),
             pool_sync_interval: Duration::from_millis(self.cluster.pool_sync_interval_ms.max(10)),
             metrics: self.metrics.enabled,
+            max_sessions_per_user: self.runtime.max_sessions_per_user,
             configured_compute_nodes: self.cluster.compute_nodes.clone(),
             sign_in: self.sign_in()?,
             login_limits: o16n_app::LoginLimits {
@@ -873,6 +884,8 @@ impl Config {
                 r_repositories: self.environments.r_repositories.clone(),
                 build_timeout: self.environment_build_timeout(),
                 pool_size: self.environments.pool_size,
+                source_builds: self.environments.allow_source_builds,
+                proxy_env: proxy_env(),
             },
             dedicated_pool_wait: Duration::from_secs(self.runtime.dedicated_pool_wait_seconds),
             execution_timeout: Duration::from_secs(self.runtime.execution_timeout_seconds),
@@ -894,6 +907,28 @@ impl Config {
                 .map(|token| std::sync::Arc::from(token.expose_secret())),
         }
     }
+}
+
+/// The proxy settings of the server's own environment, which builds get so that they reach
+/// the configured sources the way the server's machine does.
+fn proxy_env() -> Vec<(String, String)> {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .filter_map(|name| {
+        std::env::var(name)
+            .ok()
+            .map(|value| (name.to_owned(), value))
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -52,18 +52,18 @@ pub struct ServiceRecord {
     pub pool: Option<DedicatedPoolSize>,
     /// The named environment it runs in; `None` for the runtime's default.
     pub environment: Option<String>,
-    /// That environment's current lock, read with the service (never written through it).
+    /// The lock it runs with: its environment's lock when it was published or last updated
+    /// (a rebuild of the environment reaches it only through an update by its owner).
     pub environment_lock: Option<String>,
 }
 
 const COLUMNS: &str = "s.name, s.version, s.owner, s.runtime, s.created_at_micros, s.revision, s.description, \
                        s.operation_id, s.code, s.init_code, s.inputs, s.outputs, s.output_file_names, \
                        s.snapshot_id, s.content_digest, c.size AS content_size, s.pool_initial_size, s.pool_max_size, \
-                       s.environment, e.lock AS environment_lock";
+                       s.environment, s.environment_lock";
 
-/// The services with the size of their content and the lock of their environment.
-const FROM: &str = "services s LEFT JOIN contents c ON c.digest = s.content_digest \
-                    LEFT JOIN environments e ON e.name = s.environment";
+/// The services with the size of their content.
+const FROM: &str = "services s LEFT JOIN contents c ON c.digest = s.content_digest";
 
 fn encode_parameters(parameters: &[ParameterDefinition]) -> String {
     Value::Array(
@@ -153,7 +153,8 @@ impl Store {
         sqlx::query(
             "INSERT INTO services (name, version, owner, runtime, created_at_micros, revision, description, \
              operation_id, code, init_code, inputs, outputs, output_file_names, snapshot_id, content_digest, \
-             environment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             environment, environment_lock) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
         )
         .bind(service.name.as_str())
         .bind(service.version.as_str())
@@ -171,6 +172,7 @@ impl Store {
         .bind(service.snapshot_id.as_deref())
         .bind(service.content.as_ref().map(|content| content.digest.as_str()))
         .bind(service.environment.as_deref())
+        .bind(service.environment_lock.as_deref())
         .execute(&self.pool)
         .await
         .map_err(on_unique_violation("service version"))?;
@@ -187,7 +189,8 @@ impl Store {
         let result = sqlx::query(
             "UPDATE services SET revision = $1, description = $2, operation_id = $3, code = $4, init_code = $5, \
              inputs = $6, outputs = $7, output_file_names = $8, snapshot_id = $9, runtime = $10, \
-             content_digest = $11, environment = $12 WHERE name = $13 AND version = $14",
+             content_digest = $11, environment = $12, environment_lock = $13 \
+             WHERE name = $14 AND version = $15",
         )
         .bind(&service.revision)
         .bind(service.description.as_deref())
@@ -201,6 +204,7 @@ impl Store {
         .bind(service.runtime.as_str())
         .bind(service.content.as_ref().map(|content| content.digest.as_str()))
         .bind(service.environment.as_deref())
+        .bind(service.environment_lock.as_deref())
         .bind(service.name.as_str())
         .bind(service.version.as_str())
         .execute(&self.pool)

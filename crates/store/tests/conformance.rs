@@ -980,10 +980,20 @@ async fn environments_are_claimed_once_keep_their_last_good_lock_and_stay_while_
     assert_eq!(found.log, "no solution");
     assert_eq!(store.list_environments().await.unwrap().len(), 1);
 
-    // A service in it reads its lock and keeps it from being deleted.
+    // A service in it keeps the lock it was stored with, whatever the environment's lock
+    // becomes, and keeps the environment from being deleted.
     let mut in_it = service("churn", "1.0", 1);
     in_it.environment = Some("lightgbm".to_owned());
+    in_it.environment_lock = Some("lightgbm==4.5.0".to_owned());
     store.insert_service(&in_it).await.unwrap();
+    let stored = store
+        .find_service(&in_it.name, &in_it.version)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.environment_lock.as_deref(), Some("lightgbm==4.5.0"));
+    in_it.environment_lock = Some("lightgbm==4.6.0".to_owned());
+    assert!(store.update_service(&in_it).await.unwrap());
     let stored = store
         .find_service(&in_it.name, &in_it.version)
         .await

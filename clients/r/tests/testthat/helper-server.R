@@ -15,6 +15,8 @@ start_o16n <- function() {
     "O16N_RUNTIME__PYTHON__INITIAL_SIZE=0",
     "O16N_RUNTIME__R__INITIAL_SIZE=1",
     sprintf("O16N_ENVIRONMENTS__R_REPOSITORIES=[\"%s\"]", repository$url),
+    # R packages build from source, which a server allows only when told.
+    "O16N_ENVIRONMENTS__ALLOW_SOURCE_BUILDS=true",
     "RUST_LOG=warn"
   )
   started <- start_background(

@@ -594,9 +594,27 @@ fn build_r_package(index: &PackageIndex, version: &str) {
 
 /// Builds a source package `name` whose one R file is `code` and indexes the repository.
 fn build_r_package_source(index: &PackageIndex, name: &str, version: &str, code: &str) {
+    build_r_package_with_configure(index, name, version, code, None);
+}
+
+/// Builds a source package as [`build_r_package_source`], with a `configure` script (run by
+/// R's installer inside the build, as the package's own code).
+pub(crate) fn build_r_package_with_configure(
+    index: &PackageIndex,
+    name: &str,
+    version: &str,
+    code: &str,
+    configure: Option<&str>,
+) {
     let source = tempfile::tempdir().unwrap();
     let package = source.path().join(name);
     std::fs::create_dir_all(package.join("R")).unwrap();
+    if let Some(script) = configure {
+        use std::os::unix::fs::PermissionsExt;
+        let path = package.join("configure");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     std::fs::write(
         package.join("DESCRIPTION"),
         format!(
@@ -643,6 +661,7 @@ async fn an_r_environment_installs_a_package_from_the_configured_repository() {
     let url = repository.url.clone();
     let app = spawn_app_with(move |config| {
         config.environments.r_repositories = vec![url];
+        config.environments.allow_source_builds = true;
     })
     .await;
     let token = app.admin_token().await;

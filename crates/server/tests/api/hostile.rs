@@ -9,7 +9,11 @@ use o16n_types::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+use crate::environments::{
+    build_r_package_with_configure, put_environment, python_app_config, python_index, wait_built,
+};
 use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::package_index::PackageIndex;
 use crate::r_runtime::create_r_session;
 use crate::sessions::{create_session, execute};
 
@@ -176,6 +180,133 @@ for where in ("/tmp", "/dev/shm"):
     app.assert_still_serving().await;
 }
 
+/// How many processes on the host run as `uid` (any of their four user ids).
+fn processes_of(uid: u64) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
+        .filter(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()))
+        })
+        .count()
+}
+
+/// Closes a session whose code left processes of `uid` behind, and waits for them to go.
+async fn closed_session_leaves_no_process(app: &TestApp, token: &str, session: &str, uid: u64) {
+    assert!(processes_of(uid) >= 3, "the escapers never started");
+    close_session(app, token, session).await;
+    let closed = Instant::now();
+    while processes_of(uid) > 0 {
+        assert!(
+            closed.elapsed() < Duration::from_secs(2),
+            "{} processes of user id {uid} outlived their session by 2 s",
+            processes_of(uid)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn workers_that_leave_their_session_and_ignore_signals_are_gone_within_2_s_of_the_close() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only a root server gives workers host user ids to look for");
+        return;
+    }
+    let app = spawn_app_with(|config| {
+        config.runtime.python.initial_size = 1;
+        config.runtime.r.initial_size = 1;
+    })
+    .await;
+    let reader = app.user_token("mallory", Role::Reader).await;
+
+    let python = create_session(&app, &reader).await;
+    let code = r#"
+import os, signal, time
+uid = os.getuid()
+if os.fork() == 0:
+    os.setsid()
+    for number in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(number, signal.SIG_IGN)
+    for _ in range(3):
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(600)
+            os._exit(0)
+    time.sleep(600)
+    os._exit(0)
+time.sleep(0.5)
+"#;
+    let answer = execute(
+        &app,
+        &reader,
+        &python,
+        json!({"code": code, "outputParameters": ["uid"]}),
+    )
+    .await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let uid = answer["outputParameters"][0]["value"].as_u64().unwrap();
+    closed_session_leaves_no_process(&app, &reader, &python, uid).await;
+
+    let r = create_r_session(&app, &reader).await;
+    let code = r#"
+system("sh -c 'trap \"\" HUP INT TERM QUIT; setsid sleep 600 & setsid sleep 600 & sleep 600'", wait = FALSE)
+Sys.sleep(0.5)
+uid <- as.integer(system("id -u", intern = TRUE))
+"#;
+    let answer = execute(
+        &app,
+        &reader,
+        &r,
+        json!({"code": code, "outputParameters": ["uid"]}),
+    )
+    .await;
+    assert_eq!(answer["success"], true, "{answer}");
+    let uid = answer["outputParameters"][0]["value"].as_u64().unwrap();
+    closed_session_leaves_no_process(&app, &reader, &r, uid).await;
+    app.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_user_past_the_session_limit_is_refused_until_one_closes() {
+    let app = spawn_app_with(|config| config.runtime.max_sessions_per_user = 2).await;
+    let reader = app.user_token("mallory", Role::Reader).await;
+    let other = app.user_token("alice", Role::Reader).await;
+    let first = create_session(&app, &reader).await;
+    create_session(&app, &reader).await;
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/sessions",
+            Some(&reader),
+            Some(json!({"runtimeType": "Python"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_error_shape(&body);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_sessions_per_user"),
+        "{body}"
+    );
+    // Others are not affected, and closing one makes room.
+    create_session(&app, &other).await;
+    close_session(&app, &reader, &first).await;
+    create_session(&app, &reader).await;
+}
+
 #[tokio::test]
 async fn a_flood_of_bad_logins_gets_429s_while_status_keeps_answering() {
     let app = spawn_app_with(|_| {}).await;
@@ -230,4 +361,174 @@ async fn a_flood_of_bad_logins_gets_429s_while_status_keeps_answering() {
     // Sign-ins from the flooding address wait until its block ends, whoever signs in.
     let (status, body) = app.login("admin", crate::helpers::ADMIN_PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}
+
+#[tokio::test]
+async fn a_rebuild_by_an_environment_s_owner_does_not_change_another_user_s_service() {
+    let index = python_index().await;
+    let app = spawn_app_with(python_app_config(&index)).await;
+    let owner = app.user_token("erin", Role::Contributor).await;
+    let publisher = app.user_token("frank", Role::Contributor).await;
+    let (status, body) = put_environment(
+        &app,
+        &owner,
+        "shared",
+        json!({"runtimeType": "Python", "requirements": "hello-o16n\n"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(wait_built(&app, &owner, "shared").await["state"], "Ready");
+    let (status, body) = app
+        .call(
+            Method::POST,
+            "/services/victim/1.0",
+            Some(&publisher),
+            Some(json!({
+                "code": "import hello_o16n\nversion = hello_o16n.VERSION",
+                "outputParameterDefinitions": [{"name": "version", "type": "character"}],
+                "runtimeType": "Python",
+                "environment": "shared",
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let version = || async {
+        let (status, answer) = app
+            .call(
+                Method::POST,
+                "/api/victim/1.0",
+                Some(&publisher),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        answer["outputParameters"]["version"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(version().await, "1.0");
+
+    // The environment's owner rebuilds it with other packages: the service keeps its own.
+    index.add_wheel("hello-o16n", "2.0");
+    let (status, body) = put_environment(
+        &app,
+        &owner,
+        "shared",
+        json!({"runtimeType": "Python", "requirements": "hello-o16n>=2\n"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(wait_built(&app, &owner, "shared").await["state"], "Ready");
+    assert_eq!(
+        version().await,
+        "1.0",
+        "a rebuild changed another user's service"
+    );
+
+    // Its publisher's update takes the new build.
+    let (status, body) = app
+        .call(
+            Method::PATCH,
+            "/services/victim/1.0",
+            Some(&publisher),
+            Some(json!({"description": "takes the rebuilt environment"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(version().await, "2.0");
+}
+
+#[tokio::test]
+async fn what_a_package_s_build_code_plants_is_refused_and_never_followed() {
+    let repository = PackageIndex::start().await;
+    // A directory of the host that a planted link would name; the server must not touch it.
+    let outside = tempfile::tempdir().unwrap();
+    let outside_path = outside.path().to_string_lossy().into_owned();
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stranger = if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(outside.path(), Some(54_321), Some(54_321)).unwrap();
+        54_321
+    } else {
+        nix::unistd::geteuid().as_raw()
+    };
+    // Plants a hard link and a FIFO into the library being built.
+    build_r_package_with_configure(
+        &repository,
+        "o16nplanter",
+        "1.0",
+        "planted <- TRUE\n",
+        Some(
+            "#!/bin/sh\nln \"$HOME/lock\" \"$HOME/library/linked\"\nmkfifo \"$HOME/library/fifo\"\nexit 0\n",
+        ),
+    );
+    // Leaves a process behind that swaps the library for a link to the host directory once
+    // the build is done.
+    build_r_package_with_configure(
+        &repository,
+        "o16nswapper",
+        "1.0",
+        "swapped <- TRUE\n",
+        Some(&format!(
+            "#!/bin/sh\n(trap '' HUP INT TERM; sleep 1; rm -rf \"$HOME/library\"; \
+             ln -s '{outside_path}' \"$HOME/library\") </dev/null >/dev/null 2>&1 &\nexit 0\n"
+        )),
+    );
+    let url = repository.url.clone();
+    let app = spawn_app_with(move |config| {
+        config.environments.r_repositories = vec![url];
+        config.environments.allow_source_builds = true;
+    })
+    .await;
+    let token = app.user_token("mallory", Role::Contributor).await;
+
+    let (status, body) = put_environment(
+        &app,
+        &token,
+        "planter",
+        json!({"runtimeType": "R", "packages": ["o16nplanter"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let planted = wait_built(&app, &token, "planter").await;
+    assert_eq!(planted["state"], "Failed", "{planted}");
+    assert!(
+        planted["log"]
+            .as_str()
+            .unwrap()
+            .contains("the build was refused"),
+        "{planted}"
+    );
+
+    let (status, body) = put_environment(
+        &app,
+        &token,
+        "swapper",
+        json!({"runtimeType": "R", "packages": ["o16nswapper"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let swapped = wait_built(&app, &token, "swapper").await;
+    // However the race went (the swap killed with the build, or seen and refused), the host
+    // directory is as it was: nothing written into it, nobody's ownership or mode changed.
+    assert!(
+        swapped["state"] == "Ready" || swapped["state"] == "Failed",
+        "{swapped}"
+    );
+    let metadata = std::fs::metadata(outside.path()).unwrap();
+    assert_eq!(metadata.uid(), stranger);
+    assert_eq!(metadata.permissions().mode() & 0o7777, 0o777);
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    // No finished build is a link.
+    let finished = std::fs::read_dir(app.data_dir.path().join("environments/r"));
+    for entry in finished.into_iter().flatten() {
+        let entry = entry.unwrap();
+        assert!(
+            entry.file_type().unwrap().is_dir(),
+            "{:?} is not a directory",
+            entry.path()
+        );
+    }
+    app.assert_still_serving().await;
 }
