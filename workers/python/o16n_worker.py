@@ -33,6 +33,49 @@ CONSOLE_FLUSH_SECONDS = 0.05
 CONSOLE_CHUNK_BYTES = 64 * 1024
 
 
+# --- The system-call filter ---------------------------------------------------------------
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+# The kernel's limit on the instructions of one filter program.
+MAX_FILTER_INSTRUCTIONS = 4096
+
+
+def install_syscall_filters():
+    """Installs the server's system-call filters (`crates/runtime/src/seccomp.rs`: classic BPF
+    programs in hex, comma-separated) before any user code runs. A worker that cannot install
+    them ends here: it never runs code unfiltered. Outside a sandbox there are none."""
+    import ctypes
+    filters = os.environ.pop("O16N_SYSCALL_FILTERS", "")
+    if not filters:
+        return
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+
+    def prctl(option, argument, what):
+        if libc.prctl(option, argument, 0, 0, 0) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, "cannot %s: %s" % (what, os.strerror(number)))
+
+    prctl(PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")
+    for text in filters.split(","):
+        program = bytes.fromhex(text)
+        if not program or len(program) % 8 or len(program) // 8 > MAX_FILTER_INSTRUCTIONS:
+            raise ValueError("a system-call filter is not a whole BPF program")
+        buffer = ctypes.create_string_buffer(program, len(program))
+        fprog = SockFprog(len(program) // 8, ctypes.addressof(buffer))
+        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
+            number = ctypes.get_errno()
+            raise OSError(number, "cannot install the system-call filter: %s"
+                          % os.strerror(number))
+
+
 # --- The protocol channel -----------------------------------------------------------------
 
 class Channel:
@@ -570,6 +613,7 @@ def main():
         preload(sys.stderr)
         import o16n_template
         o16n_template.serve(sys.stderr)
+    install_syscall_filters()
 
     # Take the protocol channel away from fds 0 and 1 before anything else can write there.
     channel = Channel(os.dup(0), os.dup(1))

@@ -22,6 +22,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -348,6 +350,52 @@ static void enter_sandbox(char **paths, uid_t uid, int network, double *limits, 
         saved != uid || getgroups(0, NULL) != 0) {
         errno = EPERM;
         fail("change the identity");
+    }
+}
+
+/* The value of one hex digit, or -1. */
+static int hex_digit(char digit) {
+    if (digit >= '0' && digit <= '9') return digit - '0';
+    if (digit >= 'a' && digit <= 'f') return digit - 'a' + 10;
+    if (digit >= 'A' && digit <= 'F') return digit - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Installs the server's system-call filters (crates/runtime/src/seccomp.rs: classic BPF
+ * programs, `struct sock_filter` little-endian, in hex), after no_new_privs, in a worker that
+ * runs no user code yet. A worker that cannot install them ends: it never runs code
+ * unfiltered. Called by the R worker script, spawned or forked.
+ */
+void o16n_install_filters(char **programs, int *count) {
+    errno = 0;
+    must(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs");
+    for (int index = 0; index < *count; index++) {
+        const char *text = programs[index];
+        size_t digits = strlen(text);
+        size_t instructions = digits / (2 * sizeof(struct sock_filter));
+        if (digits == 0 || digits % (2 * sizeof(struct sock_filter)) != 0 ||
+            instructions > BPF_MAXINSNS) {
+            errno = EINVAL;
+            fail("read a system-call filter");
+        }
+        struct sock_filter *program = calloc(instructions, sizeof *program);
+        if (program == NULL) {
+            fail("allocate a system-call filter");
+        }
+        unsigned char *bytes = (unsigned char *) program;
+        for (size_t byte = 0; byte < digits / 2; byte++) {
+            int high = hex_digit(text[2 * byte]), low = hex_digit(text[2 * byte + 1]);
+            if (high < 0 || low < 0) {
+                errno = EINVAL;
+                fail("read a system-call filter");
+            }
+            bytes[byte] = (unsigned char) (high * 16 + low);
+        }
+        struct sock_fprog filter = {(unsigned short) instructions, program};
+        must(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter, 0, 0),
+             "install the system-call filter");
+        free(program);
     }
 }
 

@@ -110,6 +110,19 @@ local({
   }
   if (identical(commandArgs(trailingOnly = TRUE), "--template")) serve_template()
 
+  # The server's system-call filters (crates/runtime/src/seccomp.rs), installed through
+  # o16n_fork.c before any user code runs; the helper ends the worker if it cannot.
+  filters <- Sys.getenv("O16N_SYSCALL_FILTERS")
+  if (nzchar(filters)) {
+    Sys.unsetenv("O16N_SYSCALL_FILTERS")
+    if (!is.loaded("o16n_install_filters")) {
+      script <- sub("^--file=", "", grep("^--file=", commandArgs(), value = TRUE)[1])
+      dyn.load(file.path(dirname(script), "o16n_fork.so"))
+    }
+    programs <- strsplit(filters, ",", fixed = TRUE)[[1]]
+    invisible(.C("o16n_install_filters", programs, length(programs)))
+  }
+
   requests <- file("/dev/fd/3", open = "rb", raw = TRUE)
   answers <- file("/dev/fd/4", open = "wb", raw = TRUE)
 

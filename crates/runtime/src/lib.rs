@@ -27,6 +27,7 @@ mod reaper;
 mod remove;
 mod sandbox;
 mod seal;
+mod seccomp;
 mod services;
 mod session;
 mod snapshot;
@@ -663,24 +664,24 @@ fn missing_runtime_message(runtime: RuntimeType) -> String {
     format!("this process runs no {runtime} workers")
 }
 
-/// Makes the R launcher ready once R and jsonlite are found (and the template's helper is
-/// built, when workers are forked).
+/// Makes the R launcher ready once R and jsonlite are found and the helper library is built:
+/// it installs every sandboxed R worker's system-call filter and forks workers from templates.
 async fn prepare_r(config: RConfig, templates: Templates, launch: watch::Sender<Launch>) {
     let _ = launch.send(match r_env::launch_spec(&config).await {
-        Ok(spec) => {
-            // The helper is built only where templates can run; elsewhere the launcher says
-            // why workers are spawned.
-            let fork = config.fork_workers
-                && (templates.why_not_forked(&spec).is_some()
-                    || match r_env::build_fork_helper(&config).await {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "R workers are spawned, not forked from a template");
-                        false
-                    }
-                });
-            Launch::Ready(templates.launcher(spec, fork))
-        }
+        Ok(spec) => match r_env::build_fork_helper(&config).await {
+            Err(err) if templates.sandbox.enabled() => Launch::Unavailable(format!(
+                "R workers cannot install their system-call filter: {err}"
+            )),
+            helper => {
+                if let Err(err) = &helper {
+                    tracing::warn!(error = %err, "R workers are spawned, not forked from a template");
+                }
+                // Where templates cannot run at all, the launcher says why workers are spawned.
+                let fork = config.fork_workers
+                    && (templates.why_not_forked(&spec).is_some() || helper.is_ok());
+                Launch::Ready(templates.launcher(spec, fork))
+            }
+        },
         Err(err) => {
             tracing::warn!(error = %err, "the R runtime is not available");
             Launch::Unavailable(err.to_string())

@@ -29,6 +29,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::RuntimeError;
 use crate::reaper::Reaper;
+use crate::seccomp;
 
 /// Where a sandboxed worker finds its working directory (and its `HOME`).
 pub(crate) const WORKDIR_IN_SANDBOX: &str = "/home/o16n";
@@ -631,7 +632,7 @@ impl Sandbox {
     }
 
     /// Exactly the launch's variables plus the basics every program expects (`PATH`, `HOME`,
-    /// locale, `TMPDIR`).
+    /// locale, `TMPDIR`), and in a sandbox the system-call filters the worker installs.
     fn clean_environment(
         &self,
         command: &mut tokio::process::Command,
@@ -647,6 +648,9 @@ impl Sandbox {
             .env("USER", "o16n")
             .env("LOGNAME", "o16n")
             .envs(env.iter().map(|(key, value)| (key, value)));
+        if self.enabled() {
+            command.env(seccomp::FILTERS_VARIABLE, seccomp::worker_filters());
+        }
     }
 
     /// `prlimit` options: address space, and in a sandbox processes, file size and open files.

@@ -99,6 +99,21 @@ def write_big_file():
 attempt("write past the file-size limit", write_big_file)
 attempt("connect over TCP", lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())
 attempt("run as root", lambda: refuse_if(os.getuid() != 0, "uid %d" % os.getuid()))
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+def keyring():
+    number = {"x86_64": 250, "aarch64": 219}[platform.machine()]
+    if libc.syscall(number, 1, None) < 0:  # KEYCTL_JOIN_SESSION_KEYRING
+        raise OSError(ctypes.get_errno(), "keyctl")
+attempt("use the kernel keyring", keyring)
+def user_namespace():
+    # From a child of one thread: a process with threads may not change user namespace.
+    child = os.fork()
+    if child == 0:
+        os._exit(0 if libc.unshare(0x10000000) == 0 else 1)  # CLONE_NEWUSER
+    if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) != 0:
+        raise PermissionError("unshare refused")
+attempt("make a user namespace", user_namespace)
 report = json.dumps(results)
 "#;
 
@@ -122,6 +137,13 @@ attempt("read the server's environ", function() read(sprintf("/proc/%d/environ",
 attempt("signal the server", function() if (!tools::pskill(server_pid, tools::SIGTERM)) stop("refused"))
 leaked <- setdiff(grep("^O16N_", names(Sys.getenv()), value = TRUE), "O16N_PRELOAD")
 attempt("see the server's environment", function() if (length(leaked) == 0) stop("only the worker's own variables"))
+# Before the fork bomb below, whose children hold the process limit.
+attempt("use the kernel keyring from a child process", function() {
+  probe <- paste0("import ctypes, platform, sys; number = {'x86_64': 250, 'aarch64': 219}",
+                  "[platform.machine()]; sys.exit(0 if ctypes.CDLL(None).syscall(number, 1, None) >= 0 else 1)")
+  status <- system2("/usr/bin/python3", c("-c", shQuote(probe)), stdout = TRUE, stderr = TRUE)
+  if (!is.null(attr(status, "status"))) stop(paste("refused:", paste(status, collapse = " ")))
+})
 attempt("fork without limit", function() {
   children <- list()
   for (i in 1:1000) children[[i]] <- parallel::mcparallel(Sys.sleep(60))
@@ -237,7 +259,7 @@ async fn hostile_python_in_a_session_fails_inside_its_sandbox() {
 
     let results = attack_in_session(&app, &mallory, &session, PYTHON_ATTACKS, &targets).await;
 
-    assert_all_failed(&results, 14);
+    assert_all_failed(&results, 16);
     assert!(
         results["write past the file-size limit"].contains("File too large"),
         "{results:#?}"
@@ -304,7 +326,7 @@ async fn hostile_r_in_a_session_fails_inside_its_sandbox() {
 
     let results = attack_in_session(&app, &mallory, &session, R_ATTACKS, &targets).await;
 
-    assert_all_failed(&results, 13);
+    assert_all_failed(&results, 14);
     assert_unharmed(&app, &bob, &bobs, &secret, "x <- 1").await;
 }
 
@@ -362,7 +384,7 @@ async fn a_hostile_published_service_fails_inside_its_sandbox() {
         .as_str()
         .unwrap_or_else(|| panic!("{outcome}"));
     let results: BTreeMap<String, String> = serde_json::from_str(report).unwrap();
-    assert_all_failed(&results, 14);
+    assert_all_failed(&results, 16);
     assert_unharmed(&app, &bob, &bobs, &secret, "x = 1").await;
 }
 
