@@ -128,8 +128,11 @@ impl App {
             return Ok(());
         }
         let within = |open: usize| open.saturating_sub(counting) < limit;
-        let recorded = self.store().list_sessions(caller.username.as_str()).await?;
-        if within(recorded.len()) {
+        let recorded = self
+            .store()
+            .count_sessions(caller.username.as_str())
+            .await?;
+        if within(usize::try_from(recorded).unwrap_or(usize::MAX)) {
             return Ok(());
         }
         // Records can outlive their sessions (closed as idle, or lost with a node) until the

@@ -89,6 +89,15 @@ impl Store {
         rows.iter().map(session_from_row).collect()
     }
 
+    /// How many sessions `owner` has on record.
+    pub async fn count_sessions(&self, owner: &str) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE owner = $1")
+            .bind(owner)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// The sessions a compute node holds.
     pub async fn sessions_on_node(&self, node: &str) -> Result<Vec<SessionRecord>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

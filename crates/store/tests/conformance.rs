@@ -727,6 +727,8 @@ async fn sessions_are_recorded_with_their_node(store: Store, _: StoreConfig) {
         Some(session("b", "jane", "http://n2:12805"))
     );
     assert_eq!(store.list_sessions("jane").await.unwrap().len(), 2);
+    assert_eq!(store.count_sessions("jane").await.unwrap(), 2);
+    assert_eq!(store.count_sessions("nobody").await.unwrap(), 0);
     assert_eq!(
         store
             .sessions_on_node("http://n1:12805")
