@@ -66,7 +66,6 @@ impl App {
             same_environment(snapshot, environment_name.as_deref(), "session")?;
         }
         let owner = caller.username.as_str();
-        self.refuse_past_session_limit(caller, 0).await?;
         let node = self.nodes().for_session(runtime)?;
         let session = node
             .compute
@@ -82,20 +81,16 @@ impl App {
             owner: owner.to_owned(),
         };
         let prepared = async {
-            self.store()
-                .insert_session(&SessionRecord {
-                    id: session.id.clone(),
-                    owner: owner.to_owned(),
-                    name,
-                    runtime,
-                    node: node.endpoint.to_string(),
-                    created_at: now_unix(),
-                    environment: environment_name,
-                })
-                .await?;
-            // Counted again with this one recorded: of two sessions started at once past the
-            // limit, neither stays (on any web node).
-            self.refuse_past_session_limit(caller, 1).await?;
+            let record = SessionRecord {
+                id: session.id.clone(),
+                owner: owner.to_owned(),
+                name,
+                runtime,
+                node: node.endpoint.to_string(),
+                created_at: now_unix(),
+                environment: environment_name,
+            };
+            self.record_within_session_limit(caller, &record).await?;
             if let Some(snapshot) = &snapshot {
                 let content = snapshot_content(snapshot);
                 self.with_content(&node, Some(&content), || {
@@ -116,34 +111,32 @@ impl App {
         Ok(session)
     }
 
-    /// Refuses a session to a caller who has the most sessions allowed already, besides
-    /// `counting` just recorded.
-    async fn refuse_past_session_limit(
+    /// Records a new session unless its owner has `runtime.max_sessions_per_user` open
+    /// already (counted by the database as it records, so that no web node lets a user past
+    /// it; a refused session's worker is closed by the caller).
+    async fn record_within_session_limit(
         &self,
         caller: &Principal,
-        counting: usize,
+        record: &SessionRecord,
     ) -> Result<(), AppError> {
-        let limit = self.inner.config.max_sessions_per_user;
-        if limit == 0 {
-            return Ok(());
-        }
-        let within = |open: usize| open.saturating_sub(counting) < limit;
-        let recorded = self
-            .store()
-            .count_sessions(caller.username.as_str())
-            .await?;
-        if within(usize::try_from(recorded).unwrap_or(usize::MAX)) {
+        let limit = match self.inner.config.max_sessions_per_user {
+            0 => None,
+            limit => Some(limit as u64),
+        };
+        if self.store().insert_session(record, limit).await? {
             return Ok(());
         }
         // Records can outlive their sessions (closed as idle, or lost with a node) until the
         // sessions are listed; listing forgets those, so only open ones count against the user.
-        if within(self.list_sessions(caller).await?.len()) {
+        self.list_sessions(caller).await?;
+        if self.store().insert_session(record, limit).await? {
             return Ok(());
         }
         Err(AppError::TooManyRequests {
             message: format!(
-                "you have {limit} sessions open, the most one user may have \
-                 (runtime.max_sessions_per_user); close one first"
+                "you have {} sessions open, the most one user may have \
+                 (runtime.max_sessions_per_user); close one first",
+                self.inner.config.max_sessions_per_user
             ),
             retry_after_seconds: None,
         })

@@ -45,13 +45,22 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord, StoreError> {
 const COLUMNS: &str = "id, owner, name, runtime, node, created_at, environment";
 
 impl Store {
-    /// Records a new session.
-    pub async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+    /// Records a new session unless its owner has `max_per_owner` on record already (no
+    /// limit when `None`); returns whether it was recorded. One statement counts and inserts:
+    /// SQLite runs it alone, so the limit is exact there; on PostgreSQL, inserts of one owner
+    /// racing at the same instant on several web nodes may each see the others' absent.
+    pub async fn insert_session(
+        &self,
+        session: &SessionRecord,
+        max_per_owner: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let limit = max_per_owner.map_or(i64::MAX, |max| i64::try_from(max).unwrap_or(i64::MAX));
         let mut transaction = self.pool.begin().await?;
         self.relax_commit(&mut transaction).await?;
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO sessions (id, owner, name, runtime, node, created_at, environment) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             SELECT $1, $2, $3, $4, $5, $6, $7 \
+             WHERE (SELECT COUNT(*) FROM sessions WHERE owner = $2) < $8",
         )
         .bind(&session.id)
         .bind(&session.owner)
@@ -60,11 +69,14 @@ impl Store {
         .bind(&session.node)
         .bind(session.created_at)
         .bind(session.environment.as_deref())
+        .bind(limit)
         .execute(&mut *transaction)
         .await
-        .map_err(on_unique_violation("session"))?;
+        .map_err(on_unique_violation("session"))?
+        .rows_affected()
+            == 1;
         transaction.commit().await?;
-        Ok(())
+        Ok(inserted)
     }
 
     /// One session.
@@ -87,15 +99,6 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(session_from_row).collect()
-    }
-
-    /// How many sessions `owner` has on record.
-    pub async fn count_sessions(&self, owner: &str) -> Result<u64, StoreError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE owner = $1")
-            .bind(owner)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// The sessions a compute node holds.

@@ -711,24 +711,29 @@ async fn sessions_are_recorded_with_their_node(store: Store, _: StoreConfig) {
         environment: (id == "a").then(|| "lightgbm".to_owned()),
     };
     store
-        .insert_session(&session("a", "jane", "http://n1:12805"))
+        .insert_session(&session("a", "jane", "http://n1:12805"), None)
         .await
         .unwrap();
     store
-        .insert_session(&session("b", "jane", "http://n2:12805"))
+        .insert_session(&session("b", "jane", "http://n2:12805"), Some(2))
         .await
         .unwrap();
     store
-        .insert_session(&session("c", "bob", "http://n1:12805"))
+        .insert_session(&session("c", "bob", "http://n1:12805"), Some(1))
         .await
         .unwrap();
+    // At its owner's limit, a session is not recorded.
+    assert!(
+        !store
+            .insert_session(&session("d", "jane", "http://n1:12805"), Some(2))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.find_session("b").await.unwrap(),
         Some(session("b", "jane", "http://n2:12805"))
     );
     assert_eq!(store.list_sessions("jane").await.unwrap().len(), 2);
-    assert_eq!(store.count_sessions("jane").await.unwrap(), 2);
-    assert_eq!(store.count_sessions("nobody").await.unwrap(), 0);
     assert_eq!(
         store
             .sessions_on_node("http://n1:12805")
