@@ -12,8 +12,9 @@ For each request the template forks a keeper process, which
   * becomes the leader of a new session (the server interrupts and kills workers by group),
   * unshares the mount, PID, IPC and UTS namespaces (and the network namespace when the
     network is off) and forks the worker, PID 1 of its new PID namespace,
-  * then waits for the worker, kills it when the lifeline closes (the server let it go or
-    died), and exits the way the worker ended so that the template can report it.
+  * then gives up every capability but CAP_KILL (it only signals its worker), waits for the
+    worker, kills it when the lifeline closes (the server let it go or died), and exits the way
+    the worker ended so that the template can report it.
 The worker builds its sandbox before any user code runs: private mounts, a fresh `/proc`,
 `/tmp`, `/dev/shm` and pseudo-terminals, its working directory at its home and no other, its
 host name, limits, its own user and group id without supplementary groups, no capabilities
@@ -58,6 +59,7 @@ MS_PRIVATE = 0x40000
 MNT_DETACH = 0x2
 PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
+CAP_KILL = 5
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -200,8 +202,28 @@ def reseed():
 
 # --- In the keeper: the worker's parent ---------------------------------------------------
 
-def keep(worker, lifeline):
-    """Waits for the worker; kills it when the lifeline closes; ends as the worker ended."""
+def keep_only_kill(last_capability):
+    """Leaves the keeper only what it needs of root: signalling its worker, which runs as
+    another user id (CAP_KILL)."""
+    for capability in range(last_capability + 1):
+        if capability != CAP_KILL:
+            _prctl(PR_CAPBSET_DROP, capability)
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    data[0].effective = data[0].permitted = 1 << CAP_KILL
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def keep(worker, lifeline, last_capability):
+    """Waits for the worker; kills it when the lifeline closes; ends as the worker ended. A
+    keeper that cannot give up its other capabilities kills the worker at once: it never keeps
+    them."""
+    try:
+        keep_only_kill(last_capability)
+    except OSError:
+        os.kill(worker, signal.SIGKILL)
     null = os.open(os.devnull, os.O_RDWR)
     for descriptor in (0, 1, 2):
         os.dup2(null, descriptor)
@@ -251,7 +273,7 @@ def fork_worker(control, request, descriptors, last_capability):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         worker = os.fork()
         if worker:
-            keep(worker, lifeline)
+            keep(worker, lifeline, last_capability)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.close(lifeline)

@@ -235,8 +235,33 @@ static void must(int result, const char *what) {
     }
 }
 
-/* Waits for the worker, kills it when the lifeline closes, and ends as it ended. */
-static void keep(pid_t worker, int lifeline) {
+/* Leaves the keeper only what it needs of root: signalling its worker, which runs as another
+ * user id (CAP_KILL). Returns 0, or -1 when a step failed. */
+static int keep_only_kill(int last_cap) {
+    for (int capability = 0; capability <= last_cap; capability++) {
+        if (capability != CAP_KILL && prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0) {
+            return -1;
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) {
+        return -1;
+    }
+    struct __user_cap_header_struct cap_header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct cap_data[2];
+    memset(cap_data, 0, sizeof cap_data);
+    cap_data[0].effective = cap_data[0].permitted = 1u << CAP_KILL;
+    if (syscall(SYS_capset, &cap_header, cap_data) != 0) {
+        return -1;
+    }
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/* Waits for the worker, kills it when the lifeline closes, and ends as it ended. A keeper that
+ * cannot give up its other capabilities kills the worker at once: it never keeps them. */
+static void keep(pid_t worker, int lifeline, int last_cap) {
+    if (keep_only_kill(last_cap) != 0) {
+        kill(worker, SIGKILL);
+    }
     int null = open("/dev/null", O_RDWR);
     for (int descriptor = 0; descriptor <= 4; descriptor++) {
         dup2(null, descriptor);
@@ -474,7 +499,7 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
         fail("fork the worker");
     }
     if (worker > 0) {
-        keep(worker, lifeline);
+        keep(worker, lifeline, last_cap);
     }
     sigaction(SIGINT, &r_interrupt, NULL);
     sigaction(SIGTERM, &r_terminate, NULL);

@@ -277,6 +277,75 @@ uid <- as.integer(system("id -u", intern = TRUE))
     app.assert_still_serving().await;
 }
 
+/// A field of `/proc/PID/status`.
+fn status_field(pid: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .map(|value| value.trim().to_owned())
+}
+
+/// The parents (host pids) of the processes running as `uid`.
+fn parents_of_processes_of(uid: u64) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            status_field(pid, "Uid:")
+                .is_some_and(|ids| ids.split_whitespace().next() == Some(uid.to_string().as_str()))
+        })
+        .filter_map(|pid| status_field(&pid, "PPid:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_forked_worker_s_keeper_keeps_only_the_capability_to_signal_it() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only a root server gives workers host user ids to look for");
+        return;
+    }
+    let app = spawn_app_with(|config| {
+        config.runtime.python.initial_size = 1;
+        config.runtime.r.initial_size = 1;
+    })
+    .await;
+    let reader = app.user_token("mallory", Role::Reader).await;
+    let python = create_session(&app, &reader).await;
+    let r = create_r_session(&app, &reader).await;
+    for (session, code) in [
+        (&python, "import os\nuid = os.getuid()"),
+        (&r, "uid <- as.integer(system('id -u', intern = TRUE))"),
+    ] {
+        let answer = execute(
+            &app,
+            &reader,
+            session,
+            json!({"code": code, "outputParameters": ["uid"]}),
+        )
+        .await;
+        let uid = answer["outputParameters"][0]["value"].as_u64().unwrap();
+        // The worker is PID 1 of its namespace; its parent on the host is its keeper.
+        let keepers: Vec<String> = parents_of_processes_of(uid)
+            .into_iter()
+            .filter(|parent| status_field(parent, "Uid:").is_some_and(|ids| ids.starts_with('0')))
+            .collect();
+        assert_eq!(keepers.len(), 1, "{answer}");
+        let keeper = &keepers[0];
+        // CAP_KILL (bit 5) and nothing else, in every set that could give more back.
+        for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+            assert_eq!(
+                status_field(keeper, set).as_deref(),
+                Some("0000000000000020"),
+                "{set} of keeper {keeper}"
+            );
+        }
+        assert_eq!(status_field(keeper, "NoNewPrivs:").as_deref(), Some("1"));
+    }
+}
+
 #[tokio::test]
 async fn a_user_past_the_session_limit_is_refused_until_one_closes() {
     let app = spawn_app_with(|config| config.runtime.max_sessions_per_user = 2).await;

@@ -121,6 +121,21 @@ impl Slapd {
             nix::sys::signal::Signal::SIGCONT
         };
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
+        // A stop reaches a process's threads asynchronously: on a loaded machine slapd could
+        // still answer a request sent right after the signal. Wait until the kernel says it is.
+        let stopped = |status: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("State:"))
+                .is_some_and(|state| state.trim_start().starts_with('T'))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while frozen
+            && !std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| stopped(&s))
+        {
+            assert!(std::time::Instant::now() < deadline, "slapd did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// Changes the directory as its administrator, with LDIF change records.
