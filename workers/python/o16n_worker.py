@@ -58,22 +58,20 @@ def install_syscall_filters():
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                            ctypes.c_ulong]
 
-    def prctl(option, argument, what):
-        if libc.prctl(option, argument, 0, 0, 0) != 0:
+    def prctl(what, option, argument, second=0):
+        if libc.prctl(option, argument, second, 0, 0) != 0:
             number = ctypes.get_errno()
             raise OSError(number, "cannot %s: %s" % (what, os.strerror(number)))
 
-    prctl(PR_SET_NO_NEW_PRIVS, 1, "set no_new_privs")
+    prctl("set no_new_privs", PR_SET_NO_NEW_PRIVS, 1)
     for text in filters.split(","):
         program = bytes.fromhex(text)
         if not program or len(program) % 8 or len(program) // 8 > MAX_FILTER_INSTRUCTIONS:
             raise ValueError("a system-call filter is not a whole BPF program")
         buffer = ctypes.create_string_buffer(program, len(program))
         fprog = SockFprog(len(program) // 8, ctypes.addressof(buffer))
-        if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
-            number = ctypes.get_errno()
-            raise OSError(number, "cannot install the system-call filter: %s"
-                          % os.strerror(number))
+        prctl("install the system-call filter", PR_SET_SECCOMP, SECCOMP_MODE_FILTER,
+              ctypes.addressof(fprog))
 
 
 # --- The protocol channel -----------------------------------------------------------------

@@ -153,19 +153,18 @@ impl Identity {
     /// Frees the id once no process runs as it, and waits for that: what a build left is
     /// sealed only when nothing of the builder can change it any more.
     pub(crate) async fn release(mut self) -> Result<(), RuntimeError> {
-        let Some(lock) = self.lease.as_mut().and_then(|lease| lease.lock.take()) else {
+        let Some(mut lease) = self.lease.take() else {
             return Ok(());
         };
-        let lease = self.lease.take().expect("a lock comes from a lease");
+        let lock = lease
+            .lock
+            .take()
+            .expect("a lease holds its lock until it is freed");
         let (uid, reaper) = (lease.uid, lease.reaper.clone());
-        let ended = tokio::task::spawn_blocking(move || reaper.end_all(uid))
-            .await
-            .unwrap_or(false);
-        if ended {
-            drop(lock);
+        let freed = tokio::task::spawn_blocking(move || sweep_then_unlock(uid, &reaper, lock));
+        if freed.await.unwrap_or(false) {
             Ok(())
         } else {
-            std::mem::forget(lock);
             Err(RuntimeError::RuntimeUnavailable(format!(
                 "processes of user id {uid} could not be ended; the id stays locked until the \
                  server exits"
@@ -191,26 +190,31 @@ impl Drop for UidLease {
             return;
         };
         let (uid, reaper) = (self.uid, self.reaper.clone());
-        let sweep = move || {
-            if reaper.end_all(uid) {
-                drop(lock);
-            } else {
-                tracing::error!(
-                    uid,
-                    "processes of a finished worker's user id could not be ended; the id stays \
-                     locked until the server exits"
-                );
-                std::mem::forget(lock);
-            }
-        };
         if let Err(err) = std::thread::Builder::new()
             .name("o16n-uid-sweep".to_owned())
-            .spawn(sweep)
+            .spawn(move || sweep_then_unlock(uid, &reaper, lock))
         {
             // Without a thread the id is not freed: safer than freeing it unswept.
             tracing::error!(uid, error = %err, "cannot start the sweep of a user id");
         }
     }
+}
+
+/// Ends every process of `uid`, then unlocks it; when some could not be ended, the id stays
+/// locked until the server exits and this says `false`. Blocks.
+fn sweep_then_unlock(uid: u32, reaper: &Reaper, lock: Flock<File>) -> bool {
+    let ended = reaper.end_all(uid);
+    if ended {
+        drop(lock);
+    } else {
+        tracing::error!(
+            uid,
+            "processes of a finished worker's user id could not be ended; the id stays locked \
+             until the server exits"
+        );
+        std::mem::forget(lock);
+    }
+    ended
 }
 
 impl Sandbox {

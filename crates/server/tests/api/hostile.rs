@@ -180,26 +180,48 @@ for where in ("/tmp", "/dev/shm"):
     app.assert_still_serving().await;
 }
 
-/// How many processes on the host run as `uid` (any of their four user ids).
-fn processes_of(uid: u64) -> usize {
+/// A field of `/proc/PID/status`, or `None` once the process is gone.
+fn status_field(pid: &str, field: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .map(|value| value.trim().to_owned())
+}
+
+/// The host pids of the processes that have `uid` among their four user ids.
+fn pids_of(uid: u64) -> Vec<String> {
+    let uid = uid.to_string();
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|entry| {
-            entry
-                .file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            status_field(pid, "Uid:").is_some_and(|ids| ids.split_whitespace().any(|id| id == uid))
         })
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("status")).ok())
-        .filter(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("Uid:"))
-                .is_some_and(|ids| ids.split_whitespace().any(|id| id == uid.to_string()))
+        .collect()
+}
+
+/// How many processes on the host run as `uid`.
+fn processes_of(uid: u64) -> usize {
+    pids_of(uid).len()
+}
+
+/// A server running as root (whose workers have host user ids to look for), with one warm
+/// Python and one warm R worker; `None`, and the test skipped, when the tests are not root.
+async fn root_server_with_warm_workers() -> Option<TestApp> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only a root server gives workers host user ids to look for");
+        return None;
+    }
+    Some(
+        spawn_app_with(|config| {
+            config.runtime.python.initial_size = 1;
+            config.runtime.r.initial_size = 1;
         })
-        .count()
+        .await,
+    )
 }
 
 /// Closes a session whose code left processes of `uid` behind, and waits for them to go.
@@ -219,15 +241,9 @@ async fn closed_session_leaves_no_process(app: &TestApp, token: &str, session: &
 
 #[tokio::test]
 async fn workers_that_leave_their_session_and_ignore_signals_are_gone_within_2_s_of_the_close() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only a root server gives workers host user ids to look for");
+    let Some(app) = root_server_with_warm_workers().await else {
         return;
-    }
-    let app = spawn_app_with(|config| {
-        config.runtime.python.initial_size = 1;
-        config.runtime.r.initial_size = 1;
-    })
-    .await;
+    };
     let reader = app.user_token("mallory", Role::Reader).await;
 
     let python = create_session(&app, &reader).await;
@@ -277,41 +293,11 @@ uid <- as.integer(system("id -u", intern = TRUE))
     app.assert_still_serving().await;
 }
 
-/// A field of `/proc/PID/status`.
-fn status_field(pid: &str, field: &str) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .map(|value| value.trim().to_owned())
-}
-
-/// The parents (host pids) of the processes running as `uid`.
-fn parents_of_processes_of(uid: u64) -> Vec<String> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-        .filter(|pid| {
-            status_field(pid, "Uid:")
-                .is_some_and(|ids| ids.split_whitespace().next() == Some(uid.to_string().as_str()))
-        })
-        .filter_map(|pid| status_field(&pid, "PPid:"))
-        .collect()
-}
-
 #[tokio::test]
 async fn a_forked_worker_s_keeper_keeps_only_the_capability_to_signal_it() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only a root server gives workers host user ids to look for");
+    let Some(app) = root_server_with_warm_workers().await else {
         return;
-    }
-    let app = spawn_app_with(|config| {
-        config.runtime.python.initial_size = 1;
-        config.runtime.r.initial_size = 1;
-    })
-    .await;
+    };
     let reader = app.user_token("mallory", Role::Reader).await;
     let python = create_session(&app, &reader).await;
     let r = create_r_session(&app, &reader).await;
@@ -328,8 +314,9 @@ async fn a_forked_worker_s_keeper_keeps_only_the_capability_to_signal_it() {
         .await;
         let uid = answer["outputParameters"][0]["value"].as_u64().unwrap();
         // The worker is PID 1 of its namespace; its parent on the host is its keeper.
-        let keepers: Vec<String> = parents_of_processes_of(uid)
-            .into_iter()
+        let keepers: Vec<String> = pids_of(uid)
+            .iter()
+            .filter_map(|pid| status_field(pid, "PPid:"))
             .filter(|parent| status_field(parent, "Uid:").is_some_and(|ids| ids.starts_with('0')))
             .collect();
         assert_eq!(keepers.len(), 1, "{answer}");
