@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 name="${1:-sessions}"
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv wrk bubblewrap procps r-base-core r-cran-jsonlite r-cran-plumber
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv wrk bubblewrap slirp4netns nftables procps r-base-core r-cran-jsonlite r-cran-plumber
 o16n_log "building o16n (release)"
 cargo build --release --locked --bin o16n
 o16n_log "preparing the Python runtime"

@@ -14,7 +14,7 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap procps r-base-core r-cran-jsonlite
+o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap slirp4netns nftables procps r-base-core r-cran-jsonlite
 o16n_start_postgres
 admin_url="${O16N_CLUSTER_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 if ! psql "$admin_url" -Atqc "SELECT 1 FROM pg_database WHERE datname = 'o16n_cluster'" | grep -q 1; then

@@ -5,7 +5,7 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
-o16n_apt_install gcc pkg-config python3 python3-venv bubblewrap procps r-base-core r-cran-jsonlite
+o16n_apt_install gcc pkg-config python3 python3-venv bubblewrap slirp4netns nftables procps r-base-core r-cran-jsonlite
 o16n_log "building o16n (release)"
 cargo build --release --locked --bin o16n
 exec "$CARGO_TARGET_DIR/release/o16n" serve "$@"

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 o16n_require_rust
 o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap procps r-base-core r-cran-jsonlite \
     r-cran-httr r-cran-testthat r-cran-withr
+# Workers with the network on get outbound-only access through slirp4netns, filtered by nftables.
+o16n_apt_install slirp4netns nftables
 # Directory sign-in is tested against a real OpenLDAP server.
 o16n_install_slapd
 # The capacity report is checked by drawing it in a real browser.

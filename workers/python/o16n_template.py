@@ -6,12 +6,15 @@ own, with the capabilities needed to build a worker's sandbox (the template is r
 runs no user code). The template imports the preloaded packages once and then waits on its
 control socket (descriptor 0, a Unix sequenced-packet socket). Each request names a working
 directory, a user id, limits and whether the network is on, and carries four descriptors: the
-worker's stdin, stdout and stderr pipes and a lifeline whose other end only the server holds.
+worker's stdin, stdout and stderr pipes and a lifeline whose other end only the server holds;
+when the network is on, a fifth: the network namespace the server prepared for the worker
+(outbound only, see crates/runtime/src/egress.rs).
 
 For each request the template forks a keeper process, which
   * becomes the leader of a new session (the server interrupts and kills workers by group),
-  * unshares the mount, PID, IPC and UTS namespaces (and the network namespace when the
-    network is off) and forks the worker, PID 1 of its new PID namespace,
+  * unshares the mount, PID, IPC and UTS namespaces, joins the prepared network namespace
+    (or, when the network is off, unshares one with loopback only) and forks the worker,
+    PID 1 of its new PID namespace,
   * then gives up every capability but CAP_KILL (it only signals its worker), waits for the
     worker, kills it when the lifeline closes (the server let it go or died), and exits the way
     the worker ended so that the template can report it.
@@ -69,8 +72,10 @@ SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 
 MAX_REQUEST_BYTES = 64 * 1024
-# The worker's stdin, stdout and stderr, and the lifeline.
+# The worker's stdin, stdout and stderr, and the lifeline; a request whose network is on brings
+# its network namespace too.
 DESCRIPTORS_PER_REQUEST = 4
+MAX_DESCRIPTORS_PER_REQUEST = 5
 # How a worker ends when its sandbox cannot be built (EX_SOFTWARE).
 SANDBOX_FAILURE_EXIT = 70
 
@@ -79,6 +84,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
                         ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong]
 
@@ -258,15 +264,19 @@ def fork_worker(control, request, descriptors, last_capability):
         moved = [fcntl.fcntl(descriptor, fcntl.F_DUPFD_CLOEXEC, 10) for descriptor in descriptors]
         for descriptor in descriptors:
             os.close(descriptor)
-        stdin, stdout, stderr, lifeline = moved
+        stdin, stdout, stderr, lifeline = moved[:DESCRIPTORS_PER_REQUEST]
+        network = moved[DESCRIPTORS_PER_REQUEST] if request["network"] else None
         for source, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
             os.dup2(source, target)
             os.close(source)
         os.set_inheritable(lifeline, False)
         flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-        if not request["network"]:
+        if network is None:
             flags |= CLONE_NEWNET
         _check(_libc.unshare(flags), "unshare")
+        if network is not None:
+            _check(_libc.setns(network, CLONE_NEWNET), "join the network namespace")
+            os.close(network)
         # The keeper shares the worker's process group, which the server interrupts; it ignores
         # that from before the worker exists, and the worker takes Python's handler back.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -337,12 +347,13 @@ def serve(diagnostics):
     _send(control, {"type": "ready", "pid": os.getpid()})
     while True:
         message, descriptors, _, _ = socket.recv_fds(
-            control, MAX_REQUEST_BYTES, DESCRIPTORS_PER_REQUEST)
+            control, MAX_REQUEST_BYTES, MAX_DESCRIPTORS_PER_REQUEST)
         try:
             request = json.loads(message)
-            if len(descriptors) != DESCRIPTORS_PER_REQUEST:
+            expected = DESCRIPTORS_PER_REQUEST + (1 if request.get("network") else 0)
+            if len(descriptors) != expected:
                 raise ValueError("a request needs %d descriptors, it brought %d"
-                                 % (DESCRIPTORS_PER_REQUEST, len(descriptors)))
+                                 % (expected, len(descriptors)))
         except ValueError as problem:
             for descriptor in descriptors:
                 os.close(descriptor)

@@ -5,10 +5,12 @@
  * `crates/runtime/src/template.rs`); the script loads this library and serves fork requests on
  * its control socket (a Unix datagram socket) for as long as the server lives. R parses each
  * request (JSON); this library receives it with its descriptors (the worker's stdin, stdout,
- * stderr and lifeline), forks, and reports to the server. It does for R what
+ * stderr and lifeline, and when the network is on the network namespace the server prepared),
+ * forks, and reports to the server. It does for R what
  * `workers/python/o16n_template.py` does for Python, step for step; read that file's
  * description first. The keeper leads the worker's process group and mirrors its exit; the
- * worker is PID 1 of new mount, PID, IPC and UTS namespaces (and network, when it is off),
+ * worker is PID 1 of new mount, PID, IPC and UTS namespaces, in the prepared network namespace
+ * (or a new one with loopback only when the network is off),
  * builds its sandbox and only then returns to R, with the protocol on descriptors 3 and 4 and
  * its console on 1 and 2, as a spawned R worker has them. A worker whose sandbox cannot be
  * built ends with exit code 70 and says why on its stderr: it never runs code half-isolated.
@@ -40,7 +42,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The worker's stdin, stdout, stderr and lifeline; a request whose network is on brings its
+ * network namespace too. */
 #define DESCRIPTORS_PER_REQUEST 4
+#define MAX_DESCRIPTORS_PER_REQUEST 5
 #define SANDBOX_FAILURE_EXIT 70
 
 /* Written by the SIGCHLD handler, so that waiting for requests also wakes for ended keepers. */
@@ -124,11 +129,12 @@ void o16n_template_ready(int *control) {
 
 /*
  * Waits for the next request, reporting ended keepers meanwhile. Fills `message` (of
- * `*capacity` bytes) and `descriptors`, and sets `*length` (0 when the socket failed, -1 when
- * the request brought the wrong number of descriptors).
+ * `*capacity` bytes) and `descriptors` (room for MAX_DESCRIPTORS_PER_REQUEST), sets `*count` to
+ * how many came, and sets `*length` (0 when the socket failed, -1 when the request brought too
+ * few or too many descriptors; R checks the count against the request).
  */
 void o16n_template_receive(int *control, unsigned char *message, int *capacity, int *length,
-                           int *descriptors) {
+                           int *descriptors, int *count_received) {
     for (;;) {
         struct pollfd waiting[2] = {{*control, POLLIN, 0}, {child_ended[0], POLLIN, 0}};
         if (poll(waiting, 2, -1) < 0) {
@@ -144,7 +150,7 @@ void o16n_template_receive(int *control, unsigned char *message, int *capacity, 
         if (!(waiting[0].revents & (POLLIN | POLLHUP | POLLERR))) {
             continue;
         }
-        char space[CMSG_SPACE(sizeof(int) * DESCRIPTORS_PER_REQUEST)];
+        char space[CMSG_SPACE(sizeof(int) * MAX_DESCRIPTORS_PER_REQUEST)];
         struct iovec part = {message, (size_t) *capacity};
         struct msghdr header;
         memset(&header, 0, sizeof header);
@@ -169,28 +175,29 @@ void o16n_template_receive(int *control, unsigned char *message, int *capacity, 
             int carried = (int) ((item->cmsg_len - CMSG_LEN(0)) / sizeof(int));
             int *fds = (int *) CMSG_DATA(item);
             for (int index = 0; index < carried; index++) {
-                if (count < DESCRIPTORS_PER_REQUEST) {
+                if (count < MAX_DESCRIPTORS_PER_REQUEST) {
                     descriptors[count++] = fds[index];
                 } else {
                     close(fds[index]);
                 }
             }
         }
-        if (count != DESCRIPTORS_PER_REQUEST || (header.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+        if (count < DESCRIPTORS_PER_REQUEST || (header.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
             for (int index = 0; index < count; index++) {
                 close(descriptors[index]);
             }
             *length = -1;
             return;
         }
+        *count_received = count;
         *length = (int) received;
         return;
     }
 }
 
-/* Closes the descriptors of a request that is not served. */
-void o16n_template_discard(int *descriptors) {
-    for (int index = 0; index < DESCRIPTORS_PER_REQUEST; index++) {
+/* Closes the `*count` descriptors of a request that is not served. */
+void o16n_template_discard(int *descriptors, int *count) {
+    for (int index = 0; index < *count; index++) {
         close(descriptors[index]);
     }
 }
@@ -431,19 +438,22 @@ void o16n_install_filters(char **programs, int *count) {
  */
 void o16n_template_fork(int *control, double *id, int *descriptors, double *uid, int *network,
                         double *limits, char **paths, int *pid) {
+    /* The request brought its network namespace after the four others when its network is on
+     * (R checked the count). */
+    int count = DESCRIPTORS_PER_REQUEST + (*network ? 1 : 0);
     int last_cap = last_capability();
     pid_t keeper = fork();
     if (keeper < 0) {
         char *error = strerror(errno);
         o16n_template_refuse(control, id, &error);
         *pid = 0;
-        for (int index = 0; index < DESCRIPTORS_PER_REQUEST; index++) {
+        for (int index = 0; index < count; index++) {
             close(descriptors[index]);
         }
         return;
     }
     if (keeper > 0) {
-        for (int index = 0; index < DESCRIPTORS_PER_REQUEST; index++) {
+        for (int index = 0; index < count; index++) {
             close(descriptors[index]);
         }
         char message[128];
@@ -459,8 +469,8 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
     close(child_ended[1]);
     setsid();
     /* Above the descriptors they are about to take, so that no copy overwrites another. */
-    int moved[DESCRIPTORS_PER_REQUEST];
-    for (int index = 0; index < DESCRIPTORS_PER_REQUEST; index++) {
+    int moved[MAX_DESCRIPTORS_PER_REQUEST];
+    for (int index = 0; index < count; index++) {
         moved[index] = fcntl(descriptors[index], F_DUPFD_CLOEXEC, 10);
         if (moved[index] < 0) {
             fail("move the worker's descriptors");
@@ -469,6 +479,7 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
     }
     int stdin_pipe = moved[0], stdout_pipe = moved[1], stderr_pipe = moved[2];
     int lifeline = moved[3];
+    int network_namespace = *network ? moved[4] : -1;
     /* As the R launcher does: the protocol on 3 and 4, the console on 1 and 2, nothing on 0. */
     if (dup2(stderr_pipe, 2) < 0 || dup2(stderr_pipe, 1) < 0 || dup2(stdin_pipe, 3) < 0 ||
         dup2(stdout_pipe, 4) < 0) {
@@ -483,10 +494,14 @@ void o16n_template_fork(int *control, double *id, int *descriptors, double *uid,
     close(stdout_pipe);
     close(stderr_pipe);
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-    if (!*network) {
+    if (network_namespace < 0) {
         flags |= CLONE_NEWNET;
     }
     must(unshare(flags), "unshare the namespaces");
+    if (network_namespace >= 0) {
+        must(setns(network_namespace, CLONE_NEWNET), "join the network namespace");
+        close(network_namespace);
+    }
     /* The keeper shares the worker's process group, which the server interrupts; it ignores
      * that from before the worker exists, and the worker takes R's handlers back. */
     struct sigaction ignore, r_interrupt, r_terminate;

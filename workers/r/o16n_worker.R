@@ -74,10 +74,10 @@ local({
     invisible(.C("o16n_template_ready", control))
     repeat {
       got <- .C("o16n_template_receive", control, message = raw(65536), capacity = 65536L,
-                length = integer(1), descriptors = integer(4))
+                length = integer(1), descriptors = integer(5), count = integer(1))
       if (got$length == 0L) quit(save = "no", status = 0)
       if (got$length < 0L) {
-        .C("o16n_template_refuse", control, -1, "a request needs 4 descriptors")
+        .C("o16n_template_refuse", control, -1, "a request needs 4 or 5 descriptors")
         next
       }
       request <- tryCatch(fromJSON(rawToChar(got$message[seq_len(got$length)])),
@@ -85,9 +85,11 @@ local({
       limits <- suppressWarnings(as.double(unlist(request$limits[c("as", "nproc", "fsize", "nofile")])))
       paths <- unlist(request[c("workdir", "work_view", "home", "hostname", "tmp_options",
                                 "shm_options")])
+      # A request whose network is on brings its network namespace as a fifth descriptor.
       if (!is.list(request) || !is.numeric(request$id) || !is.numeric(request$uid) ||
-          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 6) {
-        .C("o16n_template_discard", got$descriptors)
+          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 6 ||
+          got$count != 4L + isTRUE(request$network)) {
+        .C("o16n_template_discard", got$descriptors, got$count)
         .C("o16n_template_refuse", control, -1, "a request is not understood")
         next
       }

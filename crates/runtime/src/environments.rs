@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bounded::read_head_and_tail;
+use crate::egress::AllowedDestination;
 use crate::pool::{Launch, NotReady, ready};
 use crate::sandbox::{
     Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
@@ -563,6 +564,16 @@ impl Environments {
                 tokio::fs::write(&script, R_BUILD_SCRIPT).await?;
             }
         }
+        // The build's own network namespace reaches the public internet and, whatever their
+        // range, the configured sources and proxy.
+        let sources = source_destinations(
+            std::iter::once(&self.config.python_index_url)
+                .chain(&self.config.python_extra_index_urls)
+                .chain(&self.config.r_repositories)
+                .chain(self.config.proxy_env.iter().map(|(_, value)| value)),
+        )
+        .await;
+        let network = self.sandbox.build_network(&sources).await?;
         let mut command = self.sandbox.command(
             &SandboxLaunch {
                 runtime_dir: &default.runtime_dir,
@@ -577,6 +588,7 @@ impl Environments {
             },
             staging,
             &identity,
+            network.as_ref(),
         );
         command
             .stdin(Stdio::null())
@@ -617,6 +629,35 @@ impl Environments {
             )))
         }
     }
+}
+
+/// The addresses and ports of the HTTP(S) sources among `urls` (host names resolved now).
+async fn source_destinations(urls: impl Iterator<Item = &String>) -> Vec<AllowedDestination> {
+    let mut destinations = Vec::new();
+    for url in urls {
+        let Ok(url) = url::Url::parse(url) else {
+            continue;
+        };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            continue;
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            continue;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(addresses) = tokio::net::lookup_host((host, port)).await else {
+            tracing::warn!(%url, "a build source's host name does not resolve");
+            continue;
+        };
+        for address in addresses {
+            if let std::net::SocketAddr::V4(address) = address {
+                destinations.push(AllowedDestination::single(*address.ip(), port));
+            }
+        }
+    }
+    destinations.sort_by_key(ToString::to_string);
+    destinations.dedup();
+    destinations
 }
 
 /// Reads the lock a resolution wrote. The staging directory is the build's, which may have put

@@ -15,6 +15,7 @@
 mod bounded;
 mod content;
 mod dedicated;
+mod egress;
 mod environments;
 mod error;
 #[cfg(test)]
@@ -51,6 +52,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use egress::AllowedDestination;
 pub use environments::EnvironmentsConfig;
 pub use error::RuntimeError;
 pub use pool::PoolConfig;
@@ -139,7 +141,9 @@ impl ComputeNode {
     /// cannot, unless the sandbox is off), clears what an earlier run left, starts the pools,
     /// and prepares the Python environment in the background when it is missing.
     pub async fn start(config: ComputeConfig) -> Result<ComputeNode, RuntimeError> {
-        let sandbox = Sandbox::detect(config.sandbox.clone()).await?;
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let sandbox = Sandbox::detect(config.sandbox.clone(), &tasks, stop.clone()).await?;
         if sandbox.enabled() {
             tracing::info!("{}", sandbox.describe());
         } else {
@@ -151,8 +155,6 @@ impl ComputeNode {
             config.content_dir.clone(),
             config.content_cache_bytes,
         )?);
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
         let templates = Templates {
             sandbox: sandbox.clone(),
             work_root: config.work_root.clone(),

@@ -26,8 +26,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::{Flock, FlockArg};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
+use crate::egress::{AllowedDestination, Egress, NetworkNamespace};
 use crate::reaper::Reaper;
 use crate::seccomp;
 
@@ -99,6 +102,9 @@ pub struct SandboxConfig {
     pub tmp_size_mb: u64,
     /// Size of a worker's private `/dev/shm`, in MiB (memory, as `/tmp`).
     pub shm_size_mb: u64,
+    /// What workers and builds with the network on may reach beyond the public internet (see
+    /// [`crate::egress`]).
+    pub network_allow: Vec<AllowedDestination>,
 }
 
 /// Limits and network access of one runtime's workers.
@@ -132,6 +138,8 @@ pub(crate) struct Sandbox {
     mode: Mode,
     config: SandboxConfig,
     prlimit: Option<PathBuf>,
+    /// Outbound-only network namespaces, on a root server.
+    egress: Option<Egress>,
 }
 
 /// Who a worker runs as, held for as long as the worker lives. Dropping it frees the user id.
@@ -221,30 +229,42 @@ impl Sandbox {
     /// No sandbox, for the scheduling tests that run fake workers; locks go under `lock_dir`.
     #[cfg(test)]
     pub(crate) async fn off_for_tests(lock_dir: PathBuf) -> Sandbox {
-        Sandbox::detect(SandboxConfig {
-            enabled: false,
-            first_uid: 0,
-            uid_count: 1,
-            lock_dir,
-            max_processes: 1,
-            max_file_size_mb: 1,
-            max_open_files: 16,
-            tmp_size_mb: 1,
-            shm_size_mb: 1,
-        })
+        Sandbox::detect(
+            SandboxConfig {
+                enabled: false,
+                first_uid: 0,
+                uid_count: 1,
+                lock_dir,
+                max_processes: 1,
+                max_file_size_mb: 1,
+                max_open_files: 16,
+                tmp_size_mb: 1,
+                shm_size_mb: 1,
+                network_allow: Vec::new(),
+            },
+            &TaskTracker::new(),
+            CancellationToken::new(),
+        )
         .await
         .expect("an unsandboxed launch needs nothing from the machine")
     }
 
-    /// Decides how to isolate workers and checks that it works, by starting a sandboxed `true`.
-    /// A server that cannot sandbox refuses to start unless the operator turned the sandbox off.
-    pub(crate) async fn detect(config: SandboxConfig) -> Result<Sandbox, RuntimeError> {
+    /// Decides how to isolate workers and checks that it works, by starting a sandboxed `true`
+    /// and, on a root server, preparing a network namespace (kept prepared by a task of
+    /// `tasks` until `stop`). A server that cannot sandbox refuses to start unless the operator
+    /// turned the sandbox off.
+    pub(crate) async fn detect(
+        config: SandboxConfig,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Result<Sandbox, RuntimeError> {
         let prlimit = find_program("prlimit");
         if !config.enabled {
             return Ok(Sandbox {
                 mode: Mode::Disabled,
                 config,
                 prlimit,
+                egress: None,
             });
         }
         let unavailable = |why: String| {
@@ -280,13 +300,47 @@ impl Sandbox {
         } else {
             Mode::UserNamespace { bwrap }
         };
+        let egress = match mode {
+            Mode::HostUsers { .. } => Some(
+                Egress::start(config.network_allow.clone(), tasks, stop)
+                    .await
+                    .map_err(unavailable)?,
+            ),
+            _ => None,
+        };
         let sandbox = Sandbox {
             mode,
             config,
             prlimit,
+            egress,
         };
         sandbox.check().await.map_err(unavailable)?;
         Ok(sandbox)
+    }
+
+    /// The network namespace a worker with `limits` joins: a prepared one when its network
+    /// is on and the server is root, else none (loopback only, or the host's network on a
+    /// server that is not root).
+    pub(crate) async fn network(
+        &self,
+        limits: WorkerLimits,
+    ) -> Result<Option<NetworkNamespace>, RuntimeError> {
+        match &self.egress {
+            Some(egress) if limits.network => Ok(Some(egress.take().await?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A network namespace for a build, which also reaches `sources` (its package index or
+    /// repositories); none when the server is not root.
+    pub(crate) async fn build_network(
+        &self,
+        sources: &[AllowedDestination],
+    ) -> Result<Option<NetworkNamespace>, RuntimeError> {
+        match &self.egress {
+            Some(egress) => Ok(Some(egress.prepare(sources).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Whether workers are isolated.
@@ -301,12 +355,14 @@ impl Sandbox {
                 "the sandbox is off: user code runs as the server's user and is not isolated"
             }
             Mode::HostUsers { .. } => {
-                "every worker runs sandboxed (bubblewrap) as a user id of its own"
+                "every worker runs sandboxed (bubblewrap) as a user id of its own, with \
+                 outbound-only network access where the network is on"
             }
             Mode::UserNamespace { .. } => {
                 "every worker runs sandboxed (bubblewrap) in a user namespace of its own; its \
-                 files belong to the server's user on the host (run the server as root for a \
-                 host user id per worker)"
+                 files belong to the server's user on the host and a worker whose network is \
+                 on shares the host's (run the server as root for a host user id per worker \
+                 and outbound-only access)"
             }
         }
     }
@@ -439,6 +495,7 @@ impl Sandbox {
             },
             &probe,
             &identity,
+            None,
         );
         let output = command
             .stdin(std::process::Stdio::null())
@@ -561,6 +618,7 @@ impl Sandbox {
         launch: &Launch<'_>,
         workdir: &Path,
         identity: &Identity,
+        network: Option<&NetworkNamespace>,
     ) -> tokio::process::Command {
         let (home, runtime_dir) = match self.mode {
             Mode::Disabled => (workdir, launch.runtime_dir),
@@ -605,12 +663,26 @@ impl Sandbox {
                     "--".into(),
                 ]);
                 inner.push(program);
-                let mut command = tokio::process::Command::new(bwrap);
+                // A worker whose network is on starts in its prepared namespace; without one
+                // it gets loopback only, never the host's network.
+                let joined = network.filter(|_| launch.limits.network);
+                let mut command = match (joined, &self.egress) {
+                    (Some(namespace), Some(egress)) => {
+                        let mut command = tokio::process::Command::new(egress.nsenter());
+                        command
+                            .arg(format!("--net={}", namespace.path().display()))
+                            .arg("--")
+                            .arg(bwrap);
+                        command
+                    }
+                    _ => tokio::process::Command::new(bwrap),
+                };
                 command.args(self.bwrap_args(
                     launch,
                     View::Worker {
                         workdir,
                         namespace_id: None,
+                        keeps_network: joined.is_some() && self.egress.is_some(),
                     },
                 ));
                 command.arg("--").args(inner);
@@ -624,6 +696,7 @@ impl Sandbox {
                     View::Worker {
                         workdir,
                         namespace_id: Some(identity.id),
+                        keeps_network: launch.limits.network,
                     },
                 ));
                 command.arg("--").args(inner);
@@ -682,7 +755,11 @@ impl Sandbox {
         // group; the server interrupts that group, never bubblewrap itself.
         push(&[&"--new-session", &"--die-with-parent"]);
         let namespace_id = match view {
-            View::Worker { namespace_id, .. } => {
+            View::Worker {
+                namespace_id,
+                keeps_network,
+                ..
+            } => {
                 push(&[
                     &"--unshare-pid",
                     &"--unshare-ipc",
@@ -691,7 +768,7 @@ impl Sandbox {
                     &"--hostname",
                     &WORKER_HOSTNAME,
                 ]);
-                if !launch.limits.network {
+                if !keeps_network {
                     push(&[&"--unshare-net"]);
                 }
                 namespace_id
@@ -824,6 +901,10 @@ enum View<'a> {
     Worker {
         workdir: &'a Path,
         namespace_id: Option<u32>,
+        /// Whether it stays in the network namespace it is started in (a prepared one with
+        /// outbound-only access, or the host's for a server that is not root); otherwise it
+        /// gets one with loopback only.
+        keeps_network: bool,
     },
     /// A worker template: every working directory, and the environments' finished builds, for
     /// the workers it forks.
@@ -956,7 +1037,7 @@ fn outermost<'a>(paths: &'a [PathBuf], runtime_dir: &Path) -> Vec<&'a Path> {
 }
 
 /// The first executable called `name` in the usual system directories.
-fn find_program(name: &str) -> Option<PathBuf> {
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]
         .iter()
         .map(|dir| Path::new(dir).join(name))
@@ -987,6 +1068,7 @@ mod tests {
             max_open_files: 256,
             tmp_size_mb: 16,
             shm_size_mb: 4,
+            network_allow: Vec::new(),
         }
     }
 
@@ -999,6 +1081,7 @@ mod tests {
             },
             config: config(lock_dir),
             prlimit: Some("/usr/bin/prlimit".into()),
+            egress: None,
         }
     }
 
@@ -1153,6 +1236,7 @@ mod tests {
             },
             Path::new("/data/work/w1"),
             &identity,
+            None,
         );
         let std_command = command.as_std();
         assert_eq!(std_command.get_program(), "/usr/bin/bwrap");

@@ -69,9 +69,10 @@ pub(crate) struct Forked {
     pub(crate) ended: watch::Receiver<Option<String>>,
 }
 
-/// The descriptors a worker gets: its stdin, stdout and stderr, and the read end of its
-/// lifeline, whose other end only the server holds.
-pub(crate) type WorkerDescriptors = [OwnedFd; 4];
+/// The descriptors a worker gets: its stdin, stdout and stderr, the read end of its lifeline,
+/// whose other end only the server holds, and when its network is on the network namespace it
+/// joins.
+pub(crate) type WorkerDescriptors = Vec<OwnedFd>;
 
 struct ForkCall {
     request: ForkRequest,

@@ -42,6 +42,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::RuntimeError;
 use crate::bounded::BoundedLines;
+use crate::egress::NetworkNamespace;
 use crate::protocol::{self, FrameError, PROTOCOL_VERSION, Request, WorkerMessage};
 use crate::sandbox::{
     Arg, ForkRequest, ForkedEnvironment, Identity, Launch, Sandbox, WorkerLimits,
@@ -402,6 +403,8 @@ struct ChildProcess {
     processes: Processes,
     /// The worker's user id, freed only once its processes are gone.
     _identity: Identity,
+    /// The network namespace it runs in, when its network is on.
+    _network: Option<NetworkNamespace>,
 }
 
 impl Drop for ChildProcess {
@@ -445,6 +448,8 @@ struct ForkedProcess {
     _lifeline: std::io::PipeWriter,
     /// The worker's user id, freed only once its processes are gone.
     _identity: Identity,
+    /// The network namespace it joined, when its network is on.
+    _network: Option<NetworkNamespace>,
 }
 
 impl Drop for ForkedProcess {
@@ -488,11 +493,23 @@ pub(crate) async fn spawn(
     let identity = sandbox.identity()?;
     let path = work_root.join(&id);
     let workdir = WorkDir::create(&path, identity.file_owner())?;
-    let started = match template {
-        Some((template, environment)) => {
-            fork_process(spec, template, environment, sandbox, identity, &path).await
-        }
-        None => spawn_process(spec, sandbox, identity, &path),
+    let started = match sandbox.network(spec.limits).await {
+        Ok(network) => match template {
+            Some((template, environment)) => {
+                fork_process(
+                    spec,
+                    template,
+                    environment,
+                    sandbox,
+                    identity,
+                    network,
+                    &path,
+                )
+                .await
+            }
+            None => spawn_process(spec, sandbox, identity, network, &path),
+        },
+        Err(err) => Err(err),
     };
     let pending = match started {
         Ok(started) => handshake(spec, started, workdir).await,
@@ -556,10 +573,11 @@ fn spawn_process(
     spec: &LaunchSpec,
     sandbox: &Sandbox,
     identity: Identity,
+    network: Option<NetworkNamespace>,
     workdir: &Path,
 ) -> Result<Started, RuntimeError> {
     let pipes = Pipes::new()?;
-    let mut command = sandbox.command(&spec.sandbox_launch(), workdir, &identity);
+    let mut command = sandbox.command(&spec.sandbox_launch(), workdir, &identity, network.as_ref());
     command
         .stdin(pipes.worker_reads)
         .stdout(pipes.worker_writes)
@@ -590,6 +608,7 @@ fn spawn_process(
             child,
             processes,
             _identity: identity,
+            _network: network,
         }),
         writer: pipe::Sender::from_owned_fd(pipes.host_writes.into())?,
         reader: pipe::Receiver::from_owned_fd(pipes.host_reads.into())?,
@@ -604,6 +623,7 @@ async fn fork_process(
     environment: Option<&ForkedEnvironment>,
     sandbox: &Sandbox,
     identity: Identity,
+    network: Option<NetworkNamespace>,
     workdir: &Path,
 ) -> Result<Started, RuntimeError> {
     let relative = workdir.strip_prefix(template.work_root()).map_err(|_| {
@@ -615,6 +635,9 @@ async fn fork_process(
     })?;
     let request = ForkRequest {
         environment: environment.cloned(),
+        // A worker whose network is on joins its prepared namespace; without one it gets
+        // loopback only, never the template's (the host's) network.
+        network: network.is_some(),
         ..sandbox.fork_request(spec.limits, &identity, relative)
     };
     // A template that ends while it forks is replaced by the next request; one retry, with
@@ -631,12 +654,15 @@ async fn fork_process(
         let (lifeline_read, lifeline) = std::io::pipe()?;
         // The worker's ends go to the template and close here once sent, so that the worker's
         // death reads as the end of its pipes.
-        let descriptors = [
+        let mut descriptors = vec![
             worker_reads,
             worker_writes,
             worker_stderr.into(),
             lifeline_read.into(),
         ];
+        if let Some(network) = &network {
+            descriptors.push(network.descriptor()?);
+        }
         match template.fork(request.clone(), descriptors).await {
             Ok(forked) => break (host_writes, host_reads, host_stderr, lifeline, forked),
             Err(ForkFailure::TemplateEnded(reason)) if !retried => {
@@ -658,6 +684,7 @@ async fn fork_process(
             ended: forked.ended,
             _lifeline: lifeline,
             _identity: identity,
+            _network: network,
         }),
         writer: pipe::Sender::from_owned_fd(host_writes.into())?,
         reader: pipe::Receiver::from_owned_fd(host_reads.into())?,

@@ -417,6 +417,9 @@ pub struct SandboxSection {
     pub tmp_size_mb: u64,
     /// Size of each worker's private `/dev/shm`, in MiB.
     pub shm_size_mb: u64,
+    /// Destinations (`ADDRESS[/PREFIX]:PORT`) that workers and builds with the network on
+    /// reach although their range is denied (private, loopback, link-local): a database, say.
+    pub network_allow: Vec<o16n_runtime::AllowedDestination>,
 }
 
 impl Default for SandboxSection {
@@ -432,6 +435,7 @@ impl Default for SandboxSection {
             max_open_files: 1024,
             tmp_size_mb: 256,
             shm_size_mb: 64,
+            network_allow: Vec::new(),
         }
     }
 }
@@ -833,6 +837,7 @@ impl Config {
             max_open_files: sandbox.max_open_files.max(16),
             tmp_size_mb: sandbox.tmp_size_mb.max(1),
             shm_size_mb: sandbox.shm_size_mb.max(1),
+            network_allow: sandbox.network_allow.clone(),
         }
     }
 

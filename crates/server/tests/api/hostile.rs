@@ -588,3 +588,205 @@ async fn what_a_package_s_build_code_plants_is_refused_and_never_followed() {
     }
     app.assert_still_serving().await;
 }
+
+/// A database stand-in on another loopback address: answers `pong` to each connection's first
+/// four bytes.
+async fn database_stand_in() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut connection, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut ping = [0u8; 4];
+                if connection.read_exact(&mut ping).await.is_ok() {
+                    let _ = connection.write_all(b"pong").await;
+                }
+            });
+        }
+    });
+    address
+}
+
+/// The host's own IPv4 addresses beyond loopback.
+fn host_addresses() -> Vec<std::net::Ipv4Addr> {
+    let mut found: Vec<_> = nix::ifaddrs::getifaddrs()
+        .unwrap()
+        .filter_map(|interface| interface.address)
+        .filter_map(|address| address.as_sockaddr_in().map(|inet| inet.ip()))
+        .filter(|address| !address.is_loopback())
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// A root server whose workers have the network on and may reach `allowed`.
+async fn root_server_allowing(allowed: std::net::SocketAddr, fork: bool) -> Option<TestApp> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: outbound-only networking needs a root server");
+        return None;
+    }
+    Some(
+        spawn_app_with(|config| {
+            config.runtime.sandbox.network = true;
+            config.runtime.sandbox.network_allow = vec![allowed.to_string().parse().unwrap()];
+            config.runtime.python.initial_size = 1;
+            config.runtime.python.fork_workers = fork;
+        })
+        .await,
+    )
+}
+
+/// What a Python worker with the network on reached: the outcome of each attempt, the answer
+/// of the allowed destination, and the port it listens on (on all its addresses).
+async fn probe_network_from_python(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    allowed: std::net::SocketAddr,
+    host_service_port: u16,
+) -> serde_json::Value {
+    let server_port = app.address.rsplit(':').next().unwrap();
+    let host_addresses: Vec<String> = host_addresses().iter().map(ToString::to_string).collect();
+    let code = format!(
+        r#"
+import json, socket
+results = {{}}
+def attempt(name, host, port):
+    probe = socket.socket()
+    probe.settimeout(3)
+    try:
+        probe.connect((host, port))
+        results[name] = "connected"
+    except OSError as problem:
+        results[name] = "failed: %s" % problem
+    finally:
+        probe.close()
+attempt("the server on loopback", "127.0.0.1", {server_port})
+for address in {host_addresses:?}:
+    attempt("a host service on " + address, address, {host_service_port})
+attempt("cloud metadata", "169.254.169.254", 80)
+attempt("a private network", "10.11.12.13", 5432)
+allowed = socket.create_connection(("{allowed_ip}", {allowed_port}), timeout=5)
+allowed.sendall(b"ping")
+answer = allowed.recv(4).decode()
+allowed.close()
+listener = socket.socket()
+listener.bind(("0.0.0.0", 0))
+listener.listen()
+report = json.dumps({{"results": results, "answer": answer, "bound": listener.getsockname()[1]}})
+"#,
+        allowed_ip = allowed.ip(),
+        allowed_port = allowed.port(),
+    );
+    let outcome = execute(
+        app,
+        token,
+        session,
+        json!({"code": code, "outputParameters": ["report"]}),
+    )
+    .await;
+    assert_eq!(outcome["success"], true, "{outcome}");
+    serde_json::from_str(outcome["outputParameters"][0]["value"].as_str().unwrap()).unwrap()
+}
+
+/// Asserts that every attempt of a report failed.
+fn assert_nothing_reached(report: &serde_json::Value) {
+    let results = report["results"].as_object().unwrap();
+    assert!(results.len() >= 3, "{report}");
+    for (attempt, outcome) in results {
+        assert!(
+            outcome.as_str().unwrap().starts_with("failed"),
+            "{attempt}: {outcome}"
+        );
+    }
+}
+
+/// Asserts that nothing on the host reaches `port` that a worker listens on.
+fn assert_not_reachable_from_the_host(port: u16) {
+    let addresses = std::iter::once(std::net::Ipv4Addr::LOCALHOST).chain(host_addresses());
+    for address in addresses {
+        let target = std::net::SocketAddr::from((address, port));
+        assert!(
+            std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_err(),
+            "a worker's listener is reachable at {target}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_the_network_on_a_worker_reaches_only_the_internet_and_allowed_destinations() {
+    let allowed = database_stand_in().await;
+    let Some(app) = root_server_allowing(allowed, true).await else {
+        return;
+    };
+    // A service of the host's that listens on all its addresses, as a server would.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_service_port = host_service.local_addr().unwrap().port();
+    let reader = app.user_token("mallory", Role::Reader).await;
+
+    let python = create_session(&app, &reader).await;
+    let report =
+        probe_network_from_python(&app, &reader, &python, allowed, host_service_port).await;
+    assert_nothing_reached(&report);
+    assert_eq!(report["answer"], "pong", "{report}");
+    assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
+
+    let r = create_r_session(&app, &reader).await;
+    let server_port = app.address.rsplit(':').next().unwrap();
+    let code = format!(
+        r#"
+results <- list()
+attempt <- function(name, host, port) {{
+  results[[name]] <<- tryCatch({{
+    close(socketConnection(host, port, open = "r+b", blocking = TRUE, timeout = 3))
+    "connected"
+  }}, error = function(e) paste("failed:", conditionMessage(e)),
+      warning = function(w) paste("failed:", conditionMessage(w)))
+}}
+attempt("the server on loopback", "127.0.0.1", {server_port})
+attempt("cloud metadata", "169.254.169.254", 80)
+attempt("a private network", "10.11.12.13", 5432)
+allowed <- socketConnection("{allowed_ip}", {allowed_port}, open = "r+b", blocking = TRUE, timeout = 5)
+writeBin(charToRaw("ping"), allowed)
+answer <- rawToChar(readBin(allowed, "raw", 4))
+close(allowed)
+report <- jsonlite::toJSON(list(results = results, answer = answer), auto_unbox = TRUE)
+"#,
+        allowed_ip = allowed.ip(),
+        allowed_port = allowed.port(),
+    );
+    let outcome = execute(
+        &app,
+        &reader,
+        &r,
+        json!({"code": code, "outputParameters": ["report"]}),
+    )
+    .await;
+    assert_eq!(outcome["success"], true, "{outcome}");
+    let report: serde_json::Value =
+        serde_json::from_str(outcome["outputParameters"][0]["value"].as_str().unwrap()).unwrap();
+    assert_nothing_reached(&report);
+    assert_eq!(report["answer"], "pong", "{report}");
+    app.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
+    let allowed = database_stand_in().await;
+    let Some(app) = root_server_allowing(allowed, false).await else {
+        return;
+    };
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_service_port = host_service.local_addr().unwrap().port();
+    let reader = app.user_token("mallory", Role::Reader).await;
+    let session = create_session(&app, &reader).await;
+
+    let report =
+        probe_network_from_python(&app, &reader, &session, allowed, host_service_port).await;
+
+    assert_nothing_reached(&report);
+    assert_eq!(report["answer"], "pong", "{report}");
+    assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
+}

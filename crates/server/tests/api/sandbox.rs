@@ -451,24 +451,6 @@ async fn workers_have_user_ids_of_their_own_and_only_their_own_variables() {
 }
 
 #[tokio::test]
-async fn with_the_network_on_a_worker_reaches_services_on_the_host() {
-    let app = spawn_app_with(|_| {}).await;
-    let token = app.admin_token().await;
-    let session = create_session(&app, &token).await;
-    let (_listener, port) = listener();
-
-    let outcome = execute(
-        &app,
-        &token,
-        &session,
-        json!({"code": format!("import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=5).close()")}),
-    )
-    .await;
-
-    assert_eq!(outcome["success"], true, "{outcome}");
-}
-
-#[tokio::test]
 async fn a_worker_that_announces_a_huge_message_is_stopped_with_a_clear_error() {
     let app = spawn_app_with(|config| config.runtime.max_frame_mb = 1).await;
     let token = app.admin_token().await;
