@@ -21,9 +21,11 @@
 //!   is reached through a listener the server binds in the namespace at the same address and
 //!   port; it relays each TCP connection to the host's.
 //!
-//! Preparing a namespace takes tens of milliseconds (mostly slirp4netns's start), so a few are
-//! kept prepared by a background task and a worker start costs one `setns`. A namespace is
-//! discarded with its worker: slirp4netns is killed and the relays stop.
+//! Preparing a namespace takes tens of milliseconds of processes (slirp4netns, nft), so a few
+//! are kept prepared by a background task and a worker start costs one `setns`. When a
+//! worker ends and its user id has been swept (nothing of it runs any more), its namespace
+//! goes back to the stock for another worker ([`NetworkNamespace::recycle`]); a namespace
+//! that is not reused is discarded: slirp4netns is killed and the relays stop.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -38,7 +40,7 @@ use ipnet::Ipv4Net;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -46,6 +48,10 @@ use crate::RuntimeError;
 
 /// How many namespaces are kept prepared.
 const STOCK: usize = 2;
+/// How many may wait at most, those that came back from ended workers included.
+const STOCK_ROOM: usize = 8;
+/// How long the stock waits after a namespace was taken before it prepares another.
+const REFILL_DELAY: Duration = Duration::from_millis(500);
 /// How long slirp4netns may take to configure a namespace.
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// The most relayed connections one namespace may have open at once; more are refused.
@@ -176,6 +182,10 @@ struct Shared {
     resolvers: Vec<Ipv4Addr>,
     /// Where prepared namespaces wait.
     stock: tokio::sync::Mutex<mpsc::Receiver<NetworkNamespace>>,
+    /// Where namespaces of the node's policy come back once their worker is gone.
+    returns: mpsc::Sender<NetworkNamespace>,
+    /// Told whenever a worker takes a namespace, so that the stock is refilled.
+    taken: Arc<Notify>,
     tasks: TaskTracker,
     stop: CancellationToken,
 }
@@ -207,18 +217,24 @@ impl Egress {
         let resolvers = std::fs::read_to_string("/etc/resolv.conf")
             .map(|text| resolvers_of(&text))
             .unwrap_or_default();
-        let (sender, receiver) = mpsc::channel(STOCK);
+        let (sender, receiver) = mpsc::channel(STOCK_ROOM);
+        let taken = Arc::new(Notify::new());
         let egress = Egress {
             shared: Arc::new(Shared {
                 programs,
                 allowed,
                 resolvers,
                 stock: tokio::sync::Mutex::new(receiver),
+                returns: sender.clone(),
+                taken: taken.clone(),
                 tasks: tasks.clone(),
                 stop,
             }),
         };
-        let first = egress.prepare(&[]).await.map_err(|err| err.to_string())?;
+        let first = egress
+            .prepare_for_workers()
+            .await
+            .map_err(|err| err.to_string())?;
         sender
             .send(first)
             .await
@@ -226,6 +242,7 @@ impl Egress {
         tasks.spawn(keep_stock(
             Arc::downgrade(&egress.shared),
             sender,
+            taken,
             egress.shared.stop.clone(),
         ));
         Ok(egress)
@@ -238,10 +255,19 @@ impl Egress {
 
     /// A prepared namespace for a worker: from the stock when one is ready, else made now.
     pub(crate) async fn take(&self) -> Result<NetworkNamespace, RuntimeError> {
-        if let Ok(prepared) = self.shared.stock.lock().await.try_recv() {
-            return Ok(prepared);
+        let stocked = self.shared.stock.lock().await.try_recv();
+        self.shared.taken.notify_one();
+        match stocked {
+            Ok(prepared) => Ok(prepared),
+            Err(_) => self.prepare_for_workers().await,
         }
-        self.prepare(&[]).await
+    }
+
+    /// A namespace of the node's policy, which returns to the stock when recycled.
+    async fn prepare_for_workers(&self) -> Result<NetworkNamespace, RuntimeError> {
+        let mut prepared = self.prepare(&[]).await?;
+        prepared.returns = Some(self.shared.returns.clone());
+        Ok(prepared)
     }
 
     /// A namespace that also reaches `also_allowed` (a build's package sources), made now.
@@ -290,6 +316,7 @@ impl Egress {
             handle,
             _slirp: slirp,
             _relays: relays.drop_guard(),
+            returns: None,
         })
     }
 }
@@ -300,12 +327,26 @@ pub(crate) struct NetworkNamespace {
     handle: OwnedFd,
     _slirp: Child,
     _relays: DropGuard,
+    /// The stock it returns to when recycled: set for namespaces of the node's policy (a
+    /// build's, which also reaches its sources, is never reused).
+    returns: Option<mpsc::Sender<NetworkNamespace>>,
 }
 
 impl NetworkNamespace {
     /// A descriptor of the namespace, to send to a template.
     pub(crate) fn descriptor(&self) -> std::io::Result<OwnedFd> {
         self.handle.try_clone()
+    }
+
+    /// Gives the namespace to another worker once nothing of its worker runs (the caller has
+    /// swept its user id): the worker had no capability to change the namespace's interfaces,
+    /// routes or rules, and its sockets closed with its processes, so nothing of it stays.
+    /// Preparing a namespace costs tens of milliseconds of processes; reuse makes a busy node's
+    /// churn of workers cost none. Dropped instead when the stock is full or gone.
+    pub(crate) fn recycle(self) {
+        if let Some(returns) = self.returns.clone() {
+            let _ = returns.try_send(self);
+        }
     }
 
     /// A path under which this process's descriptor of the namespace opens it (for
@@ -323,37 +364,53 @@ impl fmt::Debug for NetworkNamespace {
     }
 }
 
-/// Keeps [`STOCK`] namespaces prepared until the egress is dropped or the node stops.
+/// Keeps [`STOCK`] namespaces prepared until the egress is dropped or the node stops. After a
+/// worker takes one, it waits [`REFILL_DELAY`] before preparing: a node whose workers come and
+/// go (sessions opened and closed) gets namespaces back from ended workers meanwhile, and
+/// preparing one would only compete with the requests for the processor.
 async fn keep_stock(
     shared: std::sync::Weak<Shared>,
     sender: mpsc::Sender<NetworkNamespace>,
+    taken: Arc<Notify>,
     stop: CancellationToken,
 ) {
     loop {
-        let permit = tokio::select! {
-            permit = sender.reserve() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return,
-            },
-            () = stop.cancelled() => return,
-        };
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let egress = Egress { shared };
-        match egress.prepare(&[]).await {
-            Ok(prepared) => permit.send(prepared),
-            Err(err) => {
-                tracing::error!(error = %err, "a network namespace could not be prepared ahead");
-                drop(permit);
-                drop(egress);
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
-                    () = stop.cancelled() => return,
+        while stocked(&sender) < STOCK {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let egress = Egress { shared };
+            let prepared = tokio::select! {
+                prepared = egress.prepare_for_workers() => prepared,
+                () = stop.cancelled() => return,
+            };
+            drop(egress);
+            match prepared {
+                // Beyond the stock's room (namespaces came back meanwhile) it is dropped.
+                Ok(prepared) => drop(sender.try_send(prepared)),
+                Err(err) => {
+                    tracing::error!(error = %err, "a network namespace could not be prepared ahead");
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY_AFTER_FAILURE) => {}
+                        () = stop.cancelled() => return,
+                    }
                 }
             }
         }
+        tokio::select! {
+            () = taken.notified() => {}
+            () = stop.cancelled() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(REFILL_DELAY) => {}
+            () = stop.cancelled() => return,
+        }
     }
+}
+
+/// How many namespaces wait in the stock.
+fn stocked(sender: &mpsc::Sender<NetworkNamespace>) -> usize {
+    sender.max_capacity() - sender.capacity()
 }
 
 /// Where this process's descriptor `fd` can be opened by another process of root.
@@ -563,9 +620,14 @@ async fn log_slirp(mut stderr: tokio::process::ChildStderr) {
             return;
         }
         let text = String::from_utf8_lossy(&chunk[..count]);
-        // It warns at every start that its system-call filter is experimental.
-        if !text.contains("experimental") {
-            tracing::warn!(message = %text.trim(), "slirp4netns, a worker's network");
+        // It reports at every start how it got its tap device and that its system-call filter
+        // is experimental; anything else is worth a look.
+        for line in text.lines().map(str::trim).filter(|line| {
+            !line.is_empty()
+                && !line.contains("tapfd=")
+                && !line.contains("seccomp is experimental")
+        }) {
+            tracing::warn!(message = line, "slirp4netns, a worker's network");
         }
     }
 }

@@ -152,6 +152,17 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    /// Keeps `network`, the worker's network namespace, for as long as the identity: once the
+    /// id's processes are all gone, nothing runs in it any more and it goes back to the stock
+    /// for another worker (see [`NetworkNamespace::recycle`]).
+    pub(crate) fn hold_network(&mut self, network: NetworkNamespace) {
+        match &mut self.lease {
+            Some(lease) => lease.network = Some(network),
+            // Only a root server prepares namespaces, and it leases every id.
+            None => drop(network),
+        }
+    }
+
     /// The owner that files the server puts into the working directory must have, so that the
     /// worker can change them; `None` when the worker runs as the server's user.
     pub(crate) fn file_owner(&self) -> Option<u32> {
@@ -190,6 +201,8 @@ struct UidLease {
     uid: u32,
     lock: Option<Flock<File>>,
     reaper: Reaper,
+    /// The network namespace of the worker that runs as the id, if any.
+    network: Option<NetworkNamespace>,
 }
 
 impl Drop for UidLease {
@@ -197,10 +210,16 @@ impl Drop for UidLease {
         let Some(lock) = self.lock.take() else {
             return;
         };
-        let (uid, reaper) = (self.uid, self.reaper.clone());
+        let (uid, reaper, network) = (self.uid, self.reaper.clone(), self.network.take());
         if let Err(err) = std::thread::Builder::new()
             .name("o16n-uid-sweep".to_owned())
-            .spawn(move || sweep_then_unlock(uid, &reaper, lock))
+            .spawn(move || {
+                if sweep_then_unlock(uid, &reaper, lock)
+                    && let Some(network) = network
+                {
+                    network.recycle();
+                }
+            })
         {
             // Without a thread the id is not freed: safer than freeing it unswept.
             tracing::error!(uid, error = %err, "cannot start the sweep of a user id");
@@ -604,6 +623,7 @@ impl Sandbox {
                 uid,
                 lock: Some(lock),
                 reaper: reaper.clone(),
+                network: None,
             })),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
             Err((_, errno)) => Err(RuntimeError::Io(std::io::Error::from(errno))),

@@ -401,10 +401,8 @@ pub(crate) trait WorkerProcess: Send + 'static {
 struct ChildProcess {
     child: Child,
     processes: Processes,
-    /// The worker's user id, freed only once its processes are gone.
+    /// The worker's user id (and network namespace), freed only once its processes are gone.
     _identity: Identity,
-    /// The network namespace it runs in, when its network is on.
-    _network: Option<NetworkNamespace>,
 }
 
 impl Drop for ChildProcess {
@@ -446,10 +444,8 @@ struct ForkedProcess {
     /// The server's end of the worker's lifeline: when it closes, the keeper kills the worker,
     /// so a worker never outlives its handle even if a signal missed it.
     _lifeline: std::io::PipeWriter,
-    /// The worker's user id, freed only once its processes are gone.
+    /// The worker's user id (and network namespace), freed only once its processes are gone.
     _identity: Identity,
-    /// The network namespace it joined, when its network is on.
-    _network: Option<NetworkNamespace>,
 }
 
 impl Drop for ForkedProcess {
@@ -522,6 +518,14 @@ pub(crate) async fn spawn(
             Err(err)
         }
     }
+}
+
+/// The identity of a worker that also holds its network namespace, if it has one.
+fn with_network(mut identity: Identity, network: Option<NetworkNamespace>) -> Identity {
+    if let Some(network) = network {
+        identity.hold_network(network);
+    }
+    identity
 }
 
 /// One end of a pipe that the worker may reopen through `/dev/fd` (R reopens its protocol
@@ -607,8 +611,7 @@ fn spawn_process(
         process: Box::new(ChildProcess {
             child,
             processes,
-            _identity: identity,
-            _network: network,
+            _identity: with_network(identity, network),
         }),
         writer: pipe::Sender::from_owned_fd(pipes.host_writes.into())?,
         reader: pipe::Receiver::from_owned_fd(pipes.host_reads.into())?,
@@ -683,8 +686,7 @@ async fn fork_process(
             processes,
             ended: forked.ended,
             _lifeline: lifeline,
-            _identity: identity,
-            _network: network,
+            _identity: with_network(identity, network),
         }),
         writer: pipe::Sender::from_owned_fd(host_writes.into())?,
         reader: pipe::Receiver::from_owned_fd(host_reads.into())?,

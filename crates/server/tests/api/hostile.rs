@@ -790,3 +790,80 @@ async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
     assert_eq!(report["answer"], "pong", "{report}");
     assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
 }
+
+#[tokio::test]
+async fn a_network_namespace_goes_to_another_worker_only_with_nothing_of_the_last_one_left() {
+    let allowed = database_stand_in().await;
+    let Some(app) = root_server_allowing(allowed, true).await else {
+        return;
+    };
+    let reader = app.user_token("mallory", Role::Reader).await;
+    let first = create_session(&app, &reader).await;
+    // The first worker leaves a listener and a process that ignores signals in its namespace.
+    let plant = r#"
+import os, signal, socket, time
+namespace = os.readlink("/proc/self/ns/net")
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen()
+port = listener.getsockname()[1]
+if os.fork() == 0:
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    kept = socket.socket()
+    kept.bind(("127.0.0.1", port - 1))
+    kept.listen()
+    time.sleep(600)
+"#;
+    let planted = execute(
+        &app,
+        &reader,
+        &first,
+        json!({"code": plant, "outputParameters": ["namespace", "port"]}),
+    )
+    .await;
+    assert_eq!(planted["success"], true, "{planted}");
+    let namespace = planted["outputParameters"][0]["value"].clone();
+    let port = planted["outputParameters"][1]["value"].as_u64().unwrap();
+    close_session(&app, &reader, &first).await;
+
+    // Later workers take namespaces from the stock, where that one goes back once swept.
+    let probe = format!(
+        r#"
+import os, socket
+namespace = os.readlink("/proc/self/ns/net")
+left = []
+for target in (("127.0.0.1", {port}), ("127.0.0.1", {port} - 1), ("169.254.169.254", 80)):
+    probe = socket.socket()
+    probe.settimeout(2)
+    try:
+        probe.connect(target)
+        left.append("%s:%d" % target)
+    except OSError:
+        pass
+    finally:
+        probe.close()
+"#
+    );
+    for _ in 0..8 {
+        let session = create_session(&app, &reader).await;
+        let seen = execute(
+            &app,
+            &reader,
+            &session,
+            json!({"code": probe, "outputParameters": ["namespace", "left"]}),
+        )
+        .await;
+        assert_eq!(seen["success"], true, "{seen}");
+        close_session(&app, &reader, &session).await;
+        if seen["outputParameters"][0]["value"] == namespace {
+            assert_eq!(
+                seen["outputParameters"][1]["value"],
+                json!([]),
+                "a reused namespace still held something of its last worker: {seen}"
+            );
+            return;
+        }
+    }
+    panic!("the first worker's namespace {namespace} was never reused");
+}
