@@ -651,7 +651,7 @@ async fn probe_network_from_python(
     let host_addresses: Vec<String> = host_addresses().iter().map(ToString::to_string).collect();
     let code = format!(
         r#"
-import json, socket
+import json, socket, threading
 results = {{}}
 def attempt(name, host, port):
     probe = socket.socket()
@@ -675,7 +675,17 @@ allowed.close()
 listener = socket.socket()
 listener.bind(("0.0.0.0", 0))
 listener.listen()
-report = json.dumps({{"results": results, "answer": answer, "bound": listener.getsockname()[1]}})
+def greet():
+    while True:
+        connection, _ = listener.accept()
+        connection.sendall(b"{LISTENER_GREETING}")
+        connection.close()
+threading.Thread(target=greet, daemon=True).start()
+bound = listener.getsockname()[1]
+# The listener works inside the worker's own namespace.
+with socket.create_connection(("127.0.0.1", bound), timeout=5) as itself:
+    greeted = itself.recv(64).decode()
+report = json.dumps({{"results": results, "answer": answer, "bound": bound, "greeted": greeted}})
 "#,
         allowed_ip = allowed.ip(),
         allowed_port = allowed.port(),
@@ -703,13 +713,29 @@ fn assert_nothing_reached(report: &serde_json::Value) {
     }
 }
 
+/// What a worker's listener says to whoever connects, so that a host listener that happens to
+/// have the same port (other tests' servers) is not mistaken for it.
+const LISTENER_GREETING: &str = "o16n-worker-listener";
+
 /// Asserts that nothing on the host reaches `port` that a worker listens on.
 fn assert_not_reachable_from_the_host(port: u16) {
+    use std::io::Read;
     let addresses = std::iter::once(std::net::Ipv4Addr::LOCALHOST).chain(host_addresses());
     for address in addresses {
         let target = std::net::SocketAddr::from((address, port));
-        assert!(
-            std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)).is_err(),
+        let Ok(mut connection) =
+            std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        else {
+            continue;
+        };
+        connection
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut greeting = Vec::new();
+        let _ = connection.read_to_end(&mut greeting);
+        assert_ne!(
+            greeting,
+            LISTENER_GREETING.as_bytes(),
             "a worker's listener is reachable at {target}"
         );
     }
@@ -731,6 +757,7 @@ async fn with_the_network_on_a_worker_reaches_only_the_internet_and_allowed_dest
         probe_network_from_python(&app, &reader, &python, allowed, host_service_port).await;
     assert_nothing_reached(&report);
     assert_eq!(report["answer"], "pong", "{report}");
+    assert_eq!(report["greeted"], LISTENER_GREETING, "{report}");
     assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
 
     let r = create_r_session(&app, &reader).await;
@@ -788,6 +815,7 @@ async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
 
     assert_nothing_reached(&report);
     assert_eq!(report["answer"], "pong", "{report}");
+    assert_eq!(report["greeted"], LISTENER_GREETING, "{report}");
     assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
 }
 
