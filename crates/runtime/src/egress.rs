@@ -56,6 +56,8 @@ const REFILL_DELAY: Duration = Duration::from_millis(500);
 const START_LIMIT: Duration = Duration::from_secs(10);
 /// The most relayed connections one namespace may have open at once; more are refused.
 const MAX_RELAYED_CONNECTIONS: usize = 64;
+/// How long a relay waits before accepting again after an accept failed.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// How long the stock waits before trying again after a namespace could not be prepared.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
@@ -475,7 +477,12 @@ async fn relay(
             () = stop.cancelled() => return,
         };
         let Ok((mut inside, _)) = accepted else {
-            continue;
+            // Out of descriptors, say: the listener stays readable, so a pause keeps this
+            // loop from spinning until some are free.
+            tokio::select! {
+                () = tokio::time::sleep(ACCEPT_RETRY) => continue,
+                () = stop.cancelled() => return,
+            }
         };
         // Beyond the limit a connection is closed at once: a worker cannot spend the
         // server's descriptors through its relays.

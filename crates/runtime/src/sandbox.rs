@@ -685,9 +685,11 @@ impl Sandbox {
                 inner.push(program);
                 // A worker whose network is on starts in its prepared namespace; without one
                 // it gets loopback only, never the host's network.
-                let joined = network.filter(|_| launch.limits.network);
-                let mut command = match (joined, &self.egress) {
-                    (Some(namespace), Some(egress)) => {
+                let joined = network
+                    .filter(|_| launch.limits.network)
+                    .zip(self.egress.as_ref());
+                let mut command = match joined {
+                    Some((namespace, egress)) => {
                         let mut command = tokio::process::Command::new(egress.nsenter());
                         command
                             .arg(format!("--net={}", namespace.path().display()))
@@ -695,14 +697,14 @@ impl Sandbox {
                             .arg(bwrap);
                         command
                     }
-                    _ => tokio::process::Command::new(bwrap),
+                    None => tokio::process::Command::new(bwrap),
                 };
                 command.args(self.bwrap_args(
                     launch,
                     View::Worker {
                         workdir,
                         namespace_id: None,
-                        keeps_network: joined.is_some() && self.egress.is_some(),
+                        keeps_network: joined.is_some(),
                     },
                 ));
                 command.arg("--").args(inner);

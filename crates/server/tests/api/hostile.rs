@@ -690,6 +690,16 @@ report = json.dumps({{"results": results, "answer": answer, "bound": bound, "gre
         allowed_ip = allowed.ip(),
         allowed_port = allowed.port(),
     );
+    run_for_report(app, token, session, &code).await
+}
+
+/// Runs `code` in a session and returns the JSON its `report` variable holds.
+async fn run_for_report(
+    app: &TestApp,
+    token: &str,
+    session: &str,
+    code: &str,
+) -> serde_json::Value {
     let outcome = execute(
         app,
         token,
@@ -699,6 +709,26 @@ report = json.dumps({{"results": results, "answer": answer, "bound": bound, "gre
     .await;
     assert_eq!(outcome["success"], true, "{outcome}");
     serde_json::from_str(outcome["outputParameters"][0]["value"].as_str().unwrap()).unwrap()
+}
+
+/// A Python session of `reader` is held to the policy: it reaches nothing but the allowed
+/// destination, and nothing on the host reaches the port it listens on.
+async fn assert_python_worker_held_to_the_policy(
+    app: &TestApp,
+    reader: &str,
+    allowed: std::net::SocketAddr,
+) {
+    // A service of the host's that listens on all its addresses, as a server would.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_service_port = host_service.local_addr().unwrap().port();
+    let session = create_session(app, reader).await;
+
+    let report = probe_network_from_python(app, reader, &session, allowed, host_service_port).await;
+
+    assert_nothing_reached(&report);
+    assert_eq!(report["answer"], "pong", "{report}");
+    assert_eq!(report["greeted"], LISTENER_GREETING, "{report}");
+    assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
 }
 
 /// Asserts that every attempt of a report failed.
@@ -747,18 +777,9 @@ async fn with_the_network_on_a_worker_reaches_only_the_internet_and_allowed_dest
     let Some(app) = root_server_allowing(allowed, true).await else {
         return;
     };
-    // A service of the host's that listens on all its addresses, as a server would.
-    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let host_service_port = host_service.local_addr().unwrap().port();
     let reader = app.user_token("mallory", Role::Reader).await;
 
-    let python = create_session(&app, &reader).await;
-    let report =
-        probe_network_from_python(&app, &reader, &python, allowed, host_service_port).await;
-    assert_nothing_reached(&report);
-    assert_eq!(report["answer"], "pong", "{report}");
-    assert_eq!(report["greeted"], LISTENER_GREETING, "{report}");
-    assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
+    assert_python_worker_held_to_the_policy(&app, &reader, allowed).await;
 
     let r = create_r_session(&app, &reader).await;
     let server_port = app.address.rsplit(':').next().unwrap();
@@ -784,16 +805,7 @@ report <- jsonlite::toJSON(list(results = results, answer = answer), auto_unbox 
         allowed_ip = allowed.ip(),
         allowed_port = allowed.port(),
     );
-    let outcome = execute(
-        &app,
-        &reader,
-        &r,
-        json!({"code": code, "outputParameters": ["report"]}),
-    )
-    .await;
-    assert_eq!(outcome["success"], true, "{outcome}");
-    let report: serde_json::Value =
-        serde_json::from_str(outcome["outputParameters"][0]["value"].as_str().unwrap()).unwrap();
+    let report = run_for_report(&app, &reader, &r, &code).await;
     assert_nothing_reached(&report);
     assert_eq!(report["answer"], "pong", "{report}");
     app.assert_still_serving().await;
@@ -805,18 +817,9 @@ async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
     let Some(app) = root_server_allowing(allowed, false).await else {
         return;
     };
-    let host_service = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
-    let host_service_port = host_service.local_addr().unwrap().port();
     let reader = app.user_token("mallory", Role::Reader).await;
-    let session = create_session(&app, &reader).await;
 
-    let report =
-        probe_network_from_python(&app, &reader, &session, allowed, host_service_port).await;
-
-    assert_nothing_reached(&report);
-    assert_eq!(report["answer"], "pong", "{report}");
-    assert_eq!(report["greeted"], LISTENER_GREETING, "{report}");
-    assert_not_reachable_from_the_host(report["bound"].as_u64().unwrap() as u16);
+    assert_python_worker_held_to_the_policy(&app, &reader, allowed).await;
 }
 
 #[tokio::test]
