@@ -5,6 +5,9 @@ source "$(dirname "$0")/common.sh"
 cd "$(dirname "$0")/.."
 
 o16n_require_rust
+# Every test runs here, those that need the dependencies installed below included; without
+# this, `cargo test` reports them as ignored (crates/server/build.rs).
+export O16N_FULL_SUITE=1
 o16n_apt_install gcc pkg-config postgresql python3 python3-venv bubblewrap procps r-base-core r-cran-jsonlite \
     r-cran-httr r-cran-testthat r-cran-withr
 # Workers with the network on get outbound-only access through slirp4netns, filtered by nftables.

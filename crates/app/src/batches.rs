@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::services::{check_inputs, parse_name, parse_version};
-use crate::{App, AppError, ConsumeOutcome, Principal, now_unix};
+use crate::{App, AppError, ConsumeOutcome, Principal};
 
 /// The most results the writer stores in one transaction.
 const WRITE_GROUP: usize = 256;
@@ -186,7 +186,7 @@ impl App {
             state: BatchState::Pending,
             total_count: records.len() as i64,
             completed_count: 0,
-            created_at: now_unix(),
+            created_at: self.now_unix(),
         };
         self.store().insert_batch(&batch, &records_json).await?;
         tracing::info!(batch = %batch.id, parallel_count, "batch started");

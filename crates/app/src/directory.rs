@@ -31,7 +31,7 @@ impl App {
         let user = directory.authenticate(username, password).await?;
         let name = directory_username(&user.unique_id)?;
         let role = self.role_of_groups(&name, &user.groups)?;
-        let now = crate::now_unix();
+        let now = self.now_unix();
         let profile = DirectoryProfile {
             display_name: user.display_name,
             email: user.email,
@@ -105,10 +105,13 @@ impl App {
             role,
             login_session_id: None,
         };
-        self.inner.external_tokens.put(
-            token,
+        self.inner.external_tokens.put_until(
+            token.to_owned(),
             Arc::new(principal.clone()),
-            identity.expires_at.min(now + EXTERNAL_TOKEN_CACHE_SECONDS),
+            identity
+                .expires_at
+                .min(now + EXTERNAL_TOKEN_CACHE_SECONDS)
+                .saturating_mul(1000),
         );
         Ok(principal)
     }

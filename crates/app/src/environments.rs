@@ -13,12 +13,14 @@
 
 use std::time::Duration;
 
-use o16n_compute::{EnvironmentBuild, EnvironmentRef, EnvironmentSpec, ResolvedPackage};
+use o16n_compute::{
+    ComputeCall, EnvironmentBuild, EnvironmentRef, EnvironmentSpec, ResolvedPackage,
+};
 use o16n_store::{EnvironmentBuildOutcome, EnvironmentRecord, EnvironmentState};
 use o16n_types::{Role, RuntimeType};
 use tokio_util::sync::CancellationToken;
 
-use crate::{App, AppError, Principal, now_unix};
+use crate::{App, AppError, Principal};
 
 /// The default environment of each runtime, by name: what sessions and services without an
 /// environment run in.
@@ -94,7 +96,7 @@ impl App {
         check_spec(&spec, &self.config().environments)?;
         let spec_text = serde_json::to_string(&spec)
             .map_err(|err| AppError::Internal(format!("cannot encode a spec: {err}")))?;
-        let now = now_unix();
+        let now = self.now_unix();
         let created = match self.store().find_environment(name).await? {
             Some(existing) => {
                 ensure_may_change(caller, &existing, "change")?;
@@ -270,7 +272,7 @@ impl App {
 
     /// A pending build (or one whose web node stopped) claimed for this node.
     async fn claim_environment_build(&self) -> Option<EnvironmentRecord> {
-        let now = now_unix();
+        let now = self.now_unix();
         let stale_before = now - self.config().environments.build_timeout.as_secs() as i64 - 60;
         match self
             .store()
@@ -310,7 +312,7 @@ impl App {
         tracing::info!(environment = %record.name, state = outcome.state.as_str(), "environment built");
         match self
             .store()
-            .record_environment_build(&record.name, record.generation, &outcome, now_unix())
+            .record_environment_build(&record.name, record.generation, &outcome, self.now_unix())
             .await
         {
             Ok(true) => {
@@ -336,11 +338,11 @@ impl App {
         let node = self.nodes().for_session(record.runtime)?;
         Ok(node
             .compute
-            .build_environment(EnvironmentBuild {
+            .ask(ComputeCall::BuildEnvironment(EnvironmentBuild {
                 name: record.name.clone(),
                 spec,
                 lock: None,
-            })
+            }))
             .await?)
     }
 }

@@ -116,7 +116,7 @@ impl App {
 
     async fn apply(&self, event: Event) {
         match event {
-            Event::LoginSession(id) => self.inner.login_cache.forget(&id),
+            Event::LoginSession(id) => self.inner.login_sessions.forget(&id),
             Event::Service { name, version } => self.forget_service(&name, &version),
             Event::ComputeNodes => {
                 if let Err(err) = self.reload_compute_nodes().await {
@@ -132,7 +132,7 @@ impl App {
 
     /// Empties every cache of what other nodes may have changed.
     fn forget_cached(&self) {
-        self.inner.login_cache.clear();
+        self.inner.login_sessions.clear();
         self.forget_all_services();
     }
 

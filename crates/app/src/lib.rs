@@ -6,6 +6,7 @@
 //! failures as [`AppError`], which carries its client-visible [`o16n_types::Code`].
 
 mod batches;
+mod caches;
 mod compute;
 mod compute_nodes;
 mod directory;
@@ -13,7 +14,6 @@ mod environments;
 mod error;
 mod events;
 mod login;
-mod login_cache;
 mod login_guard;
 mod metrics;
 mod pools;
@@ -22,11 +22,10 @@ mod services;
 mod sessions;
 mod snapshots;
 mod status;
-mod token_cache;
 mod users;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use o16n_auth::tokens::{TokenLifetimes, TokenSigner};
 use o16n_compute::Nodes;
@@ -55,10 +54,8 @@ pub use status::{
 };
 pub use users::{ADMIN_USERNAME, AdminBootstrap};
 
-use login_cache::LoginSessionCache;
+use caches::ExpiringCache;
 use realtime::RealtimeModels;
-use services::ServiceCache;
-use token_cache::VerifiedTokens;
 
 /// The settings the use cases need, passed down from the server's configuration.
 #[derive(Debug, Clone)]
@@ -153,17 +150,24 @@ struct AppInner {
     nodes: Arc<dyn Nodes>,
     signer: TokenSigner,
     config: AppConfig,
-    login_cache: LoginSessionCache,
+    /// Login sessions' generations, trusted for `revocation_check_interval`.
+    login_sessions: ExpiringCache<String, Option<i64>>,
     login_guard: login_guard::LoginGuard,
-    verified_tokens: VerifiedTokens<o16n_auth::tokens::AccessClaims>,
-    external_tokens: VerifiedTokens<Principal>,
-    service_cache: ServiceCache,
+    /// o16n's own access tokens whose signature was checked, until they expire.
+    verified_tokens: ExpiringCache<String, Arc<o16n_auth::tokens::AccessClaims>>,
+    /// The callers named by an identity provider's tokens, until they expire.
+    external_tokens: ExpiringCache<String, Arc<Principal>>,
+    /// Service definitions, trusted for [`SERVICE_CACHE_TTL`].
+    services: ExpiringCache<(String, String), Arc<o16n_store::ServiceRecord>>,
     realtime_models: RealtimeModels,
     batch_runners: batches::BatchRunners,
     /// Wakes this node's environment builder.
     environment_builds: tokio::sync::Notify,
     metrics: Option<metrics::Metrics>,
 }
+
+/// The most entries each of this node's caches keeps (tokens, login sessions, services).
+const CACHE_CAPACITY: u64 = 10_000;
 
 /// The settings key of the token signing secret.
 const SIGNING_KEY_SETTING: &str = "jwt-signing-key";
@@ -179,7 +183,6 @@ impl App {
         let secret = store
             .setting_or_insert(SIGNING_KEY_SETTING, &TokenSigner::generate_secret())
             .await?;
-        let login_cache = LoginSessionCache::new(config.revocation_check_interval);
         let login_guard = login_guard::LoginGuard::new(config.login_limits);
         let metrics = config.metrics.then(metrics::Metrics::default);
         Ok(App {
@@ -187,16 +190,16 @@ impl App {
                 store,
                 nodes,
                 signer: TokenSigner::new(&secret),
-                config,
-                login_cache,
+                login_sessions: ExpiringCache::new(CACHE_CAPACITY, config.clock.clone()),
                 login_guard,
-                verified_tokens: VerifiedTokens::default(),
-                external_tokens: VerifiedTokens::default(),
-                service_cache: ServiceCache::default(),
+                verified_tokens: ExpiringCache::new(CACHE_CAPACITY, config.clock.clone()),
+                external_tokens: ExpiringCache::new(CACHE_CAPACITY, config.clock.clone()),
+                services: ExpiringCache::new(CACHE_CAPACITY, config.clock.clone()),
                 realtime_models: RealtimeModels::default(),
                 batch_runners: batches::BatchRunners::new(),
                 environment_builds: tokio::sync::Notify::new(),
                 metrics,
+                config,
             }),
         })
     }
@@ -209,8 +212,8 @@ impl App {
         self.inner.nodes.as_ref()
     }
 
-    fn service_cache(&self) -> &ServiceCache {
-        &self.inner.service_cache
+    fn service_cache(&self) -> &ExpiringCache<(String, String), Arc<o16n_store::ServiceRecord>> {
+        &self.inner.services
     }
 
     fn realtime_models(&self) -> &RealtimeModels {
@@ -221,17 +224,14 @@ impl App {
         &self.inner.config
     }
 
+    /// Now, in Unix seconds, by the clock every expiry is measured with.
+    fn now_unix(&self) -> i64 {
+        self.inner.config.clock.now_ms().div_euclid(1000)
+    }
+
     fn inner_environment_builds(&self) -> &tokio::sync::Notify {
         &self.inner.environment_builds
     }
-}
-
-/// Now, in Unix seconds.
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970")
-        .as_secs() as i64
 }
 
 /// Runs CPU-heavy work (password hashing) off the async threads.

@@ -15,7 +15,7 @@ use o16n_types::{Code, ErrorCode, Role, Username};
 use crate::events::Event;
 use crate::login_guard::Attempt;
 use crate::users::ADMIN_USERNAME;
-use crate::{App, AppError, now_unix};
+use crate::{App, AppError};
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +137,7 @@ impl App {
         username: &Username,
         role: Role,
     ) -> Result<TokenPair, AppError> {
-        let now = now_unix();
+        let now = self.now_unix();
         let lifetimes = self.inner.config.token_lifetimes;
         // Logins are rare next to requests, which makes them a cheap place to forget login
         // sessions that can no longer be renewed.
@@ -158,9 +158,7 @@ impl App {
             last_used_at: now,
         };
         self.store().insert_login_session(&session).await?;
-        self.inner
-            .login_cache
-            .put(&session.id, Some(session.generation));
+        self.remember_login_session(&session.id, Some(session.generation));
         tracing::info!(login_session = %session.id, "user logged in");
         self.token_pair(
             username,
@@ -180,7 +178,7 @@ impl App {
             .find_login_session_by_refresh(&digest)
             .await?
             .ok_or(AppError::InvalidRefreshToken)?;
-        let now = now_unix();
+        let now = self.now_unix();
         let lifetimes = self.inner.config.token_lifetimes;
         let idle_for = now - session.last_used_at;
         let age = now - session.created_at;
@@ -222,7 +220,7 @@ impl App {
             return Err(AppError::InvalidRefreshToken);
         }
         let generation = session.generation + 1;
-        self.inner.login_cache.put(&session.id, Some(generation));
+        self.remember_login_session(&session.id, Some(generation));
         self.announce(&Event::LoginSession(session.id.clone()))
             .await;
         self.token_pair(
@@ -251,11 +249,11 @@ impl App {
     /// Checks a bearer token, o16n's own or the identity provider's, and returns who is
     /// calling.
     pub async fn authenticate(&self, access_token: &str) -> Result<Principal, AppError> {
-        let now = now_unix();
-        let claims = match self.inner.verified_tokens.get(access_token, now) {
+        let now = self.now_unix();
+        let claims = match self.inner.verified_tokens.get(access_token) {
             Some(claims) => claims,
             None => {
-                if let Some(principal) = self.inner.external_tokens.get(access_token, now) {
+                if let Some(principal) = self.inner.external_tokens.get(access_token) {
                     return Ok(principal.as_ref().clone());
                 }
                 if let Some(provider) = &self.inner.config.sign_in.oidc
@@ -266,20 +264,22 @@ impl App {
                         .await;
                 }
                 let claims =
-                    std::sync::Arc::new(self.inner.signer.verify(access_token).map_err(|_| {
-                        AppError::Unauthenticated("invalid or expired access token")
-                    })?);
-                self.inner
-                    .verified_tokens
-                    .put(access_token, claims.clone(), claims.exp);
+                    std::sync::Arc::new(self.inner.signer.verify(access_token, now).map_err(
+                        |_| AppError::Unauthenticated("invalid or expired access token"),
+                    )?);
+                self.inner.verified_tokens.put_until(
+                    access_token.to_owned(),
+                    claims.clone(),
+                    claims.exp.saturating_mul(1000),
+                );
                 claims
             }
         };
-        let current_generation = match self.inner.login_cache.get(&claims.sid) {
+        let current_generation = match self.inner.login_sessions.get(&claims.sid) {
             Some(cached) => cached,
             None => {
                 let generation = self.store().login_session_generation(&claims.sid).await?;
-                self.inner.login_cache.put(&claims.sid, generation);
+                self.remember_login_session(&claims.sid, generation);
                 generation
             }
         };
@@ -301,6 +301,18 @@ impl App {
         })
     }
 
+    /// Remembers what the database (or this node's own change) says of a login session: its
+    /// generation, or `None` when it ended. A zero check interval remembers nothing, so that
+    /// every request asks the database.
+    fn remember_login_session(&self, session_id: &str, generation: Option<i64>) {
+        let lifetime = self.config().revocation_check_interval;
+        if !lifetime.is_zero() {
+            self.inner
+                .login_sessions
+                .put_for(session_id.to_owned(), generation, lifetime);
+        }
+    }
+
     pub(crate) async fn end_login_session(&self, session_id: &str) -> Result<(), AppError> {
         self.store().delete_login_session(session_id).await?;
         self.login_sessions_ended(&[session_id.to_owned()]).await;
@@ -310,7 +322,7 @@ impl App {
     /// Makes ended login sessions fail at once, here and on every other node.
     pub(crate) async fn login_sessions_ended(&self, session_ids: &[String]) {
         for id in session_ids {
-            self.inner.login_cache.put(id, None);
+            self.remember_login_session(id, None);
             self.announce(&Event::LoginSession(id.clone())).await;
         }
     }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use o16n_compute::{ComputeError, NodeStatus, PoolHealth, PoolStatus, ServiceSpec};
+use o16n_compute::{ComputeCall, ComputeError, NodeStatus, PoolHealth, PoolStatus, ServiceSpec};
 use o16n_store::ServiceRecord;
 use o16n_types::{DedicatedPoolSize, Role, ServiceRuntime};
 use tokio_util::sync::CancellationToken;
@@ -197,7 +197,8 @@ impl App {
     ) -> Result<(), AppError> {
         // Each missing content is sent once; a node lacking several asks again for the next.
         for _ in 0..=services.len() {
-            match node.compute.set_dedicated_pools(services.clone()).await {
+            let call = ComputeCall::SetDedicatedPools(services.clone());
+            match node.compute.ask::<()>(call).await {
                 Err(ComputeError::ContentMissing(digest)) => {
                     let content = services
                         .iter()

@@ -13,8 +13,7 @@
 //! async thread and delays no other; requests cheaper than the hand-off to a blocking thread
 //! are scored in place.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use o16n_compute::{ConsumeOutcome, StageTimings};
@@ -59,56 +58,46 @@ pub struct RealtimePatch {
     pub model: Option<Arc<[u8]>>,
 }
 
-struct LoadedModel {
-    revision: String,
-    model: Arc<RealtimeModel>,
+/// The models of realtime services loaded on this node, by service name and version, each with
+/// the revision it was loaded from (a newer revision is loaded again).
+pub(crate) struct RealtimeModels {
+    loaded: moka::sync::Cache<(String, String), (String, Arc<RealtimeModel>)>,
 }
 
-/// The models of realtime services loaded on this node, by service name and version.
-#[derive(Default)]
-pub(crate) struct RealtimeModels {
-    loaded: RwLock<HashMap<(String, String), LoadedModel>>,
+impl Default for RealtimeModels {
+    fn default() -> Self {
+        // Unbounded in count, as the services are: a model of a deleted service is forgotten
+        // with it.
+        RealtimeModels {
+            loaded: moka::sync::Cache::builder().build(),
+        }
+    }
 }
 
 impl RealtimeModels {
     fn get(&self, record: &ServiceRecord) -> Option<Arc<RealtimeModel>> {
-        let loaded = self
-            .loaded
-            .read()
-            .expect("realtime models lock poisoned. This is a bug.");
-        loaded
-            .get(&(record.name.to_string(), record.version.to_string()))
-            .filter(|entry| entry.revision == record.revision)
-            .map(|entry| entry.model.clone())
+        let key = (record.name.to_string(), record.version.to_string());
+        self.loaded
+            .get(&key)
+            .filter(|(revision, _)| *revision == record.revision)
+            .map(|(_, model)| model)
     }
 
     fn put(&self, record: &ServiceRecord, model: Arc<RealtimeModel>) {
-        let mut loaded = self
-            .loaded
-            .write()
-            .expect("realtime models lock poisoned. This is a bug.");
-        loaded.insert(
+        self.loaded.insert(
             (record.name.to_string(), record.version.to_string()),
-            LoadedModel {
-                revision: record.revision.clone(),
-                model,
-            },
+            (record.revision.clone(), model),
         );
     }
 
     pub(crate) fn forget(&self, name: &str, version: &str) {
         self.loaded
-            .write()
-            .expect("realtime models lock poisoned. This is a bug.")
-            .remove(&(name.to_owned(), version.to_owned()));
+            .invalidate(&(name.to_owned(), version.to_owned()));
     }
 
     /// Forgets every loaded model.
     pub(crate) fn clear(&self) {
-        self.loaded
-            .write()
-            .expect("realtime models lock poisoned. This is a bug.")
-            .clear();
+        self.loaded.invalidate_all();
     }
 }
 

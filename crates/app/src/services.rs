@@ -11,13 +11,12 @@
 //! compute node with the service's current revision. Definitions are cached per node for
 //! [`SERVICE_CACHE_TTL`]; this node's own changes apply at once.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use o16n_compute::{
-    ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, EnvironmentRef, Priority,
-    ServiceSpec, TypedName, TypedValue,
+    ComputeCall, ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, EnvironmentRef,
+    Priority, ServiceSpec, TypedName, TypedValue,
 };
 use o16n_store::{ContentRecord, ServiceRecord, StoreError};
 use o16n_types::{
@@ -93,59 +92,6 @@ pub struct ServiceView {
     pub can_write: bool,
     /// Whether the caller may see the code.
     pub code_visible: bool,
-}
-
-struct CachedService {
-    record: Arc<ServiceRecord>,
-    fetched: Instant,
-}
-
-/// This node's cache of service definitions.
-#[derive(Default)]
-pub(crate) struct ServiceCache {
-    entries: RwLock<HashMap<(String, String), CachedService>>,
-}
-
-impl ServiceCache {
-    fn get(&self, name: &ServiceName, version: &ServiceVersion) -> Option<Arc<ServiceRecord>> {
-        let entries = self
-            .entries
-            .read()
-            .expect("service cache lock poisoned. This is a bug.");
-        entries
-            .get(&(name.to_string(), version.to_string()))
-            .filter(|entry| entry.fetched.elapsed() < SERVICE_CACHE_TTL)
-            .map(|entry| entry.record.clone())
-    }
-
-    fn put(&self, record: Arc<ServiceRecord>) {
-        let mut entries = self
-            .entries
-            .write()
-            .expect("service cache lock poisoned. This is a bug.");
-        entries.insert(
-            (record.name.to_string(), record.version.to_string()),
-            CachedService {
-                record,
-                fetched: Instant::now(),
-            },
-        );
-    }
-
-    pub(crate) fn forget(&self, name: &str, version: &str) {
-        let mut entries = self
-            .entries
-            .write()
-            .expect("service cache lock poisoned. This is a bug.");
-        entries.remove(&(name.to_owned(), version.to_owned()));
-    }
-
-    pub(crate) fn clear(&self) {
-        self.entries
-            .write()
-            .expect("service cache lock poisoned. This is a bug.")
-            .clear();
-    }
 }
 
 impl App {
@@ -267,7 +213,8 @@ impl App {
 
     /// Forgets what this node caches of a service version: its definition and its model.
     pub(crate) fn forget_service(&self, name: &str, version: &str) {
-        self.service_cache().forget(name, version);
+        self.service_cache()
+            .forget(&(name.to_owned(), version.to_owned()));
         self.realtime_models().forget(name, version);
     }
 
@@ -475,7 +422,7 @@ impl App {
             let node = self.nodes().for_service(&record.revision, runtime)?;
             let outcome = self
                 .with_content(&node, request.service.content.as_ref(), || {
-                    node.compute.consume(request.clone())
+                    node.compute.ask(ComputeCall::Consume(request.clone()))
                 })
                 .await;
             attempts += 1;
@@ -497,7 +444,8 @@ impl App {
         name: &ServiceName,
         version: &ServiceVersion,
     ) -> Result<Arc<ServiceRecord>, AppError> {
-        if let Some(record) = self.service_cache().get(name, version) {
+        let key = (name.to_string(), version.to_string());
+        if let Some(record) = self.service_cache().get(&key) {
             return Ok(record);
         }
         let record = Arc::new(
@@ -506,7 +454,8 @@ impl App {
                 .await?
                 .ok_or_else(|| service_not_found(name, version))?,
         );
-        self.service_cache().put(record.clone());
+        self.service_cache()
+            .put_for(key, record.clone(), SERVICE_CACHE_TTL);
         Ok(record)
     }
 

@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 
 use o16n_compute::{
-    ByteStream, Download, ExecuteOutcome, ExecuteRequest, NewSession, SessionInfo, SessionRef,
+    ByteStream, ComputeCall, Download, ExecuteOutcome, ExecuteRequest, NewSession, SessionInfo,
+    SessionRef,
 };
 use o16n_store::SessionRecord;
 use o16n_types::RuntimeType;
 
 use crate::snapshots::{same_environment, snapshot_content};
-use crate::{App, AppError, Principal, now_unix};
+use crate::{App, AppError, Principal};
 
 /// What a compute node holds, as far as listing sessions is concerned.
 enum Holding {
@@ -69,12 +70,12 @@ impl App {
         let node = self.nodes().for_session(runtime)?;
         let session = node
             .compute
-            .create_session(NewSession {
+            .ask::<SessionInfo>(ComputeCall::CreateSession(NewSession {
                 owner: owner.to_owned(),
                 name: name.clone(),
                 runtime,
                 environment,
-            })
+            }))
             .await?;
         let reference = SessionRef {
             id: session.id.clone(),
@@ -87,14 +88,17 @@ impl App {
                 name,
                 runtime,
                 node: node.endpoint.to_string(),
-                created_at: now_unix(),
+                created_at: self.now_unix(),
                 environment: environment_name,
             };
             self.record_within_session_limit(caller, &record).await?;
             if let Some(snapshot) = &snapshot {
                 let content = snapshot_content(snapshot);
                 self.with_content(&node, Some(&content), || {
-                    node.compute.import_snapshot(&reference, &content)
+                    node.compute.ask::<()>(ComputeCall::ImportSnapshot {
+                        session: reference.clone(),
+                        content: content.clone(),
+                    })
                 })
                 .await?;
             }
@@ -103,7 +107,13 @@ impl App {
         .await;
         if let Err(err) = prepared {
             // A session that could not be prepared as asked is not handed out half-made.
-            let _ = node.compute.close_session(&reference, true).await;
+            let _ = node
+                .compute
+                .ask::<()>(ComputeCall::CloseSession {
+                    session: reference.clone(),
+                    force: true,
+                })
+                .await;
             let _ = self.store().delete_session(&session.id).await;
             return Err(err);
         }
@@ -185,7 +195,12 @@ impl App {
         if !view.healthy {
             return Holding::NotAnswering;
         }
-        match view.node.compute.sessions().await {
+        match view
+            .node
+            .compute
+            .ask::<Vec<SessionInfo>>(ComputeCall::Sessions)
+            .await
+        {
             Ok(sessions) => {
                 Holding::Sessions(sessions.into_iter().map(|session| session.id).collect())
             }
@@ -204,7 +219,9 @@ impl App {
         request: ExecuteRequest,
     ) -> Result<ExecuteOutcome, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.execute(&session, request).await
+            node.compute
+                .ask(ComputeCall::Execute { session, request })
+                .await
         })
         .await
     }
@@ -220,7 +237,9 @@ impl App {
         let record = self.own_session_record(caller, session_id).await?;
         let closed = self
             .on_session(caller, session_id, |node, session| async move {
-                node.compute.close_session(&session, force).await
+                node.compute
+                    .ask(ComputeCall::CloseSession { session, force })
+                    .await
             })
             .await;
         match closed {
@@ -239,7 +258,7 @@ impl App {
         session_id: &str,
     ) -> Result<(), AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.cancel(&session).await
+            node.compute.ask(ComputeCall::Cancel { session }).await
         })
         .await
     }
@@ -251,7 +270,9 @@ impl App {
         session_id: &str,
     ) -> Result<String, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.console_output(&session).await
+            node.compute
+                .ask(ComputeCall::ConsoleOutput { session })
+                .await
         })
         .await
     }
@@ -263,7 +284,7 @@ impl App {
         session_id: &str,
     ) -> Result<Vec<String>, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.history(&session).await
+            node.compute.ask(ComputeCall::History { session }).await
         })
         .await
     }
@@ -275,7 +296,7 @@ impl App {
         session_id: &str,
     ) -> Result<Vec<String>, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.list_files(&session).await
+            node.compute.ask(ComputeCall::ListFiles { session }).await
         })
         .await
     }
@@ -315,7 +336,12 @@ impl App {
         name: &str,
     ) -> Result<(), AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.delete_file(&session, name).await
+            node.compute
+                .ask(ComputeCall::DeleteFile {
+                    session,
+                    name: name.to_owned(),
+                })
+                .await
         })
         .await
     }
@@ -327,7 +353,7 @@ impl App {
         session_id: &str,
     ) -> Result<Vec<String>, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.list_objects(&session).await
+            node.compute.ask(ComputeCall::ListObjects { session }).await
         })
         .await
     }
@@ -340,7 +366,12 @@ impl App {
         name: &str,
     ) -> Result<Vec<u8>, AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.get_object(&session, name).await
+            node.compute
+                .ask(ComputeCall::GetObject {
+                    session,
+                    name: name.to_owned(),
+                })
+                .await
         })
         .await
     }
@@ -354,7 +385,13 @@ impl App {
         bytes: Vec<u8>,
     ) -> Result<(), AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.put_object(&session, name, bytes).await
+            node.compute
+                .ask(ComputeCall::PutObject {
+                    session,
+                    name: name.to_owned(),
+                    content: bytes,
+                })
+                .await
         })
         .await
     }
@@ -367,7 +404,12 @@ impl App {
         name: &str,
     ) -> Result<(), AppError> {
         self.on_session(caller, session_id, |node, session| async move {
-            node.compute.delete_object(&session, name).await
+            node.compute
+                .ask(ComputeCall::DeleteObject {
+                    session,
+                    name: name.to_owned(),
+                })
+                .await
         })
         .await
     }

@@ -2,11 +2,11 @@
 //! content by digest, private to the user who took them.
 
 use futures_util::TryStreamExt;
-use o16n_compute::{ByteStream, ContentRef};
+use o16n_compute::{ByteStream, ComputeCall, ContentRef};
 use o16n_store::SnapshotRecord;
 use o16n_types::RuntimeType;
 
-use crate::{App, AppError, Principal, now_unix};
+use crate::{App, AppError, Principal};
 
 /// A snapshot as its owner sees it.
 #[derive(Debug, Clone)]
@@ -70,7 +70,7 @@ impl App {
             name,
             owner: caller.username.to_string(),
             runtime: session_record.runtime,
-            created_at: now_unix(),
+            created_at: self.now_unix(),
             content_size: content.size as i64,
             content_digest: content.digest,
             environment: session_record.environment.clone(),
@@ -96,7 +96,10 @@ impl App {
         let node = &view.node;
         let imported = self
             .with_content(node, Some(&content), || {
-                node.compute.import_snapshot(&session, &content)
+                node.compute.ask::<()>(ComputeCall::ImportSnapshot {
+                    session: session.clone(),
+                    content: content.clone(),
+                })
             })
             .await;
         self.session_outcome(&record, &view, imported).await

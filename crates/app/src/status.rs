@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use o16n_compute::{NodeStatus, NodeView, PoolHealth};
+use o16n_compute::{ComputeCall, NodeStatus, NodeView, PoolHealth};
 
 use crate::App;
 
@@ -109,7 +109,8 @@ impl App {
         let views = self.nodes().all();
         futures_util::future::join_all(views.into_iter().map(|view| async move {
             let answer = if view.healthy {
-                match tokio::time::timeout(NODE_STATUS_TIMEOUT, view.node.compute.status()).await {
+                let status = view.node.compute.ask::<NodeStatus>(ComputeCall::Status);
+                match tokio::time::timeout(NODE_STATUS_TIMEOUT, status).await {
                     Ok(Ok(status)) => Ok(status),
                     Ok(Err(err)) => Err(err.to_string()),
                     Err(_) => Err("its status did not arrive in time".to_owned()),

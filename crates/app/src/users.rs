@@ -3,7 +3,7 @@
 use o16n_store::{StoreError, UserRecord};
 use o16n_types::{Role, Username};
 
-use crate::{App, AppError, now_unix, run_blocking};
+use crate::{App, AppError, run_blocking};
 
 /// The name of the built-in administrator account (an Owner).
 pub const ADMIN_USERNAME: &str = "admin";
@@ -134,7 +134,7 @@ impl App {
                 username,
                 password_hash,
                 role,
-                created_at: now_unix(),
+                created_at: self.now_unix(),
                 directory: None,
             })
             .await?;

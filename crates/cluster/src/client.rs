@@ -14,13 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use o16n_compute::{
-    ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    EnvironmentBuild, EnvironmentBuildReport, ExecuteOutcome, ExecuteRequest, NewSession,
-    NodeStatus, ServiceSpec, SessionInfo, SessionRef,
+    ByteStream, Compute, ComputeCall, ComputeError, ComputeReply, ContentRef, Download, SessionRef,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::wire::OWNER_HEADER;
@@ -140,14 +137,6 @@ impl RemoteNode {
         response.json().await.map_err(|err| self.unreachable(&err))
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        request: RequestBuilder,
-        body: &B,
-    ) -> Result<T, ComputeError> {
-        self.json(request.json(body)).await
-    }
-
     async fn done(&self, request: RequestBuilder) -> Result<(), ComputeError> {
         self.send(request).await.map(drop)
     }
@@ -196,59 +185,15 @@ fn describe(err: &reqwest::Error) -> String {
 
 #[async_trait]
 impl Compute for RemoteNode {
-    async fn status(&self) -> Result<NodeStatus, ComputeError> {
-        self.json(self.request(Method::GET, "/v1/status")).await
-    }
-
-    async fn create_session(&self, request: NewSession) -> Result<SessionInfo, ComputeError> {
-        let session = self
-            .call(self.request(Method::POST, "/v1/sessions"), &request)
+    async fn call(&self, call: ComputeCall) -> Result<ComputeReply, ComputeError> {
+        let opens_session = matches!(call, ComputeCall::CreateSession(_));
+        let reply = self
+            .json(self.request(Method::POST, "/v1/call").json(&call))
             .await?;
-        self.sessions_opened.fetch_add(1, Ordering::Relaxed);
-        Ok(session)
-    }
-
-    async fn sessions(&self) -> Result<Vec<SessionInfo>, ComputeError> {
-        self.json(self.request(Method::GET, "/v1/sessions")).await
-    }
-
-    async fn close_session(&self, session: &SessionRef, force: bool) -> Result<(), ComputeError> {
-        let request = self
-            .session_request(Method::POST, "/close", session)
-            .query(&[("force", force)]);
-        self.done(request).await
-    }
-
-    async fn execute(
-        &self,
-        session: &SessionRef,
-        request: ExecuteRequest,
-    ) -> Result<ExecuteOutcome, ComputeError> {
-        self.call(
-            self.session_request(Method::POST, "/execute", session),
-            &request,
-        )
-        .await
-    }
-
-    async fn cancel(&self, session: &SessionRef) -> Result<(), ComputeError> {
-        self.done(self.session_request(Method::POST, "/cancel", session))
-            .await
-    }
-
-    async fn console_output(&self, session: &SessionRef) -> Result<String, ComputeError> {
-        self.json(self.session_request(Method::GET, "/console-output", session))
-            .await
-    }
-
-    async fn history(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
-        self.json(self.session_request(Method::GET, "/history", session))
-            .await
-    }
-
-    async fn list_files(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
-        self.json(self.session_request(Method::GET, "/files", session))
-            .await
+        if opens_session {
+            self.sessions_opened.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(reply)
     }
 
     async fn upload_file(
@@ -273,70 +218,9 @@ impl Compute for RemoteNode {
         Ok(self.download(self.send(request).await?))
     }
 
-    async fn delete_file(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError> {
-        let request =
-            self.session_request(Method::DELETE, &format!("/files/{}", encode(name)), session);
-        self.done(request).await
-    }
-
-    async fn list_objects(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError> {
-        self.json(self.session_request(Method::GET, "/workspace", session))
-            .await
-    }
-
-    async fn get_object(&self, session: &SessionRef, name: &str) -> Result<Vec<u8>, ComputeError> {
-        let request = self.session_request(
-            Method::GET,
-            &format!("/workspace/{}", encode(name)),
-            session,
-        );
-        let response = self.send(request).await?;
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|err| self.unreachable(&err))?;
-        Ok(bytes.to_vec())
-    }
-
-    async fn put_object(
-        &self,
-        session: &SessionRef,
-        name: &str,
-        content: Vec<u8>,
-    ) -> Result<(), ComputeError> {
-        let request = self
-            .session_request(
-                Method::PUT,
-                &format!("/workspace/{}", encode(name)),
-                session,
-            )
-            .body(content);
-        self.done(request).await
-    }
-
-    async fn delete_object(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError> {
-        let request = self.session_request(
-            Method::DELETE,
-            &format!("/workspace/{}", encode(name)),
-            session,
-        );
-        self.done(request).await
-    }
-
     async fn export_snapshot(&self, session: &SessionRef) -> Result<Download, ComputeError> {
         let request = self.session_request(Method::POST, "/snapshot", session);
         Ok(self.download(self.send(request).await?))
-    }
-
-    async fn import_snapshot(
-        &self,
-        session: &SessionRef,
-        content: &ContentRef,
-    ) -> Result<(), ComputeError> {
-        let request = self
-            .session_request(Method::POST, "/load-snapshot", session)
-            .json(content);
-        self.done(request).await
     }
 
     async fn put_content(
@@ -352,26 +236,5 @@ impl Compute for RemoteNode {
             .query(&[("size", content.size)])
             .body(reqwest::Body::wrap_stream(bytes));
         self.done(request).await
-    }
-
-    async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {
-        self.call(self.request(Method::POST, "/v1/consume"), &request)
-            .await
-    }
-
-    async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError> {
-        self.done(
-            self.request(Method::PUT, "/v1/dedicated-pools")
-                .json(&services),
-        )
-        .await
-    }
-
-    async fn build_environment(
-        &self,
-        build: EnvironmentBuild,
-    ) -> Result<EnvironmentBuildReport, ComputeError> {
-        self.call(self.request(Method::POST, "/v1/environments"), &build)
-            .await
     }
 }

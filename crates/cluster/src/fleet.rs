@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use o16n_compute::{Compute, ComputeError, Node, NodeStatus, NodeView, Nodes};
+use o16n_compute::{Compute, ComputeCall, ComputeError, Node, NodeStatus, NodeView, Nodes};
 use o16n_types::RuntimeType;
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
@@ -172,7 +172,9 @@ impl Fleet {
         let timeout = self.inner.config.health_timeout;
         let checks = self.members().into_iter().map(|member| async move {
             let opened_before = member.node.sessions_opened();
-            let answer = tokio::time::timeout(timeout, member.node.status()).await;
+            let node: &dyn Compute = member.node.as_ref();
+            let status = node.ask::<NodeStatus>(ComputeCall::Status);
+            let answer = tokio::time::timeout(timeout, status).await;
             let (status, problem) = match answer {
                 Ok(Ok(status)) => (Some(status), None),
                 Ok(Err(err)) => (None, Some(err.to_string())),

@@ -12,6 +12,8 @@
 //! client as they are.
 
 mod client;
+#[cfg(test)]
+mod contract_tests;
 mod fleet;
 pub mod server;
 mod tls;

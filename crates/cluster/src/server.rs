@@ -1,9 +1,11 @@
-//! The compute node's side of the internal API: every operation of the compute interface as a
-//! route, behind the cluster secret.
+//! The compute node's side of the internal API: the compute interface behind the cluster
+//! secret.
 //!
-//! Control messages are JSON; files, objects and archives are bodies streamed as they come.
-//! A call without the secret (or with another) gets 401 before anything else happens. Session
-//! calls carry the session's owner in a header, which the node checks as its own callers would.
+//! Every operation on values is one route, `POST /v1/call`, whose body is a
+//! [`ComputeCall`] and whose answer is a [`ComputeReply`] (JSON); the four that move files and
+//! archives have routes of their own whose bodies stream as they come. A call without the
+//! secret (or with another) gets 401 before anything else happens. The streaming session calls
+//! carry the session's owner in a header, which the node checks as its own callers would.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,13 +16,12 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{post, put};
 use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::TryStreamExt;
 use o16n_compute::{
-    ByteStream, Compute, ComputeError, ConsumeRequest, ContentRef, Download, EnvironmentBuild,
-    EnvironmentBuildReport, ExecuteRequest, NewSession, ServiceSpec, SessionRef,
+    ByteStream, Compute, ComputeCall, ComputeError, ComputeReply, ContentRef, Download, SessionRef,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -89,29 +90,13 @@ fn stream_response(download: Download) -> Response {
 pub fn router(compute: Arc<dyn Compute>, secret: SecretString) -> Router {
     let secret = Arc::new(secret);
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/sessions", post(create_session).get(sessions))
-        .route("/v1/sessions/{id}/close", post(close_session))
-        .route("/v1/sessions/{id}/execute", post(execute))
-        .route("/v1/sessions/{id}/cancel", post(cancel))
-        .route("/v1/sessions/{id}/console-output", get(console_output))
-        .route("/v1/sessions/{id}/history", get(history))
-        .route("/v1/sessions/{id}/files", get(list_files))
+        .route("/v1/call", post(call))
         .route(
             "/v1/sessions/{id}/files/{name}",
-            put(upload_file).get(download_file).delete(delete_file),
-        )
-        .route("/v1/sessions/{id}/workspace", get(list_objects))
-        .route(
-            "/v1/sessions/{id}/workspace/{name}",
-            put(put_object).get(get_object).delete(delete_object),
+            put(upload_file).get(download_file),
         )
         .route("/v1/sessions/{id}/snapshot", post(export_snapshot))
-        .route("/v1/sessions/{id}/load-snapshot", post(import_snapshot))
         .route("/v1/contents/{digest}", put(put_content))
-        .route("/v1/consume", post(consume))
-        .route("/v1/dedicated-pools", put(set_dedicated_pools))
-        .route("/v1/environments", post(build_environment))
         // Web nodes are trusted once they prove the secret; their bodies are as large as the
         // REST API let in, and files and archives stream.
         .layer(DefaultBodyLimit::disable())
@@ -146,76 +131,9 @@ async fn require_secret(
     }
 }
 
-async fn status(State(node): Node) -> Answer<Response> {
-    Ok(Json(node.status().await?).into_response())
-}
-
-async fn create_session(State(node): Node, Json(request): Json<NewSession>) -> Answer<Response> {
-    Ok(Json(node.create_session(request).await?).into_response())
-}
-
-async fn sessions(State(node): Node) -> Answer<Response> {
-    Ok(Json(node.sessions().await?).into_response())
-}
-
-#[derive(Deserialize)]
-struct CloseQuery {
-    #[serde(default)]
-    force: bool,
-}
-
-async fn close_session(
-    State(node): Node,
-    Path(id): Path<String>,
-    Query(query): Query<CloseQuery>,
-    headers: HeaderMap,
-) -> Answer<StatusCode> {
-    node.close_session(&session(id, &headers)?, query.force)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn execute(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Json(request): Json<ExecuteRequest>,
-) -> Answer<Response> {
-    let outcome = node.execute(&session(id, &headers)?, request).await?;
-    Ok(Json(outcome).into_response())
-}
-
-async fn cancel(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Answer<StatusCode> {
-    node.cancel(&session(id, &headers)?).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn console_output(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Answer<Response> {
-    Ok(Json(node.console_output(&session(id, &headers)?).await?).into_response())
-}
-
-async fn history(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Answer<Response> {
-    Ok(Json(node.history(&session(id, &headers)?).await?).into_response())
-}
-
-async fn list_files(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Answer<Response> {
-    Ok(Json(node.list_files(&session(id, &headers)?).await?).into_response())
+/// Every operation on values: the call in, its reply out.
+async fn call(State(node): Node, Json(call): Json<ComputeCall>) -> Answer<Json<ComputeReply>> {
+    Ok(Json(node.call(call).await?))
 }
 
 async fn upload_file(
@@ -238,52 +156,6 @@ async fn download_file(
     Ok(stream_response(download))
 }
 
-async fn delete_file(
-    State(node): Node,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer<StatusCode> {
-    node.delete_file(&session(id, &headers)?, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn list_objects(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Answer<Response> {
-    Ok(Json(node.list_objects(&session(id, &headers)?).await?).into_response())
-}
-
-async fn get_object(
-    State(node): Node,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer<Response> {
-    let bytes = node.get_object(&session(id, &headers)?, &name).await?;
-    Ok(bytes.into_response())
-}
-
-async fn put_object(
-    State(node): Node,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: bytes::Bytes,
-) -> Answer<StatusCode> {
-    node.put_object(&session(id, &headers)?, &name, body.to_vec())
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn delete_object(
-    State(node): Node,
-    Path((id, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Answer<StatusCode> {
-    node.delete_object(&session(id, &headers)?, &name).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
 async fn export_snapshot(
     State(node): Node,
     Path(id): Path<String>,
@@ -291,17 +163,6 @@ async fn export_snapshot(
 ) -> Answer<Response> {
     let archive = node.export_snapshot(&session(id, &headers)?).await?;
     Ok(stream_response(archive))
-}
-
-async fn import_snapshot(
-    State(node): Node,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Json(content): Json<ContentRef>,
-) -> Answer<StatusCode> {
-    node.import_snapshot(&session(id, &headers)?, &content)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
@@ -321,25 +182,6 @@ async fn put_content(
     };
     node.put_content(&content, body_stream(body)).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn consume(State(node): Node, Json(request): Json<ConsumeRequest>) -> Answer<Response> {
-    Ok(Json(node.consume(request).await?).into_response())
-}
-
-async fn set_dedicated_pools(
-    State(node): Node,
-    Json(services): Json<Vec<ServiceSpec>>,
-) -> Answer<StatusCode> {
-    node.set_dedicated_pools(services).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn build_environment(
-    State(node): Node,
-    Json(build): Json<EnvironmentBuild>,
-) -> Answer<Json<EnvironmentBuildReport>> {
-    Ok(Json(node.build_environment(build).await?))
 }
 
 /// Serves the internal API on `listener` until `shutdown` completes: HTTP/1.1 and HTTP/2

@@ -15,14 +15,18 @@
 //! Every session operation names the session's owner: the compute node checks it too, so that
 //! a session id alone never grants anything.
 
+mod call;
 pub mod entries;
 mod error;
 mod nodes;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 mod wire;
 
 use async_trait::async_trait;
 
+pub use call::{ComputeCall, ComputeReply, FromReply};
 pub use error::ComputeError;
 pub use nodes::{NoNodes, Node, NodeView, Nodes, SingleNode};
 pub use types::{
@@ -34,40 +38,15 @@ pub use types::{
 };
 
 /// One compute node, local or remote.
+///
+/// Operations on small values are data ([`ComputeCall`] answered by [`ComputeReply`]); the
+/// four that move files and archives stream their bytes and are methods of their own.
 #[async_trait]
 pub trait Compute: Send + Sync + 'static {
-    /// The node's pools, its isolation and how many sessions it holds.
-    async fn status(&self) -> Result<NodeStatus, ComputeError>;
+    /// Answers one operation.
+    async fn call(&self, call: ComputeCall) -> Result<ComputeReply, ComputeError>;
 
-    /// Opens a session on a warm worker of its own.
-    async fn create_session(&self, request: NewSession) -> Result<SessionInfo, ComputeError>;
-
-    /// Every session the node holds, of every owner.
-    async fn sessions(&self) -> Result<Vec<SessionInfo>, ComputeError>;
-
-    /// Closes a session: gracefully (the running execution is interrupted), or at once.
-    async fn close_session(&self, session: &SessionRef, force: bool) -> Result<(), ComputeError>;
-
-    /// Runs code in a session.
-    async fn execute(
-        &self,
-        session: &SessionRef,
-        request: ExecuteRequest,
-    ) -> Result<ExecuteOutcome, ComputeError>;
-
-    /// Interrupts the running execution; the session stays usable.
-    async fn cancel(&self, session: &SessionRef) -> Result<(), ComputeError>;
-
-    /// The console output of the running or last execution.
-    async fn console_output(&self, session: &SessionRef) -> Result<String, ComputeError>;
-
-    /// The code executed so far, in order.
-    async fn history(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError>;
-
-    /// The files in the session's working directory.
-    async fn list_files(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError>;
-
-    /// Writes a file into the working directory, replacing one of the same name.
+    /// Writes a file into a session's working directory, replacing one of the same name.
     async fn upload_file(
         &self,
         session: &SessionRef,
@@ -75,42 +54,15 @@ pub trait Compute: Send + Sync + 'static {
         content: ByteStream,
     ) -> Result<(), ComputeError>;
 
-    /// Reads a file of the working directory.
+    /// Reads a file of a session's working directory.
     async fn download_file(
         &self,
         session: &SessionRef,
         name: &str,
     ) -> Result<Download, ComputeError>;
 
-    /// Deletes a file of the working directory.
-    async fn delete_file(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError>;
-
-    /// The names of the workspace's objects.
-    async fn list_objects(&self, session: &SessionRef) -> Result<Vec<String>, ComputeError>;
-
-    /// One object, in the runtime's serialization.
-    async fn get_object(&self, session: &SessionRef, name: &str) -> Result<Vec<u8>, ComputeError>;
-
-    /// Stores an object given in the runtime's serialization.
-    async fn put_object(
-        &self,
-        session: &SessionRef,
-        name: &str,
-        content: Vec<u8>,
-    ) -> Result<(), ComputeError>;
-
-    /// Removes an object.
-    async fn delete_object(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError>;
-
     /// The session's workspace and working directory as a snapshot archive (a zip).
     async fn export_snapshot(&self, session: &SessionRef) -> Result<Download, ComputeError>;
-
-    /// Merges a snapshot archive the node holds by digest into the session.
-    async fn import_snapshot(
-        &self,
-        session: &SessionRef,
-        content: &ContentRef,
-    ) -> Result<(), ComputeError>;
 
     /// Gives the node the bytes of a content it asked for; the digest is checked.
     async fn put_content(
@@ -118,21 +70,14 @@ pub trait Compute: Send + Sync + 'static {
         content: &ContentRef,
         bytes: ByteStream,
     ) -> Result<(), ComputeError>;
+}
 
-    /// Runs one request of a web service.
-    async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError>;
-
-    /// Brings the node's dedicated pools in line with `services` (each with its `pool`): pools
-    /// missing are created, pools of an older revision reload, pools of other services go.
-    /// Idempotent: web nodes send the whole desired state on every health check, so that a
-    /// node that joins or restarts converges without anyone retrying.
-    async fn set_dedicated_pools(&self, services: Vec<ServiceSpec>) -> Result<(), ComputeError>;
-
-    /// Builds an environment: resolves its spec into a lock (the first build) or reproduces a
-    /// lock, keeping the build for the workers that will run in it. A build that fails is a
-    /// report with its log, not an error.
-    async fn build_environment(
-        &self,
-        build: EnvironmentBuild,
-    ) -> Result<EnvironmentBuildReport, ComputeError>;
+impl dyn Compute {
+    /// Sends `call` and expects an answer of type `T`: a node that answers another shape gets
+    /// [`ComputeError::Internal`].
+    pub async fn ask<T: FromReply>(&self, call: ComputeCall) -> Result<T, ComputeError> {
+        let name = call.name();
+        let reply = self.call(call).await?;
+        T::from_reply(reply).map_err(|shape| call::unexpected_reply(name, shape))
+    }
 }

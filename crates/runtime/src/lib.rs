@@ -43,9 +43,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use o16n_compute::{
-    ByteStream, Compute, ComputeError, ConsumeOutcome, ConsumeRequest, ContentRef, Download,
-    EnvironmentBuild, EnvironmentBuildReport, EnvironmentRef, ExecuteOutcome, ExecuteRequest,
-    NewSession, NodeStatus, PoolStatus, ServiceSpec, SessionInfo, SessionRef,
+    ByteStream, Compute, ComputeCall, ComputeError, ComputeReply, ConsumeOutcome, ConsumeRequest,
+    ContentRef, Download, EnvironmentBuild, EnvironmentBuildReport, EnvironmentRef, ExecuteOutcome,
+    ExecuteRequest, NewSession, NodeStatus, PoolStatus, ServiceSpec, SessionInfo, SessionRef,
 };
 use o16n_types::{Clock, RuntimeType};
 use tokio::sync::watch;
@@ -469,6 +469,95 @@ impl ComputeNode {
 
 #[async_trait]
 impl Compute for ComputeNode {
+    async fn call(&self, call: ComputeCall) -> Result<ComputeReply, ComputeError> {
+        match call {
+            ComputeCall::Status => self.status().await.map(Into::into),
+            ComputeCall::CreateSession(request) => {
+                self.create_session(request).await.map(Into::into)
+            }
+            ComputeCall::Sessions => self.sessions().await.map(Into::into),
+            ComputeCall::CloseSession { session, force } => {
+                self.close_session(&session, force).await.map(Into::into)
+            }
+            ComputeCall::Execute { session, request } => {
+                self.execute(&session, request).await.map(Into::into)
+            }
+            ComputeCall::Cancel { session } => self.cancel(&session).await.map(Into::into),
+            ComputeCall::ConsoleOutput { session } => {
+                self.console_output(&session).await.map(Into::into)
+            }
+            ComputeCall::History { session } => self.history(&session).await.map(Into::into),
+            ComputeCall::ListFiles { session } => self.list_files(&session).await.map(Into::into),
+            ComputeCall::DeleteFile { session, name } => {
+                self.delete_file(&session, &name).await.map(Into::into)
+            }
+            ComputeCall::ListObjects { session } => {
+                self.list_objects(&session).await.map(Into::into)
+            }
+            ComputeCall::GetObject { session, name } => {
+                self.get_object(&session, &name).await.map(Into::into)
+            }
+            ComputeCall::PutObject {
+                session,
+                name,
+                content,
+            } => self
+                .put_object(&session, &name, content)
+                .await
+                .map(Into::into),
+            ComputeCall::DeleteObject { session, name } => {
+                self.delete_object(&session, &name).await.map(Into::into)
+            }
+            ComputeCall::ImportSnapshot { session, content } => self
+                .import_snapshot(&session, &content)
+                .await
+                .map(Into::into),
+            ComputeCall::Consume(request) => self.consume(request).await.map(Into::into),
+            ComputeCall::SetDedicatedPools(services) => {
+                self.set_dedicated_pools(services).await.map(Into::into)
+            }
+            ComputeCall::BuildEnvironment(build) => {
+                self.build_environment(build).await.map(Into::into)
+            }
+        }
+    }
+
+    async fn upload_file(
+        &self,
+        session: &SessionRef,
+        name: &str,
+        content: ByteStream,
+    ) -> Result<(), ComputeError> {
+        Ok(self
+            .inner
+            .sessions
+            .upload_file(session, name, content)
+            .await?)
+    }
+
+    async fn download_file(
+        &self,
+        session: &SessionRef,
+        name: &str,
+    ) -> Result<Download, ComputeError> {
+        Ok(self.inner.sessions.download_file(session, name).await?)
+    }
+
+    async fn export_snapshot(&self, session: &SessionRef) -> Result<Download, ComputeError> {
+        Ok(self.inner.sessions.export_snapshot(session).await?)
+    }
+
+    async fn put_content(
+        &self,
+        content: &ContentRef,
+        bytes: ByteStream,
+    ) -> Result<(), ComputeError> {
+        Ok(self.inner.contents.put(content, bytes).await?)
+    }
+}
+
+/// The operations of the compute interface on values, each answering one [`ComputeCall`].
+impl ComputeNode {
     async fn status(&self) -> Result<NodeStatus, ComputeError> {
         Ok(NodeStatus {
             pools: self.pool_statuses(),
@@ -533,27 +622,6 @@ impl Compute for ComputeNode {
         Ok(self.inner.sessions.list_files(session)?)
     }
 
-    async fn upload_file(
-        &self,
-        session: &SessionRef,
-        name: &str,
-        content: ByteStream,
-    ) -> Result<(), ComputeError> {
-        Ok(self
-            .inner
-            .sessions
-            .upload_file(session, name, content)
-            .await?)
-    }
-
-    async fn download_file(
-        &self,
-        session: &SessionRef,
-        name: &str,
-    ) -> Result<Download, ComputeError> {
-        Ok(self.inner.sessions.download_file(session, name).await?)
-    }
-
     async fn delete_file(&self, session: &SessionRef, name: &str) -> Result<(), ComputeError> {
         Ok(self.inner.sessions.delete_file(session, name).await?)
     }
@@ -583,10 +651,6 @@ impl Compute for ComputeNode {
         Ok(self.inner.sessions.delete_object(session, name).await?)
     }
 
-    async fn export_snapshot(&self, session: &SessionRef) -> Result<Download, ComputeError> {
-        Ok(self.inner.sessions.export_snapshot(session).await?)
-    }
-
     async fn import_snapshot(
         &self,
         session: &SessionRef,
@@ -601,14 +665,6 @@ impl Compute for ComputeNode {
             .sessions
             .import_snapshot(session, archive)
             .await?)
-    }
-
-    async fn put_content(
-        &self,
-        content: &ContentRef,
-        bytes: ByteStream,
-    ) -> Result<(), ComputeError> {
-        Ok(self.inner.contents.put(content, bytes).await?)
     }
 
     async fn consume(&self, request: ConsumeRequest) -> Result<ConsumeOutcome, ComputeError> {

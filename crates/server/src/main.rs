@@ -60,6 +60,7 @@ async fn serve(config: Config, role: ServerRole) -> anyhow::Result<()> {
         admin_password: std::env::var("O16N_ADMIN_PASSWORD")
             .ok()
             .map(SecretString::from),
+        compute: None,
     };
     let application = Application::build_as(role, &config, bootstrap).await?;
     // Scripts and tests wait for exactly this line on stdout.

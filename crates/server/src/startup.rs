@@ -15,7 +15,7 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use o16n_app::{AdminBootstrap, App};
 use o16n_cluster::{ClientTls, Fleet, FleetConfig, ServerTls};
-use o16n_compute::{Nodes, SingleNode};
+use o16n_compute::{Compute, Nodes, SingleNode};
 use o16n_runtime::ComputeNode;
 use o16n_store::Store;
 use secrecy::{ExposeSecret, SecretString};
@@ -58,6 +58,9 @@ enum Running {
 pub struct Bootstrap {
     /// The admin password chosen by the operator (`O16N_ADMIN_PASSWORD`); generated if unset.
     pub admin_password: Option<SecretString>,
+    /// The compute node a one-box server sends work to instead of starting its own: tests
+    /// put an in-memory one here (`o16n_compute::testing::FakeCompute`).
+    pub compute: Option<Arc<dyn Compute>>,
 }
 
 impl Application {
@@ -78,10 +81,16 @@ impl Application {
         let stop = CancellationToken::new();
         let running = match role {
             ServerRole::Onebox => {
-                let compute = ComputeNode::start(config.compute_config())
-                    .await
-                    .context("cannot start the compute node")?;
-                let nodes: Arc<dyn Nodes> = Arc::new(SingleNode::new(Arc::new(compute.clone())));
+                let (node, compute): (Arc<dyn Compute>, _) = match &bootstrap.compute {
+                    Some(node) => (node.clone(), None),
+                    None => {
+                        let compute = ComputeNode::start(config.compute_config())
+                            .await
+                            .context("cannot start the compute node")?;
+                        (Arc::new(compute.clone()), Some(compute))
+                    }
+                };
+                let nodes: Arc<dyn Nodes> = Arc::new(SingleNode::new(node));
                 let (app, store) = open_app(config, nodes).await?;
                 // This process's node just started: whatever sessions a previous run held are
                 // gone.
@@ -93,7 +102,7 @@ impl Application {
                     router: o16n_api::router(app.clone(), &config.api_config()),
                     app,
                     store,
-                    compute: Some(compute),
+                    compute,
                 }
             }
             ServerRole::Web => {

@@ -190,7 +190,7 @@ async fn an_expired_access_token_gets_401() {
     let (status, _) = app.call(Method::GET, "/status", Some(&token), None).await;
     assert_eq!(status, StatusCode::OK);
 
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
 
     let (status, body) = app.call(Method::GET, "/status", Some(&token), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -202,7 +202,7 @@ async fn an_idle_refresh_token_expires() {
     let app = spawn_app_with(|config| config.auth.refresh_token_idle_lifetime_seconds = 1).await;
     let tokens = app.admin_tokens().await;
 
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
 
     let (status, _) = app
         .call(
@@ -231,7 +231,7 @@ async fn renewal_stops_at_the_maximum_login_session_age() {
     assert_eq!(status, StatusCode::OK);
     tokens = renewed;
 
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    app.clock.advance(std::time::Duration::from_secs(2));
 
     // ...but not past the session's maximum age, however recently it was renewed.
     let (status, _) = app

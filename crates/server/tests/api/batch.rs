@@ -81,6 +81,7 @@ pub(crate) async fn wait_complete(app: &TestApp, token: &str, id: &str) -> Value
     panic!("the batch did not complete");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_batch_completes_with_results_in_record_order_and_files_per_record() {
     let app = spawn_python_app().await;
@@ -155,6 +156,7 @@ async fn a_batch_completes_with_results_in_record_order_and_files_per_record() {
     assert_eq!(listed, json!([id]));
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn partial_results_follow_either_spelling_and_a_cancel_stops_and_deletes() {
     let app = spawn_python_app().await;
@@ -223,6 +225,7 @@ async fn partial_results_follow_either_spelling_and_a_cancel_stops_and_deletes()
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn only_the_creator_or_an_owner_sees_a_batch_and_bad_batches_are_refused() {
     let app = spawn_python_app().await;
@@ -290,6 +293,7 @@ async fn only_the_creator_or_an_owner_sees_a_batch_and_bad_batches_are_refused()
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_restart_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
     let app = spawn_python_app().await;
@@ -321,9 +325,10 @@ async fn a_restart_in_the_middle_of_a_batch_loses_and_repeats_nothing() {
     }
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn interactive_requests_go_before_queued_batch_records() {
-    let app = crate::helpers::spawn_app_with(|config| {
+    let app = crate::helpers::spawn_real_app_with(|config| {
         config.runtime.python.initial_size = 1;
         config.runtime.python.max_service_workers = 1;
     })

@@ -8,7 +8,7 @@ use o16n_types::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app};
+use crate::helpers::{TestApp, assert_error_shape, spawn_real_app};
 
 /// Publishes `pooled/v1`: its initCode names the worker (process ids say nothing: every
 /// sandbox has a PID namespace of its own), and every request answers with that name.
@@ -100,9 +100,10 @@ async fn node_status(app: &TestApp, token: &str) -> Value {
     body["components"]["runtimes"].clone()
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn only_the_publisher_or_an_owner_manages_a_pool_and_sizes_are_checked() {
-    let app = spawn_app().await;
+    let app = spawn_real_app().await;
     let owner = app.admin_token().await;
     let jane = app.user_token("jane", Role::Contributor).await;
     let john = app.user_token("john", Role::Contributor).await;
@@ -173,10 +174,11 @@ async fn only_the_publisher_or_an_owner_manages_a_pool_and_sizes_are_checked() {
     wait_for_state(&app, &rita, "Success").await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_pooled_service_runs_on_its_own_warm_workers_reloads_on_update_and_its_pool_goes_with_it()
 {
-    let app = spawn_app().await;
+    let app = spawn_real_app().await;
     let owner = app.admin_token().await;
     let jane = app.user_token("jane", Role::Contributor).await;
     publish_pooled(&app, &jane, "first").await;
@@ -284,9 +286,10 @@ async fn a_pooled_service_runs_on_its_own_warm_workers_reloads_on_update_and_its
     assert!(node["components"].get("dedicatedPools").is_none(), "{node}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_request_right_after_the_pool_is_made_is_served_while_it_warms() {
-    let app = spawn_app().await;
+    let app = spawn_real_app().await;
     let token = app.admin_token().await;
     publish_pooled(&app, &token, "first").await;
     let (status, body) = app

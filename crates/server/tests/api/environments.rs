@@ -9,7 +9,7 @@ use o16n_types::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::helpers::{TestApp, assert_error_shape, spawn_real_app_with};
 use crate::package_index::PackageIndex;
 use crate::sessions::{execute, take_snapshot};
 
@@ -106,6 +106,7 @@ pub(crate) fn python_app_config(
     }
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lock() {
     let index = python_index().await;
@@ -115,7 +116,7 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
         config.database.url = Some(secrecy::SecretString::from(database_url.clone()));
     };
     let configure = python_app_config(&index);
-    let app = spawn_app_with(|config| {
+    let app = spawn_real_app_with(|config| {
         configure(config);
         shared_database(config);
     })
@@ -361,7 +362,7 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
     index.add_wheel("hello-o16n", "2.0");
     drop(app);
     let configure = python_app_config(&index);
-    let second = spawn_app_with(|config| {
+    let second = spawn_real_app_with(|config| {
         configure(config);
         shared_database(config);
     })
@@ -395,10 +396,11 @@ async fn a_python_environment_is_built_from_the_index_and_reproduced_from_its_lo
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn bad_requirements_sources_and_environments_get_clear_answers() {
     let index = python_index().await;
-    let app = spawn_app_with(python_app_config(&index)).await;
+    let app = spawn_real_app_with(python_app_config(&index)).await;
     let admin = app.admin_token().await;
     let reader = app.user_token("rita", Role::Reader).await;
     let contributor = app.user_token("carl", Role::Contributor).await;
@@ -654,12 +656,13 @@ pub(crate) fn build_r_package_with_configure(
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn an_r_environment_installs_a_package_from_the_configured_repository() {
     let repository = PackageIndex::start().await;
     build_r_package(&repository, "1.0");
     let url = repository.url.clone();
-    let app = spawn_app_with(move |config| {
+    let app = spawn_real_app_with(move |config| {
         config.environments.r_repositories = vec![url];
         config.environments.allow_source_builds = true;
     })

@@ -1,6 +1,17 @@
 //! `spawn_app` and a small typed client for the black-box tests.
+//!
+//! Two kinds of server: [`spawn_app`] sends work to an in-memory compute node
+//! ([`FakeCompute`]), so that tests of sign-in, errors, routing and the rules of services need
+//! no Python, R or sandbox; [`spawn_real_app`] starts real workers, for the tests of what code
+//! does. Tests that need real workers, PostgreSQL or slapd are marked
+//! `#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]`: the build script turns
+//! `full_suite` on when `O16N_FULL_SUITE` is set (as `scripts/test.sh` does, after installing
+//! them), so that elsewhere they are reported as ignored, with the reason, instead of failing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use o16n_compute::testing::FakeCompute;
 
 use o16n_server::config::Config;
 use o16n_server::startup::{Application, Bootstrap};
@@ -20,6 +31,8 @@ pub(crate) struct TestApp {
     pub(crate) data_dir: tempfile::TempDir,
     /// The server's clock, to move forward instead of waiting for an expiry.
     pub(crate) clock: o16n_types::Clock,
+    /// The in-memory compute node of a server from [`spawn_app`]; `None` for real workers.
+    pub(crate) fake: Option<Arc<FakeCompute>>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -48,14 +61,35 @@ pub(crate) fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// Where a test server's work runs.
+#[derive(Clone, Copy)]
+enum Workers {
+    /// An in-memory compute node.
+    Fake,
+    /// Real R and Python workers, sandboxed as in production.
+    Real,
+}
+
+/// Starts a server on an in-memory compute node.
 pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
-/// Starts a server whose configuration `adjust` may change first.
+/// Starts a server on an in-memory compute node, with the configuration `adjust` changed.
 pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let data_dir = tempfile::tempdir().unwrap();
-    start_in(data_dir, adjust).await
+    start_in(data_dir, Workers::Fake, adjust).await
+}
+
+/// Starts a server with real workers.
+pub(crate) async fn spawn_real_app() -> TestApp {
+    spawn_real_app_with(|_| {}).await
+}
+
+/// Starts a server with real workers, with the configuration `adjust` changed.
+pub(crate) async fn spawn_real_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let data_dir = tempfile::tempdir().unwrap();
+    start_in(data_dir, Workers::Real, adjust).await
 }
 
 /// Logs go to stderr when `TEST_LOG` is set (`TEST_LOG=1 cargo test ...`); tests are quiet
@@ -67,12 +101,31 @@ fn init_test_log() {
     }
 }
 
-async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+async fn start_in(
+    data_dir: tempfile::TempDir,
+    workers: Workers,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     init_test_log();
-    let mut config = test_config(data_dir.path());
+    let mut config = match workers {
+        Workers::Real => test_config(data_dir.path()),
+        Workers::Fake => {
+            let mut config = Config {
+                data_dir: data_dir.path().to_path_buf(),
+                ..Config::default()
+            };
+            config.http.port = 0;
+            config
+        }
+    };
     adjust(&mut config);
+    // A restarted server's compute node is new, as a real one would be: it holds nothing.
+    let fake = matches!(workers, Workers::Fake).then(|| Arc::new(FakeCompute::new()));
     let bootstrap = Bootstrap {
         admin_password: Some(SecretString::from(ADMIN_PASSWORD)),
+        compute: fake
+            .clone()
+            .map(|fake| fake as Arc<dyn o16n_compute::Compute>),
     };
     let application = Application::build(&config, bootstrap).await.unwrap();
     let app = application
@@ -89,6 +142,7 @@ async fn start_in(data_dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config))
         client: reqwest::Client::new(),
         data_dir,
         clock: config.clock.clone(),
+        fake,
         stop: Some(stop),
         server: Some(server),
     }
@@ -106,7 +160,12 @@ impl TestApp {
         self.stop.take().unwrap().send(()).unwrap();
         self.server.take().unwrap().await.unwrap().unwrap();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        start_in(data_dir, adjust).await
+        let workers = if self.fake.is_some() {
+            Workers::Fake
+        } else {
+            Workers::Real
+        };
+        start_in(data_dir, workers, adjust).await
     }
 
     /// Adds a local user and returns a token of theirs.

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::environments::{
     build_r_package_with_configure, put_environment, python_app_config, python_index, wait_built,
 };
-use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::helpers::{TestApp, assert_error_shape, spawn_real_app_with};
 use crate::package_index::PackageIndex;
 use crate::r_runtime::create_r_session;
 use crate::sessions::{create_session, execute};
@@ -39,9 +39,10 @@ fn workdir_with_chain(app: &TestApp) -> Option<std::path::PathBuf> {
         .find(|path| path.join("chain").symlink_metadata().is_ok())
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_reader_s_200000_level_directory_is_removed_and_the_server_lives() {
-    let app = spawn_app_with(|config| config.runtime.python.initial_size = 1).await;
+    let app = spawn_real_app_with(|config| config.runtime.python.initial_size = 1).await;
     let reader = app.user_token("mallory", Role::Reader).await;
     let session = create_session(&app, &reader).await;
     // Relative steps, so that no path is ever longer than the kernel allows.
@@ -70,9 +71,10 @@ async fn a_reader_s_200000_level_directory_is_removed_and_the_server_lives() {
     assert_eq!(answer["success"], true, "{answer}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn console_output_is_kept_up_to_its_limit_for_python_and_r() {
-    let app = spawn_app_with(|config| {
+    let app = spawn_real_app_with(|config| {
         config.runtime.max_console_kb = 256;
         config.runtime.python.initial_size = 1;
         config.runtime.r.initial_size = 1;
@@ -128,9 +130,10 @@ async fn console_output_is_kept_up_to_its_limit_for_python_and_r() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_worker_s_tmp_and_dev_shm_are_small_and_bounded() {
-    let app = spawn_app_with(|config| {
+    let app = spawn_real_app_with(|config| {
         config.runtime.sandbox.tmp_size_mb = 8;
         config.runtime.sandbox.shm_size_mb = 4;
         config.runtime.python.initial_size = 1;
@@ -216,7 +219,7 @@ async fn root_server_with_warm_workers() -> Option<TestApp> {
         return None;
     }
     Some(
-        spawn_app_with(|config| {
+        spawn_real_app_with(|config| {
             config.runtime.python.initial_size = 1;
             config.runtime.r.initial_size = 1;
         })
@@ -239,6 +242,7 @@ async fn closed_session_leaves_no_process(app: &TestApp, token: &str, session: &
     }
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn workers_that_leave_their_session_and_ignore_signals_are_gone_within_2_s_of_the_close() {
     let Some(app) = root_server_with_warm_workers().await else {
@@ -293,6 +297,7 @@ uid <- as.integer(system("id -u", intern = TRUE))
     app.assert_still_serving().await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_forked_worker_s_keeper_keeps_only_the_capability_to_signal_it() {
     let Some(app) = root_server_with_warm_workers().await else {
@@ -333,9 +338,10 @@ async fn a_forked_worker_s_keeper_keeps_only_the_capability_to_signal_it() {
     }
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_user_past_the_session_limit_is_refused_until_one_closes() {
-    let app = spawn_app_with(|config| config.runtime.max_sessions_per_user = 2).await;
+    let app = spawn_real_app_with(|config| config.runtime.max_sessions_per_user = 2).await;
     let reader = app.user_token("mallory", Role::Reader).await;
     let other = app.user_token("alice", Role::Reader).await;
     let first = create_session(&app, &reader).await;
@@ -363,9 +369,10 @@ async fn a_user_past_the_session_limit_is_refused_until_one_closes() {
     create_session(&app, &reader).await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_flood_of_bad_logins_gets_429s_while_status_keeps_answering() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_real_app_with(|_| {}).await;
     let admin = app.admin_token().await;
     let flood: Vec<_> = (0..400)
         .map(|index| {
@@ -419,10 +426,11 @@ async fn a_flood_of_bad_logins_gets_429s_while_status_keeps_answering() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_rebuild_by_an_environment_s_owner_does_not_change_another_user_s_service() {
     let index = python_index().await;
-    let app = spawn_app_with(python_app_config(&index)).await;
+    let app = spawn_real_app_with(python_app_config(&index)).await;
     let owner = app.user_token("erin", Role::Contributor).await;
     let publisher = app.user_token("frank", Role::Contributor).await;
     let (status, body) = put_environment(
@@ -495,6 +503,7 @@ async fn a_rebuild_by_an_environment_s_owner_does_not_change_another_user_s_serv
     assert_eq!(version().await, "2.0");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn what_a_package_s_build_code_plants_is_refused_and_never_followed() {
     let repository = PackageIndex::start().await;
@@ -532,7 +541,7 @@ async fn what_a_package_s_build_code_plants_is_refused_and_never_followed() {
         )),
     );
     let url = repository.url.clone();
-    let app = spawn_app_with(move |config| {
+    let app = spawn_real_app_with(move |config| {
         config.environments.r_repositories = vec![url];
         config.environments.allow_source_builds = true;
     })
@@ -628,7 +637,7 @@ async fn root_server_allowing(allowed: std::net::SocketAddr, fork: bool) -> Opti
         return None;
     }
     Some(
-        spawn_app_with(|config| {
+        spawn_real_app_with(|config| {
             config.runtime.sandbox.network = true;
             config.runtime.sandbox.network_allow = vec![allowed.to_string().parse().unwrap()];
             config.runtime.python.initial_size = 1;
@@ -771,6 +780,7 @@ fn assert_not_reachable_from_the_host(port: u16) {
     }
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn with_the_network_on_a_worker_reaches_only_the_internet_and_allowed_destinations() {
     let allowed = database_stand_in().await;
@@ -811,6 +821,7 @@ report <- jsonlite::toJSON(list(results = results, answer = answer), auto_unbox 
     app.assert_still_serving().await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
     let allowed = database_stand_in().await;
@@ -822,6 +833,7 @@ async fn a_spawned_worker_with_the_network_on_is_held_to_the_same_policy() {
     assert_python_worker_held_to_the_policy(&app, &reader, allowed).await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_network_namespace_goes_to_another_worker_only_with_nothing_of_the_last_one_left() {
     let allowed = database_stand_in().await;

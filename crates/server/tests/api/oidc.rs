@@ -9,7 +9,7 @@ use o16n_server::config::{Config, OidcSection, RolesSection};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::helpers::{TestApp, assert_error_shape, spawn_app_with, spawn_real_app_with};
 use crate::idp::{AUDIENCE, TestIdp};
 
 pub(crate) fn use_provider(config: &mut Config, idp: &TestIdp) {
@@ -37,10 +37,11 @@ async fn status_of(
     app.call(method, path, Some(token), body).await
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn provider_tokens_work_on_every_api_with_roles_from_their_groups() {
     let idp = TestIdp::start().await;
-    let app = spawn_app_with(|config| use_provider(config, &idp)).await;
+    let app = spawn_real_app_with(|config| use_provider(config, &idp)).await;
     let jane = idp.token("jane@corp.example", &["Developers"]);
     let rita = idp.token("rita@corp.example", &["App developers"]);
     let owen = idp.token("owen@corp.example", &["Administrators", "App developers"]);

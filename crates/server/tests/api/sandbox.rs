@@ -10,7 +10,7 @@ use o16n_types::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error_shape, spawn_app_with};
+use crate::helpers::{TestApp, assert_error_shape, spawn_real_app_with};
 use crate::sessions::{create_session, execute};
 
 /// The secret a second user keeps in their session's working directory.
@@ -19,7 +19,7 @@ const SECRET: &str = "the secret of bob";
 /// A server whose workers have the network cut off and small limits, so that the limits are
 /// quick to hit.
 async fn spawn_locked_down_app() -> TestApp {
-    spawn_app_with(|config| {
+    spawn_real_app_with(|config| {
         config.runtime.sandbox.network = false;
         config.runtime.sandbox.max_processes = 64;
         config.runtime.sandbox.max_file_size_mb = 1;
@@ -248,6 +248,7 @@ async fn assert_unharmed(app: &TestApp, bob: &str, session: &str, secret: &Path,
     assert_eq!(alive["success"], true, "{alive}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn hostile_python_in_a_session_fails_inside_its_sandbox() {
     let app = spawn_locked_down_app().await;
@@ -270,6 +271,7 @@ async fn hostile_python_in_a_session_fails_inside_its_sandbox() {
     assert_eq!(after["success"], true, "{after}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_python_fork_bomb_stops_at_the_process_limit_of_its_sandbox() {
     let app = spawn_locked_down_app().await;
@@ -306,6 +308,7 @@ async fn a_python_fork_bomb_stops_at_the_process_limit_of_its_sandbox() {
     assert_unharmed(&app, &bob, &bobs, &secret, "x = 1").await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn hostile_r_in_a_session_fails_inside_its_sandbox() {
     let app = spawn_locked_down_app().await;
@@ -330,6 +333,7 @@ async fn hostile_r_in_a_session_fails_inside_its_sandbox() {
     assert_unharmed(&app, &bob, &bobs, &secret, "x <- 1").await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_hostile_published_service_fails_inside_its_sandbox() {
     let app = spawn_locked_down_app().await;
@@ -388,9 +392,10 @@ async fn a_hostile_published_service_fails_inside_its_sandbox() {
     assert_unharmed(&app, &bob, &bobs, &secret, "x = 1").await;
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn workers_have_user_ids_of_their_own_and_only_their_own_variables() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_real_app_with(|_| {}).await;
     let token = app.admin_token().await;
     let first = create_session(&app, &token).await;
     let second = create_session(&app, &token).await;
@@ -450,9 +455,10 @@ async fn workers_have_user_ids_of_their_own_and_only_their_own_variables() {
     assert_eq!(first[2]["value"], "/home/o16n");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_worker_that_announces_a_huge_message_is_stopped_with_a_clear_error() {
-    let app = spawn_app_with(|config| config.runtime.max_frame_mb = 1).await;
+    let app = spawn_real_app_with(|config| config.runtime.max_frame_mb = 1).await;
     let token = app.admin_token().await;
     let session = create_session(&app, &token).await;
     // User code finds the worker's protocol channel and announces a 2 GiB frame on it.
@@ -478,9 +484,10 @@ async fn a_worker_that_announces_a_huge_message_is_stopped_with_a_clear_error() 
     assert_eq!(works["success"], true, "{works}");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn without_the_sandbox_status_warns_that_user_code_is_not_isolated() {
-    let app = spawn_app_with(|config| config.runtime.sandbox.enabled = false).await;
+    let app = spawn_real_app_with(|config| config.runtime.sandbox.enabled = false).await;
     let token = app.admin_token().await;
 
     let (status, body) = app.call(Method::GET, "/status", Some(&token), None).await;
@@ -498,9 +505,10 @@ async fn without_the_sandbox_status_warns_that_user_code_is_not_isolated() {
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_control_request_over_one_mebibyte_is_refused_before_it_is_parsed() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_real_app_with(|_| {}).await;
     let huge = format!(
         "{{\"username\": \"admin\", \"password\": \"{}\"}}",
         "x".repeat(2 * 1024 * 1024)

@@ -27,6 +27,7 @@ async fn snapshot_of_a_busy_session(app: &crate::helpers::TestApp, token: &str) 
     take_snapshot(app, token, &session, Some("busy")).await
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_snapshot_taken_before_a_restart_is_loaded_into_a_new_session_after_it() {
     let app = spawn_python_app().await;
@@ -67,6 +68,7 @@ async fn a_snapshot_taken_before_a_restart_is_loaded_into_a_new_session_after_it
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn loading_a_snapshot_merges_the_workspace_and_overwrites_files() {
     let app = spawn_python_app().await;
@@ -98,6 +100,7 @@ async fn loading_a_snapshot_merges_the_workspace_and_overwrites_files() {
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn snapshots_are_listed_downloaded_and_deleted_by_their_owner_only() {
     let app = spawn_python_app().await;
@@ -174,6 +177,7 @@ async fn snapshots_are_listed_downloaded_and_deleted_by_their_owner_only() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn an_unknown_snapshot_is_not_found_and_costs_no_session() {
     let app = spawn_python_app().await;

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::environments::{
     put_environment, python_app_config, python_index, session_in, wait_built,
 };
-use crate::helpers::{TestApp, assert_error_shape, spawn_app_with, test_python};
+use crate::helpers::{TestApp, assert_error_shape, spawn_real_app_with, test_python};
 use crate::sessions::{create_session, execute};
 
 /// The pid of the running template of `app`'s Python workers, if one runs.
@@ -87,9 +87,10 @@ print(os.getuid(), os.getpid(), sorted(os.listdir("/proc")).count("1"),
       sorted(os.listdir(os.environ["HOME"])), os.getcwd())
 "#;
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn two_forked_workers_share_neither_globals_nor_files_nor_an_identity() {
-    let app = spawn_app_with(|config| config.runtime.python.initial_size = 2).await;
+    let app = spawn_real_app_with(|config| config.runtime.python.initial_size = 2).await;
     let token = app.admin_token().await;
     let first = create_session(&app, &token).await;
     let second = create_session(&app, &token).await;
@@ -145,9 +146,10 @@ async fn two_forked_workers_share_neither_globals_nor_files_nor_an_identity() {
     );
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_worker_that_dies_leaves_its_template_and_siblings_running() {
-    let app = spawn_app_with(|config| config.runtime.python.initial_size = 2).await;
+    let app = spawn_real_app_with(|config| config.runtime.python.initial_size = 2).await;
     let token = app.admin_token().await;
     let doomed = create_session(&app, &token).await;
     let sibling = create_session(&app, &token).await;
@@ -181,9 +183,10 @@ async fn a_worker_that_dies_leaves_its_template_and_siblings_running() {
     assert_eq!(template_pid(&app), Some(template), "from the same template");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn a_killed_template_is_replaced_and_the_pool_refills() {
-    let app = spawn_app_with(|config| config.runtime.python.initial_size = 2).await;
+    let app = spawn_real_app_with(|config| config.runtime.python.initial_size = 2).await;
     let token = app.admin_token().await;
     let running = create_session(&app, &token).await;
     printed(&app, &token, &running, "kept = 'still here'").await;
@@ -236,6 +239,7 @@ fn bare_environment(root: &Path) -> (PathBuf, PathBuf) {
     (python, site_packages)
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn workers_after_a_change_of_packages_come_from_a_new_template_and_see_it() {
     // Not under /tmp, where every worker has a private directory of its own.
@@ -243,7 +247,7 @@ async fn workers_after_a_change_of_packages_come_from_a_new_template_and_see_it(
     let (python, site_packages) = bare_environment(environment.path());
     // `probe` stands in for a package the operator installed.
     std::fs::write(site_packages.join("probe.py"), "version = 'first'\n").unwrap();
-    let app = spawn_app_with(|config| {
+    let app = spawn_real_app_with(|config| {
         config.runtime.python.executable = Some(python);
         config.runtime.python.initial_size = 1;
     })
@@ -293,9 +297,10 @@ cat(strsplit(field("Uid"), "\\s+")[[1]][1], Sys.getpid(), field("CapEff"), field
     dir.exists(tempdir()), "\n")
 "#;
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn forked_r_workers_share_neither_globals_nor_files_nor_an_identity() {
-    let app = spawn_app_with(|config| config.runtime.r.initial_size = 2).await;
+    let app = spawn_real_app_with(|config| config.runtime.r.initial_size = 2).await;
     let token = app.admin_token().await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
@@ -352,11 +357,12 @@ async fn forked_r_workers_share_neither_globals_nor_files_nor_an_identity() {
     assert_ne!(uids[0], uids[1], "each worker has a user id of its own");
 }
 
+#[cfg_attr(not(full_suite), ignore = "needs O16N_FULL_SUITE=1")]
 #[tokio::test]
 async fn environment_workers_come_from_the_default_template_with_their_packages_first() {
     let index = python_index().await;
     let configure = python_app_config(&index);
-    let app = spawn_app_with(|config| {
+    let app = spawn_real_app_with(|config| {
         configure(config);
         config.runtime.python.initial_size = 1;
     })
