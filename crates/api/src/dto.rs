@@ -621,7 +621,7 @@ impl From<o16n_app::ServiceView> for WebService {
         WebService {
             name: record.name.to_string(),
             version: record.version.to_string(),
-            version_published_by: record.owner,
+            version_published_by: record.owner.to_string(),
             creation_time: iso8601_micros(record.created_at_micros),
             snapshot_id: record.snapshot_id,
             runtime_type: record.runtime.as_str(),

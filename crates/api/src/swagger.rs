@@ -6,7 +6,7 @@
 //! definition (and, for a realtime service, of its model's columns).
 
 use o16n_app::{ColumnType, InputColumns, Signature};
-use o16n_store::ServiceRecord;
+use o16n_types::Service;
 use o16n_types::{ParameterDefinition, ParameterType};
 use serde_json::{Map, Value, json};
 
@@ -100,7 +100,7 @@ fn error_response(text: &str) -> Value {
 
 /// The document for one service version; `realtime` is the model's signature for a realtime
 /// service.
-pub(crate) fn service_document(service: &ServiceRecord, realtime: Option<&Signature>) -> Value {
+pub(crate) fn service_document(service: &Service, realtime: Option<&Signature>) -> Value {
     let name = service.name.as_str();
     let base = format!("/api/{name}/{}", service.version);
     let description = service.description.clone().unwrap_or_default();
@@ -304,11 +304,11 @@ mod tests {
 
     use super::*;
 
-    fn service(operation_id: Option<&str>) -> ServiceRecord {
-        ServiceRecord {
+    fn service(operation_id: Option<&str>) -> Service {
+        Service {
             name: ServiceName::parse("TxService").unwrap(),
             version: ServiceVersion::parse("1.0").unwrap(),
-            owner: "admin".to_owned(),
+            owner: o16n_types::Username::parse("admin").unwrap(),
             runtime: RuntimeType::Python.into(),
             created_at_micros: 0,
             revision: "r".to_owned(),

@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use o16n_compute::{ComputeError, OutputFile, Priority};
-use o16n_store::{BatchRecord, BatchState};
+use o16n_store::BatchRecord;
+use o16n_types::BatchState;
 use o16n_types::Role;
 use serde_json::{Map, Value, json};
 use tokio::sync::{Notify, Semaphore};
@@ -501,7 +502,7 @@ impl App {
     /// a few times); `None` when the batch stopped meanwhile.
     async fn run_record(
         &self,
-        service: &o16n_store::ServiceRecord,
+        service: &o16n_types::Service,
         input: Map<String, Value>,
         token: &CancellationToken,
     ) -> Option<Value> {

@@ -5,7 +5,8 @@ use std::future::Future;
 
 use futures_util::TryStreamExt;
 use o16n_compute::{ByteStream, ComputeError, ContentRef, Node, NodeView, SessionRef};
-use o16n_store::{ContentRecord, SessionRecord};
+use o16n_store::SessionRecord;
+use o16n_types::Content;
 
 use crate::{App, AppError, Principal};
 
@@ -155,7 +156,7 @@ fn session_lost(record: &SessionRecord, why: &str) -> AppError {
 }
 
 /// The compute interface's name for stored content.
-pub(crate) fn content_ref(record: &ContentRecord) -> ContentRef {
+pub(crate) fn content_ref(record: &Content) -> ContentRef {
     ContentRef {
         digest: record.digest.clone(),
         size: record.size,

@@ -158,7 +158,7 @@ struct AppInner {
     /// The callers named by an identity provider's tokens, until they expire.
     external_tokens: ExpiringCache<String, Arc<Principal>>,
     /// Service definitions, trusted for [`SERVICE_CACHE_TTL`].
-    services: ExpiringCache<(String, String), Arc<o16n_store::ServiceRecord>>,
+    services: ExpiringCache<(String, String), Arc<o16n_types::Service>>,
     realtime_models: RealtimeModels,
     batch_runners: batches::BatchRunners,
     /// Wakes this node's environment builder.
@@ -212,7 +212,7 @@ impl App {
         self.inner.nodes.as_ref()
     }
 
-    fn service_cache(&self) -> &ExpiringCache<(String, String), Arc<o16n_store::ServiceRecord>> {
+    fn service_cache(&self) -> &ExpiringCache<(String, String), Arc<o16n_types::Service>> {
         &self.inner.services
     }
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use o16n_compute::{ComputeCall, ComputeError, NodeStatus, PoolHealth, PoolStatus, ServiceSpec};
-use o16n_store::ServiceRecord;
+use o16n_types::Service;
 use o16n_types::{DedicatedPoolSize, Role, ServiceRuntime};
 use tokio_util::sync::CancellationToken;
 
@@ -137,9 +137,9 @@ impl App {
     /// `name/version`, the pool's state on every compute node, from one status call per node.
     pub async fn dedicated_pool_states<'a>(
         &self,
-        services: impl IntoIterator<Item = &'a ServiceRecord>,
+        services: impl IntoIterator<Item = &'a Service>,
     ) -> HashMap<String, Vec<PoolState>> {
-        let with_pools: Vec<&ServiceRecord> = services
+        let with_pools: Vec<&Service> = services
             .into_iter()
             .filter(|record| record.pool.is_some())
             .collect();
@@ -261,13 +261,13 @@ fn pool_size(
 }
 
 /// The name compute nodes know a service's pool by.
-fn pool_label(record: &ServiceRecord) -> String {
+fn pool_label(record: &Service) -> String {
     format!("{}/{}", record.name, record.version)
 }
 
 /// Where a service's dedicated pool stands on a node, from the node's status or why it did not
 /// answer.
-fn state_on_node(answer: &Result<NodeStatus, String>, record: &ServiceRecord) -> PoolState {
+fn state_on_node(answer: &Result<NodeStatus, String>, record: &Service) -> PoolState {
     let wanted = record.pool.is_some();
     match answer {
         Ok(status) => {

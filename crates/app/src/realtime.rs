@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use o16n_compute::{ConsumeOutcome, StageTimings};
 use o16n_realtime::{RealtimeModel, Signature};
-use o16n_store::ServiceRecord;
+use o16n_types::Service;
 use o16n_types::{ParameterDefinition, ParameterType, ServiceRuntime, ServiceVersion};
 use serde_json::{Map, Value};
 
@@ -75,7 +75,7 @@ impl Default for RealtimeModels {
 }
 
 impl RealtimeModels {
-    fn get(&self, record: &ServiceRecord) -> Option<Arc<RealtimeModel>> {
+    fn get(&self, record: &Service) -> Option<Arc<RealtimeModel>> {
         let key = (record.name.to_string(), record.version.to_string());
         self.loaded
             .get(&key)
@@ -83,7 +83,7 @@ impl RealtimeModels {
             .map(|(_, model)| model)
     }
 
-    fn put(&self, record: &ServiceRecord, model: Arc<RealtimeModel>) {
+    fn put(&self, record: &Service, model: Arc<RealtimeModel>) {
         self.loaded.insert(
             (record.name.to_string(), record.version.to_string()),
             (record.revision.clone(), model),
@@ -128,10 +128,10 @@ impl App {
         self.ensure_may_publish(caller, &name).await?;
         let model = load_model(definition.model.clone()).await?;
         let content = self.store().put_content_bytes(&definition.model).await?;
-        let record = ServiceRecord {
+        let record = Service {
             name: name.clone(),
             version: version.clone(),
-            owner: caller.username.to_string(),
+            owner: caller.username.clone(),
             runtime: ServiceRuntime::Realtime,
             created_at_micros: now_micros(),
             revision: uuid::Uuid::new_v4().simple().to_string(),
@@ -196,7 +196,7 @@ impl App {
     /// a service of R or Python code.
     pub async fn realtime_signature(
         &self,
-        record: &ServiceRecord,
+        record: &Service,
     ) -> Result<Option<Signature>, AppError> {
         if record.runtime != ServiceRuntime::Realtime {
             return Ok(None);
@@ -228,7 +228,7 @@ impl App {
     /// Scores one request of a realtime service: `inputs` must hold `inputData`.
     pub(crate) async fn score_realtime(
         &self,
-        record: &ServiceRecord,
+        record: &Service,
         mut inputs: Map<String, Value>,
     ) -> Result<ConsumeOutcome, AppError> {
         let input_data = match inputs.remove(INPUT_NAME) {
@@ -284,7 +284,7 @@ impl App {
     }
 
     /// The loaded model of the record's revision, loading it from the store if needed.
-    async fn realtime_model(&self, record: &ServiceRecord) -> Result<Arc<RealtimeModel>, AppError> {
+    async fn realtime_model(&self, record: &Service) -> Result<Arc<RealtimeModel>, AppError> {
         if let Some(model) = self.realtime_models().get(record) {
             return Ok(model);
         }

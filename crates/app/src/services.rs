@@ -18,7 +18,8 @@ use o16n_compute::{
     ComputeCall, ComputeError, ConsumeOutcome, ConsumeRequest, DedicatedPoolSpec, EnvironmentRef,
     Priority, ServiceSpec, TypedName, TypedValue,
 };
-use o16n_store::{ContentRecord, ServiceRecord, StoreError};
+use o16n_store::StoreError;
+use o16n_types::{Content, Service};
 use o16n_types::{
     ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName, ServiceRuntime,
     ServiceVersion,
@@ -87,7 +88,7 @@ pub struct ServicePatch {
 #[derive(Debug, Clone)]
 pub struct ServiceView {
     /// The definition; `code` and `init_code` are emptied for callers who may not see them.
-    pub record: ServiceRecord,
+    pub record: Service,
     /// Whether the caller may update and delete it ("read/write") or only consume it.
     pub can_write: bool,
     /// Whether the caller may see the code.
@@ -133,10 +134,10 @@ impl App {
             ),
             None => None,
         };
-        let record = ServiceRecord {
+        let record = Service {
             name: name.clone(),
             version: version.clone(),
-            owner: caller.username.to_string(),
+            owner: caller.username.clone(),
             runtime: definition.runtime.into(),
             created_at_micros: now_micros(),
             revision: uuid::Uuid::new_v4().simple().to_string(),
@@ -174,7 +175,7 @@ impl App {
         if caller.role < Role::Owner
             && existing
                 .iter()
-                .any(|service| service.owner != caller.username.as_str())
+                .any(|service| service.owner != caller.username)
         {
             return Err(AppError::Forbidden(format!(
                 "another user owns the service `{name}` and you are not authorized to publish to it"
@@ -185,7 +186,7 @@ impl App {
 
     /// Stores a new service version (its content is stored already); an existing name and
     /// version is a conflict.
-    pub(crate) async fn insert_service(&self, record: &ServiceRecord) -> Result<(), AppError> {
+    pub(crate) async fn insert_service(&self, record: &Service) -> Result<(), AppError> {
         match self.store().insert_service(record).await {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
@@ -376,7 +377,7 @@ impl App {
     /// Counts a service request in the metrics, with its stages when it ran on a worker.
     pub(crate) fn count_service_request(
         &self,
-        record: &ServiceRecord,
+        record: &Service,
         outcome: &Result<ConsumeOutcome, AppError>,
         stages: &ServiceStages,
     ) {
@@ -401,7 +402,7 @@ impl App {
     /// Runs one request of a service definition (the single request and every batch record).
     pub(crate) async fn run_service(
         &self,
-        record: &ServiceRecord,
+        record: &Service,
         inputs: Map<String, Value>,
         priority: Priority,
     ) -> Result<ConsumeOutcome, AppError> {
@@ -443,7 +444,7 @@ impl App {
         &self,
         name: &ServiceName,
         version: &ServiceVersion,
-    ) -> Result<Arc<ServiceRecord>, AppError> {
+    ) -> Result<Arc<Service>, AppError> {
         let key = (name.to_string(), version.to_string());
         if let Some(record) = self.service_cache().get(&key) {
             return Ok(record);
@@ -466,7 +467,7 @@ impl App {
         name: &ServiceName,
         version: &ServiceVersion,
         action: &str,
-    ) -> Result<ServiceRecord, AppError> {
+    ) -> Result<Service, AppError> {
         let record = self
             .store()
             .find_service(name, version)
@@ -488,7 +489,7 @@ impl App {
         snapshot_id: &str,
         runtime: RuntimeType,
         environment: Option<&str>,
-    ) -> Result<ContentRecord, AppError> {
+    ) -> Result<Content, AppError> {
         let snapshot = self
             .own_snapshot_of(caller, snapshot_id, runtime)
             .await
@@ -497,7 +498,7 @@ impl App {
                 other => other,
             })?;
         crate::snapshots::same_environment(&snapshot, environment, "web service")?;
-        Ok(ContentRecord {
+        Ok(Content {
             digest: snapshot.content_digest,
             size: snapshot.content_size.max(0) as u64,
         })
@@ -505,10 +506,10 @@ impl App {
 }
 
 /// What a compute node needs to run a service of `runtime`.
-pub(crate) fn service_spec(record: &ServiceRecord, runtime: RuntimeType) -> ServiceSpec {
+pub(crate) fn service_spec(record: &Service, runtime: RuntimeType) -> ServiceSpec {
     ServiceSpec {
         key: record.revision.clone(),
-        owner: record.owner.clone(),
+        owner: record.owner.to_string(),
         runtime,
         code: record.code.clone(),
         init_code: record.init_code.clone(),
@@ -539,13 +540,13 @@ pub(crate) fn service_spec(record: &ServiceRecord, runtime: RuntimeType) -> Serv
     }
 }
 
-pub(crate) fn may_write(caller: &Principal, record: &ServiceRecord) -> bool {
+pub(crate) fn may_write(caller: &Principal, record: &Service) -> bool {
     caller.role == Role::Owner
-        || (caller.role >= Role::Contributor && record.owner == caller.username.as_str())
+        || (caller.role >= Role::Contributor && record.owner == caller.username)
 }
 
-fn view(caller: &Principal, mut record: ServiceRecord) -> ServiceView {
-    let code_visible = caller.role == Role::Owner || record.owner == caller.username.as_str();
+fn view(caller: &Principal, mut record: Service) -> ServiceView {
+    let code_visible = caller.role == Role::Owner || record.owner == caller.username;
     if !code_visible {
         record.code = String::new();
         record.init_code = None;

@@ -4,44 +4,17 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use o16n_types::BatchState;
+
 use crate::{Store, StoreError};
 
 /// Rows per multi-row insert: well below the placeholder limits of SQLite and PostgreSQL.
 const INSERT_CHUNK: usize = 500;
 
-/// Where a batch execution stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchState {
-    /// Stored, not started.
-    Pending,
-    /// Running.
-    InProgress,
-    /// Every record has a result.
-    Complete,
-    /// The batch itself could not go on (its service was deleted).
-    Failed,
-}
-
-impl BatchState {
-    /// The reference's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BatchState::Pending => "Pending",
-            BatchState::InProgress => "InProgress",
-            BatchState::Complete => "Complete",
-            BatchState::Failed => "Failed",
-        }
-    }
-
-    fn parse(text: &str) -> Result<BatchState, StoreError> {
-        match text {
-            "Pending" => Ok(BatchState::Pending),
-            "InProgress" => Ok(BatchState::InProgress),
-            "Complete" => Ok(BatchState::Complete),
-            "Failed" => Ok(BatchState::Failed),
-            other => Err(StoreError::Corrupt(format!("batch state `{other}`"))),
-        }
-    }
+/// A stored batch state, read back.
+fn parse_state(text: &str) -> Result<BatchState, StoreError> {
+    text.parse()
+        .map_err(|err: o16n_types::ParseBatchStateError| StoreError::Corrupt(err.to_string()))
 }
 
 /// A batch execution as stored.
@@ -74,7 +47,7 @@ fn batch_from_row(row: &AnyRow) -> Result<BatchRecord, StoreError> {
         service_version: row.try_get("service_version")?,
         owner: row.try_get("owner")?,
         parallel_count: row.try_get("parallel_count")?,
-        state: BatchState::parse(&row.try_get::<String, _>("state")?)?,
+        state: parse_state(&row.try_get::<String, _>("state")?)?,
         total_count: row.try_get("total_count")?,
         completed_count: row.try_get("completed_count")?,
         created_at: row.try_get("created_at")?,

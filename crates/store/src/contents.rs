@@ -16,6 +16,8 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use o16n_types::Content;
+
 use crate::{Store, StoreError};
 
 /// The size of a chunk.
@@ -26,15 +28,6 @@ const PARTIAL_PREFIX: &str = "partial:";
 const ABANDONED_AFTER_MS: u128 = 24 * 3600 * 1000;
 /// Unreferenced content is collected only when it was stored longer ago than this.
 const SPARED_FOR_SECONDS: i64 = 600;
-
-/// Stored content: its digest (SHA-256, lower-case hex) and length.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContentRecord {
-    /// The SHA-256 of the bytes, hex.
-    pub digest: String,
-    /// The length in bytes.
-    pub size: u64,
-}
 
 fn now_ms() -> u128 {
     SystemTime::now()
@@ -50,7 +43,7 @@ fn hex(bytes: &[u8]) -> String {
 impl Store {
     /// Stores a stream of bytes as content and returns its digest and size. Content already
     /// stored under the same digest is not stored again.
-    pub async fn put_content<S>(&self, bytes: S) -> Result<ContentRecord, StoreError>
+    pub async fn put_content<S>(&self, bytes: S) -> Result<Content, StoreError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -102,13 +95,13 @@ impl Store {
     }
 
     /// Stores bytes already in memory as content.
-    pub async fn put_content_bytes(&self, bytes: &[u8]) -> Result<ContentRecord, StoreError> {
+    pub async fn put_content_bytes(&self, bytes: &[u8]) -> Result<Content, StoreError> {
         let owned = Bytes::copy_from_slice(bytes);
         self.put_content(futures_util::stream::iter([Ok(owned)]))
             .await
     }
 
-    async fn write_chunks<S>(&self, key: &str, bytes: S) -> Result<ContentRecord, StoreError>
+    async fn write_chunks<S>(&self, key: &str, bytes: S) -> Result<Content, StoreError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
@@ -136,7 +129,7 @@ impl Store {
                 seq += 1;
             }
             if next.is_none() {
-                return Ok(ContentRecord {
+                return Ok(Content {
                     digest: hex(&hasher.finalize()),
                     size,
                 });

@@ -30,13 +30,11 @@ use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 
-pub use batches::{BatchRecord, BatchState};
-pub use contents::ContentRecord;
+pub use batches::BatchRecord;
 pub use environments::{EnvironmentBuildOutcome, EnvironmentRecord, EnvironmentState};
 pub use error::StoreError;
 pub use events::{Heard, Listener};
 pub use login_sessions::LoginSessionRecord;
-pub use services::ServiceRecord;
 pub use sessions::SessionRecord;
 pub use snapshots::SnapshotRecord;
 pub use users::{DirectoryProfile, UserRecord};

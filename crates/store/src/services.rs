@@ -4,58 +4,14 @@
 //! loaded.
 
 use o16n_types::{
-    DedicatedPoolSize, ParameterDefinition, ServiceName, ServiceRuntime, ServiceVersion,
+    Content, DedicatedPoolSize, ParameterDefinition, Service, ServiceName, ServiceVersion, Username,
 };
 use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::on_unique_violation;
-use crate::{ContentRecord, Store, StoreError};
-
-/// A service definition as stored (without its snapshot copy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRecord {
-    /// The service's name.
-    pub name: ServiceName,
-    /// Its version.
-    pub version: ServiceVersion,
-    /// The user who published this version.
-    pub owner: String,
-    /// What runs it: R or Python workers, or native scoring (realtime services).
-    pub runtime: ServiceRuntime,
-    /// Publication time, Unix microseconds; orders the versions of a name.
-    pub created_at_micros: i64,
-    /// Changes on every update.
-    pub revision: String,
-    /// Free text.
-    pub description: Option<String>,
-    /// The swagger operationId of the consume operation.
-    pub operation_id: Option<String>,
-    /// The code run on every request.
-    pub code: String,
-    /// The code run once when a worker loads the service.
-    pub init_code: Option<String>,
-    /// Declared inputs, in order.
-    pub inputs: Vec<ParameterDefinition>,
-    /// Declared outputs, in order.
-    pub outputs: Vec<ParameterDefinition>,
-    /// Files returned base64-encoded with every response.
-    pub output_file_names: Vec<String>,
-    /// The snapshot the publisher named (its content is copied into the service).
-    pub snapshot_id: Option<String>,
-    /// The service's content: the snapshot copy of an R or Python service, the model of a
-    /// realtime service.
-    pub content: Option<ContentRecord>,
-    /// Its dedicated pool, when it has one; set apart from publication and updates, which keep
-    /// it.
-    pub pool: Option<DedicatedPoolSize>,
-    /// The named environment it runs in; `None` for the runtime's default.
-    pub environment: Option<String>,
-    /// The lock it runs with: its environment's lock when it was published or last updated
-    /// (a rebuild of the environment reaches it only through an update by its owner).
-    pub environment_lock: Option<String>,
-}
+use crate::{Store, StoreError};
 
 const COLUMNS: &str = "s.name, s.version, s.owner, s.runtime, s.created_at_micros, s.revision, s.description, \
                        s.operation_id, s.code, s.init_code, s.inputs, s.outputs, s.output_file_names, \
@@ -95,7 +51,7 @@ fn decode_parameters(text: &str) -> Result<Vec<ParameterDefinition>, StoreError>
         .collect()
 }
 
-fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
+fn service_from_row(row: &AnyRow) -> Result<Service, StoreError> {
     let corrupt = |what: String| StoreError::Corrupt(format!("service: {what}"));
     let name: String = row.try_get("name")?;
     let version: String = row.try_get("version")?;
@@ -103,10 +59,11 @@ fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
     let inputs: String = row.try_get("inputs")?;
     let outputs: String = row.try_get("outputs")?;
     let files: String = row.try_get("output_file_names")?;
-    Ok(ServiceRecord {
+    Ok(Service {
         name: ServiceName::parse(&name).map_err(|err| corrupt(err.to_string()))?,
         version: ServiceVersion::parse(&version).map_err(|err| corrupt(err.to_string()))?,
-        owner: row.try_get("owner")?,
+        owner: Username::parse(&row.try_get::<String, _>("owner")?)
+            .map_err(|err| corrupt(err.to_string()))?,
         runtime: runtime.parse().map_err(|err| corrupt(format!("{err}")))?,
         created_at_micros: row.try_get("created_at_micros")?,
         revision: row.try_get("revision")?,
@@ -119,7 +76,7 @@ fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
         output_file_names: serde_json::from_str(&files).map_err(|err| corrupt(err.to_string()))?,
         snapshot_id: row.try_get("snapshot_id")?,
         content: match row.try_get::<Option<String>, _>("content_digest")? {
-            Some(digest) => Some(ContentRecord {
+            Some(digest) => Some(Content {
                 digest,
                 size: row
                     .try_get::<Option<i64>, _>("content_size")?
@@ -149,7 +106,7 @@ fn service_from_row(row: &AnyRow) -> Result<ServiceRecord, StoreError> {
 impl Store {
     /// Publishes a service version whose content is stored already; [`StoreError::Conflict`]
     /// when the name and version exist.
-    pub async fn insert_service(&self, service: &ServiceRecord) -> Result<(), StoreError> {
+    pub async fn insert_service(&self, service: &Service) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO services (name, version, owner, runtime, created_at_micros, revision, description, \
              operation_id, code, init_code, inputs, outputs, output_file_names, snapshot_id, content_digest, \
@@ -158,7 +115,7 @@ impl Store {
         )
         .bind(service.name.as_str())
         .bind(service.version.as_str())
-        .bind(&service.owner)
+        .bind(service.owner.as_str())
         .bind(service.runtime.as_str())
         .bind(service.created_at_micros)
         .bind(&service.revision)
@@ -181,7 +138,7 @@ impl Store {
 
     /// Replaces a service version's definition and content, forgetting content nothing refers
     /// to any longer. Returns whether it exists.
-    pub async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+    pub async fn update_service(&self, service: &Service) -> Result<bool, StoreError> {
         let previous = self
             .find_service(&service.name, &service.version)
             .await?
@@ -220,7 +177,7 @@ impl Store {
         &self,
         name: &ServiceName,
         version: &ServiceVersion,
-    ) -> Result<Option<ServiceRecord>, StoreError> {
+    ) -> Result<Option<Service>, StoreError> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM {FROM} WHERE s.name = $1 AND s.version = $2"
         )))
@@ -232,7 +189,7 @@ impl Store {
     }
 
     /// Every service version, by name, oldest version first.
-    pub async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    pub async fn list_services(&self) -> Result<Vec<Service>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM {FROM} ORDER BY s.name, s.created_at_micros, s.version"
         )))
@@ -245,7 +202,7 @@ impl Store {
     pub async fn list_service_versions(
         &self,
         name: &ServiceName,
-    ) -> Result<Vec<ServiceRecord>, StoreError> {
+    ) -> Result<Vec<Service>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM {FROM} WHERE s.name = $1 ORDER BY s.created_at_micros, s.version"
         )))
@@ -276,7 +233,7 @@ impl Store {
     }
 
     /// Every service version that has a dedicated pool: what every compute node should hold.
-    pub async fn list_service_pools(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    pub async fn list_service_pools(&self) -> Result<Vec<Service>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM {FROM} WHERE s.pool_max_size IS NOT NULL ORDER BY s.name, s.version"
         )))

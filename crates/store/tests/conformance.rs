@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use o16n_store::{
-    Backend, BatchRecord, BatchState, ContentRecord, DirectoryProfile, EnvironmentBuildOutcome,
-    EnvironmentRecord, EnvironmentState, Heard, LoginSessionRecord, ServiceRecord, SessionRecord,
-    SnapshotRecord, Store, StoreConfig, StoreError, UserRecord,
+    Backend, BatchRecord, DirectoryProfile, EnvironmentBuildOutcome, EnvironmentRecord,
+    EnvironmentState, Heard, LoginSessionRecord, SessionRecord, SnapshotRecord, Store, StoreConfig,
+    StoreError, UserRecord,
 };
 use o16n_types::{
-    DedicatedPoolSize, ParameterDefinition, ParameterType, Role, RuntimeType, ServiceName,
-    ServiceRuntime, ServiceVersion, Username,
+    BatchState, Content, DedicatedPoolSize, ParameterDefinition, ParameterType, Role, RuntimeType,
+    Service, ServiceName, ServiceRuntime, ServiceVersion, Username,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -403,11 +403,11 @@ async fn snapshots_are_stored_listed_per_owner_and_deleted(store: Store, _: Stor
     assert_eq!(store.find_snapshot("s1").await.unwrap(), None);
 }
 
-fn service(name: &str, version: &str, created_at_micros: i64) -> ServiceRecord {
-    ServiceRecord {
+fn service(name: &str, version: &str, created_at_micros: i64) -> Service {
+    Service {
         name: ServiceName::parse(name).unwrap(),
         version: ServiceVersion::parse(version).unwrap(),
-        owner: "jane".to_owned(),
+        owner: Username::parse("jane").unwrap(),
         runtime: RuntimeType::Python.into(),
         created_at_micros,
         revision: format!("rev-{version}"),
@@ -681,7 +681,7 @@ async fn content_is_stored_once_in_chunks_and_collected_when_unreferenced(
         .chunks(1_000_003)
         .map(|piece| Ok(bytes::Bytes::copy_from_slice(piece)))
         .collect::<Vec<std::io::Result<bytes::Bytes>>>();
-    let stored: ContentRecord = store
+    let stored: Content = store
         .put_content(futures_util::stream::iter(pieces))
         .await
         .unwrap();

@@ -1,5 +1,6 @@
-//! The domain vocabulary shared by every o16n crate: validated names, roles, the table of
-//! client-visible error codes, and the clock that expiries are measured by.
+//! The domain vocabulary shared by every o16n crate: validated names, roles, the entities the
+//! server keeps (services, contents, batch states), the table of client-visible error codes,
+//! and the clock that expiries are measured by.
 //!
 //! Nothing here does I/O and nothing here knows about HTTP, SQL or processes. Types are "parse,
 //! don't validate": a [`Username`] or [`Role`] that exists has already been checked, so the
@@ -7,6 +8,7 @@
 
 mod clock;
 mod code;
+mod entities;
 mod names;
 mod role;
 mod runtime_type;
@@ -15,6 +17,7 @@ mod username;
 
 pub use clock::Clock;
 pub use code::{Code, ErrorCode, error_chain};
+pub use entities::{BatchState, Content, ParseBatchStateError, Service};
 pub use names::{FileName, InvalidName, ObjectName};
 pub use role::{ParseRoleError, Role};
 pub use runtime_type::{ParseRuntimeTypeError, RuntimeType, ServiceRuntime};

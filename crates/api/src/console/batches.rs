@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use o16n_app::App;
-use o16n_store::BatchState;
+use o16n_types::BatchState;
 use serde_json::Value;
 
 use super::pages::{age, data_links, now};

@@ -60,7 +60,7 @@ impl ServiceRow {
             name: record.name.to_string(),
             version: record.version.to_string(),
             runtime: record.runtime.as_str(),
-            owner: record.owner.clone(),
+            owner: record.owner.to_string(),
             realtime: record.runtime == ServiceRuntime::Realtime,
             pool: record.pool.map_or_else(
                 || "shared".to_owned(),
@@ -295,7 +295,7 @@ async fn service_page(
         name: record.name.to_string(),
         version: record.version.to_string(),
         runtime: record.runtime.as_str(),
-        owner: record.owner.clone(),
+        owner: record.owner.to_string(),
         description: record.description.clone().unwrap_or_default(),
         environment: environment_name(record.environment.as_deref()),
         operation_id: record
