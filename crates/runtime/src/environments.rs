@@ -44,11 +44,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::bounded::read_head_and_tail;
 use crate::egress::AllowedDestination;
+use crate::launch::LaunchSpec;
 use crate::pool::{Launch, NotReady, ready};
 use crate::sandbox::{
     Arg, ForkedEnvironment, Launch as SandboxLaunch, Sandbox, WorkerLimits, environment_in_template,
 };
-use crate::worker::{LaunchSpec, Launcher};
+use crate::worker::Launcher;
 use crate::{RuntimeError, remove, seal};
 
 /// The R script that resolves and installs an R environment, embedded like the workers.

@@ -20,6 +20,7 @@ mod environments;
 mod error;
 #[cfg(test)]
 mod fake;
+mod launch;
 mod pool;
 pub mod protocol;
 pub mod python_env;
@@ -69,6 +70,7 @@ use sandbox::Sandbox;
 use services::ServiceWorkers;
 use session::Sessions;
 use template::Templates;
+use worker::Launcher;
 
 /// Settings of a compute node.
 #[derive(Debug, Clone)]
@@ -737,7 +739,7 @@ async fn prepare_r(config: RConfig, templates: Templates, launch: watch::Sender<
                 // Where templates cannot run at all, the launcher says why workers are spawned.
                 let fork = config.fork_workers
                     && (templates.why_not_forked(&spec).is_some() || helper.is_ok());
-                Launch::Ready(templates.launcher(spec, fork))
+                Launch::Ready(Launcher::new(&templates, spec, fork))
             }
         },
         Err(err) => {
@@ -770,7 +772,7 @@ async fn prepare_python(config: PythonConfig, templates: Templates, launch: watc
         Err(err) => Err(err),
     };
     let _ = launch.send(match prepared {
-        Ok(spec) => Launch::Ready(templates.launcher(spec, config.fork_workers)),
+        Ok(spec) => Launch::Ready(Launcher::new(&templates, spec, config.fork_workers)),
         Err(err) => {
             tracing::error!(error = %err, "the Python runtime cannot be prepared");
             Launch::Unavailable(format!(

@@ -9,8 +9,8 @@ use std::time::Duration;
 use o16n_types::RuntimeType;
 
 use crate::RuntimeError;
+use crate::launch::{ConsoleKind, LaunchSpec};
 use crate::sandbox::{Arg, WorkerLimits};
-use crate::worker::{ConsoleKind, LaunchSpec};
 
 /// The worker script, embedded so that the binary is self-contained.
 const WORKER_SCRIPT: &str = include_str!("../../../workers/r/o16n_worker.R");

@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::RuntimeError;
+use crate::launch::{LaunchSpec, StderrTail, describe_exit, describe_signal};
 use crate::sandbox::{ENVIRONMENT_RUNTIMES, ForkRequest, Sandbox};
-use crate::worker::{LaunchSpec, Launcher, StderrTail, describe_exit, describe_signal};
 
 /// The longest message a template sends.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
@@ -99,7 +99,7 @@ impl From<ForkFailure> for RuntimeError {
     }
 }
 
-/// What templates need from the compute node; makes the launcher of each runtime.
+/// What templates need from the compute node (`Launcher::new` makes each runtime's launcher).
 #[derive(Clone)]
 pub(crate) struct Templates {
     pub(crate) sandbox: Sandbox,
@@ -116,27 +116,6 @@ impl Templates {
     pub(crate) fn why_not_forked(&self, spec: &LaunchSpec) -> Option<String> {
         // The runtime's own directory is seen elsewhere, at the same place in every sandbox.
         self.sandbox.why_not_forked(&spec.read_only)
-    }
-
-    /// Workers of `spec` forked from a template when `fork` is asked for and the sandbox
-    /// allows it, else spawned.
-    pub(crate) fn launcher(&self, spec: LaunchSpec, fork: bool) -> Launcher {
-        if !fork {
-            return Launcher::Process(spec);
-        }
-        if let Some(why) = self.why_not_forked(&spec) {
-            tracing::info!(runtime = %spec.runtime, "workers are spawned, not forked from a template: {why}");
-            return Launcher::Process(spec);
-        }
-        let template = Template::new(
-            spec.clone(),
-            self.sandbox.clone(),
-            self.work_root.clone(),
-            self.environments.clone(),
-            &self.tasks,
-            self.stop.clone(),
-        );
-        Launcher::Forked(spec, template, None)
     }
 }
 
