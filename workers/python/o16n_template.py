@@ -309,12 +309,30 @@ def report_exits(control):
             return
         if pid == 0:
             return
-        message = {"type": "exited", "pid": pid}
-        if os.WIFSIGNALED(status):
-            message["signal"] = os.WTERMSIG(status)
-        else:
-            message["code"] = os.waitstatus_to_exitcode(status)
-        _send(control, message)
+        _send(control, exited_message(pid, status))
+
+
+# --- The template's messages (golden examples in workers/protocol/template.json) -----------
+
+def ready_message(pid):
+    return {"type": "ready", "pid": pid}
+
+
+def forked_message(request_id, pid):
+    return {"type": "forked", "id": request_id, "pid": pid}
+
+
+def fork_failed_message(request_id, error):
+    return {"type": "fork_failed", "id": request_id, "error": error}
+
+
+def exited_message(pid, wait_status):
+    message = {"type": "exited", "pid": pid}
+    if os.WIFSIGNALED(wait_status):
+        message["signal"] = os.WTERMSIG(wait_status)
+    else:
+        message["code"] = os.waitstatus_to_exitcode(wait_status)
+    return message
 
 
 def _send(control, message):
@@ -344,7 +362,7 @@ def serve(diagnostics):
     # otherwise write to every page of them and undo the sharing with the template.
     gc.freeze()
     signal.signal(signal.SIGCHLD, lambda *_: report_exits(control))
-    _send(control, {"type": "ready", "pid": os.getpid()})
+    _send(control, ready_message(os.getpid()))
     while True:
         message, descriptors, _, _ = socket.recv_fds(
             control, MAX_REQUEST_BYTES, MAX_DESCRIPTORS_PER_REQUEST)
@@ -358,7 +376,7 @@ def serve(diagnostics):
             for descriptor in descriptors:
                 os.close(descriptor)
             print("o16n template: bad request: %s" % problem, file=diagnostics)
-            _send(control, {"type": "fork_failed", "id": None, "error": str(problem)})
+            _send(control, fork_failed_message(None, str(problem)))
             continue
         # A keeper that ends at once must be reported after it was announced.
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])
@@ -371,8 +389,7 @@ def serve(diagnostics):
         for descriptor in descriptors:
             os.close(descriptor)
         if isinstance(keeper, OSError):
-            _send(control, {"type": "fork_failed", "id": request.get("id"),
-                            "error": str(keeper)})
+            _send(control, fork_failed_message(request.get("id"), str(keeper)))
         else:
-            _send(control, {"type": "forked", "id": request.get("id"), "pid": keeper})
+            _send(control, forked_message(request.get("id"), keeper))
         signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])

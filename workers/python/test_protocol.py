@@ -6,6 +6,8 @@ and its handlers answer each request with the kind of message the protocol names
 import json
 import os
 import pathlib
+import re
+import resource
 import struct
 import sys
 import types
@@ -182,3 +184,53 @@ def test_an_unknown_request_fails(worker):
     worker.serve()
     (answer,) = answers(recorder)
     assert answer["type"] == "failed" and answer["kind"] == "bad_request"
+
+
+# --- The template protocol (workers/protocol/template.json) ---------------------------------
+
+import o16n_template  # noqa: E402
+
+
+def template_golden():
+    return json.loads((GOLDEN / "template.json").read_text())
+
+
+def without_nulls(message):
+    return {name: value for name, value in message.items() if value is not None}
+
+
+def golden_message(name):
+    case = next(case for case in template_golden()["messages"] if case["name"] == name)
+    return case["message"]
+
+
+def test_the_template_writes_its_messages_as_the_golden_file_spells_them():
+    written = {
+        "ready": o16n_template.ready_message(41),
+        "forked": o16n_template.forked_message(7, 1234),
+        "fork_failed": o16n_template.fork_failed_message(8, "fork: Resource temporarily unavailable"),
+        "fork_failed_unread": o16n_template.fork_failed_message(None, "a request is not understood"),
+        # Wait statuses as waitpid gives them: exit code 3, and death by SIGKILL.
+        "exited_with_a_code": o16n_template.exited_message(1234, 3 << 8),
+        "exited_by_a_signal": o16n_template.exited_message(1234, 9),
+    }
+    assert set(written) == {case["name"] for case in template_golden()["messages"]}
+    for name, message in written.items():
+        assert without_nulls(message) == without_nulls(golden_message(name)), name
+
+
+def test_every_field_the_template_reads_is_in_every_golden_fork_request():
+    source = (HERE / "o16n_template.py").read_text()
+    # A field indexed only behind `if request.get(...)` may be absent; any other indexed one
+    # must be there, and the template reads no field the server does not send.
+    guarded = set(re.findall(r'^\s*if request\.get\("(\w+)"\):$', source, re.MULTILINE))
+    indexed = set(re.findall(r'request\["(\w+)"\]', source))
+    required = indexed - guarded
+    known = indexed | set(re.findall(r'request\.get\("(\w+)"\)', source))
+    assert {"home", "uid", "network", "limits"} <= required
+    for case in template_golden()["fork_requests"]:
+        request = case["request"]
+        assert required <= set(request), (case["name"], required - set(request))
+        assert set(request) <= known, (case["name"], set(request) - known)
+        for name in request["limits"]:
+            assert hasattr(resource, "RLIMIT_" + name.upper()), name

@@ -58,8 +58,25 @@ local({
     c(u32(4 + length(encoded) + length(blob)), u32(length(encoded)), encoded, blob)
   }
 
+  # What o16n_template_fork takes of a fork request (workers/protocol/template.json) brought
+  # with `count` descriptors: its limits and paths, or NULL when the request is not understood.
+  # A request whose network is on brings its network namespace as a fifth descriptor.
+  fork_arguments <- function(request, count) {
+    if (!is.list(request)) return(NULL)
+    limits <- suppressWarnings(as.double(unlist(request$limits[c("as", "nproc", "fsize", "nofile")])))
+    paths <- unlist(request[c("workdir", "work_view", "home", "hostname", "tmp_options",
+                              "shm_options")])
+    if (!is.numeric(request$id) || !is.numeric(request$uid) || length(limits) != 4 ||
+        anyNA(limits) || !is.character(paths) || length(paths) != 6 ||
+        count != 4L + isTRUE(request$network)) {
+      return(NULL)
+    }
+    list(limits = limits, paths = paths)
+  }
+
   if (nzchar(Sys.getenv("O16N_WORKER_TEST"))) {
     assign("o16n_worker_codec", list(read_frame = read_frame, encode_frame = encode_frame), envir = globalenv())
+    assign("o16n_fork_arguments", fork_arguments, envir = globalenv())
     return(invisible(NULL))
   }
 
@@ -82,20 +99,15 @@ local({
       }
       request <- tryCatch(fromJSON(rawToChar(got$message[seq_len(got$length)])),
                           error = function(e) NULL)
-      limits <- suppressWarnings(as.double(unlist(request$limits[c("as", "nproc", "fsize", "nofile")])))
-      paths <- unlist(request[c("workdir", "work_view", "home", "hostname", "tmp_options",
-                                "shm_options")])
-      # A request whose network is on brings its network namespace as a fifth descriptor.
-      if (!is.list(request) || !is.numeric(request$id) || !is.numeric(request$uid) ||
-          length(limits) != 4 || anyNA(limits) || !is.character(paths) || length(paths) != 6 ||
-          got$count != 4L + isTRUE(request$network)) {
+      arguments <- fork_arguments(request, got$count)
+      if (is.null(arguments)) {
         .C("o16n_template_discard", got$descriptors, got$count)
         .C("o16n_template_refuse", control, -1, "a request is not understood")
         next
       }
       forked <- .C("o16n_template_fork", control, as.double(request$id), got$descriptors,
-                   as.double(request$uid), as.integer(isTRUE(request$network)), limits, paths,
-                   pid = integer(1))
+                   as.double(request$uid), as.integer(isTRUE(request$network)),
+                   arguments$limits, arguments$paths, pid = integer(1))
       if (forked$pid < 0L) {
         # A worker of a named environment: its library first, as in a spawned worker of it
         # (the template loads nothing of an environment, whose packages come from users).

@@ -1,6 +1,7 @@
 # The R worker against the golden frames of workers/protocol/, which the Rust host's and the
 # Python worker's tests read too: the worker's codec reads every frame as frames.json describes
-# it, and what it writes reads back the same. Run with `Rscript workers/r/test_protocol.R`; it
+# it, and what it writes reads back the same; the R template understands every fork request of
+# template.json. Run with `Rscript workers/r/test_protocol.R`; it
 # prints one line per case and exits non-zero when one fails.
 
 suppressPackageStartupMessages(library(jsonlite))
@@ -51,4 +52,23 @@ for (case in cases) {
   }
 }
 cat(sprintf("%d of %d golden frames pass\n", length(cases) - failures, length(cases)))
+
+# The template's fork requests (workers/protocol/template.json): each is understood with its
+# descriptors (4, and the network namespace when the network is on), and refused with others.
+fork_arguments <- get("o16n_fork_arguments", envir = globalenv())
+template <- fromJSON(file.path(golden, "template.json"), simplifyVector = FALSE)
+for (case in template$fork_requests) {
+  request <- fromJSON(toJSON(case$request, auto_unbox = TRUE, digits = NA))
+  count <- 4L + isTRUE(request$network)
+  understood <- fork_arguments(request, count)
+  ok <- !is.null(understood) && is.null(fork_arguments(request, count + 1L)) &&
+    identical(unname(understood$limits), as.double(unlist(case$request$limits[c("as", "nproc", "fsize", "nofile")]))) &&
+    identical(unname(understood$paths)[3], case$request$home)
+  if (ok) {
+    cat("ok    ", "fork request", case$name, "\n")
+  } else {
+    failures <- failures + 1
+    cat("FAILED", "fork request", case$name, "\n")
+  }
+}
 quit(status = if (failures == 0) 0 else 1)

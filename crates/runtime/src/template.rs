@@ -506,53 +506,60 @@ async fn receive(control: &UnixDatagram) -> std::io::Result<TemplateMessage> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
+    /// `workers/protocol/template.json`, shared with the templates' own tests.
+    fn golden() -> Value {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../workers/protocol/template.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// A JSON value without its null fields: to the template protocol, null and absent are one.
+    fn without_nulls(value: Value) -> Value {
+        match value {
+            Value::Object(fields) => Value::Object(
+                fields
+                    .into_iter()
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(name, value)| (name, without_nulls(value)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+
     #[test]
-    fn the_messages_of_the_template_scripts_are_understood() {
-        // As `o16n_template.py` and `o16n_fork.c` write them.
-        let cases = [
-            (
-                r#"{"type": "ready", "pid": 41}"#,
-                TemplateMessage::Ready { pid: 41 },
-            ),
-            (
-                r#"{"type":"forked","id":7,"pid":1234}"#,
-                TemplateMessage::Forked {
-                    id: Some(7),
-                    pid: 1234,
-                },
-            ),
-            (
-                r#"{"type":"fork_failed","id":null,"error":"a request is not understood"}"#,
-                TemplateMessage::ForkFailed {
-                    id: None,
-                    error: "a request is not understood".to_owned(),
-                },
-            ),
-            (
-                r#"{"type":"exited","pid":1234,"signal":9}"#,
-                TemplateMessage::Exited {
-                    pid: 1234,
-                    code: None,
-                    signal: Some(9),
-                },
-            ),
-            (
-                r#"{"type": "exited", "pid": 1234, "code": 3}"#,
-                TemplateMessage::Exited {
-                    pid: 1234,
-                    code: Some(3),
-                    signal: None,
-                },
-            ),
-        ];
-        for (text, expected) in cases {
-            let parsed: TemplateMessage = serde_json::from_str(text).unwrap();
-            assert_eq!(parsed, expected, "{text}");
-            let again: TemplateMessage =
-                serde_json::from_str(&serde_json::to_string(&parsed).unwrap()).unwrap();
-            assert_eq!(again, expected);
+    fn the_golden_messages_of_the_templates_are_understood_as_they_are_written() {
+        let golden = golden();
+        let cases = golden["messages"].as_array().unwrap();
+        assert!(cases.len() >= 6);
+        for case in cases {
+            let written = &case["message"];
+            let parsed: TemplateMessage = serde_json::from_value(written.clone())
+                .unwrap_or_else(|err| panic!("{}: {err}", case["name"]));
+            assert_eq!(
+                without_nulls(serde_json::to_value(&parsed).unwrap()),
+                without_nulls(written.clone()),
+                "{}",
+                case["name"]
+            );
+        }
+    }
+
+    #[test]
+    fn the_golden_fork_requests_are_what_the_server_sends() {
+        let golden = golden();
+        for case in golden["fork_requests"].as_array().unwrap() {
+            let sent = &case["request"];
+            let request: ForkRequest = serde_json::from_value(sent.clone())
+                .unwrap_or_else(|err| panic!("{}: {err}", case["name"]));
+            // As `Template::fork` sends it: the request, and the id of the call.
+            let mut message = serde_json::to_value(&request).unwrap();
+            message["id"] = sent["id"].clone();
+            assert_eq!(message, *sent, "{}", case["name"]);
         }
     }
 }
