@@ -88,7 +88,7 @@ def main():
     report("Sessions (o16n release build, 2 cores, client on the same machine)", [
         ("session create from a warm pool, p50 / p99 (target 5 / 20 ms)", "%.2f / %.2f ms (n=%d)" % (create["p50_ms"], create["p99_ms"], create["n"])),
         ("execute `x = 1` over HTTP, p50 / p99 (target p50 1 ms)", "%.3f / %.3f ms (n=%d)" % (execute["p50_ms"], execute["p99_ms"], execute["n"])),
-        ("idle server with 2 warm workers, CPU (target < 2%% of a core)", "%.2f%% of a core over %.0f s" % (idle_share * 100, IDLE_SECONDS)),
+        ("idle server with 2 warm workers, CPU (target < 2% of a core)", "%.2f%% of a core over %.0f s" % (idle_share * 100, IDLE_SECONDS)),
     ] + [
         ("idle pooled Python worker %d (numpy, pandas, sklearn, dill)" % (index + 1), "RSS %.1f MB, PSS %.1f MB" % (m["Rss"] / 1024, m["Pss"] / 1024))
         for index, m in enumerate(memory)
