@@ -2,7 +2,6 @@
 //! of a batch. The store maps its rows to and from them; the use cases and the REST API speak
 //! them, so that no layer above the store sees a row.
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::{
@@ -90,12 +89,6 @@ impl BatchState {
     /// Whether the batch may still produce results.
     pub fn is_running(self) -> bool {
         matches!(self, BatchState::Pending | BatchState::InProgress)
-    }
-}
-
-impl fmt::Display for BatchState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

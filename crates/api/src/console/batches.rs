@@ -8,7 +8,6 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use o16n_app::App;
-use o16n_types::BatchState;
 use serde_json::Value;
 
 use super::pages::{age, data_links, now};
@@ -127,7 +126,7 @@ async fn show(
         version,
         id,
         state: status.state.as_str(),
-        running: matches!(status.state, BatchState::Pending | BatchState::InProgress),
+        running: status.state.is_running(),
         completed: status.completed,
         total: status.total,
         more_results: status.results.len() - shown,
