@@ -61,7 +61,8 @@ pub struct RealtimePatch {
 /// The models of realtime services loaded on this node, by service name and version, each with
 /// the revision it was loaded from (a newer revision is loaded again).
 pub(crate) struct RealtimeModels {
-    loaded: moka::sync::Cache<(String, String), (String, Arc<RealtimeModel>)>,
+    /// The revision is shared, not owned, so that a lookup (on every request) copies no text.
+    loaded: moka::sync::Cache<(String, String), (Arc<str>, Arc<RealtimeModel>)>,
 }
 
 impl Default for RealtimeModels {
@@ -79,14 +80,14 @@ impl RealtimeModels {
         let key = (record.name.to_string(), record.version.to_string());
         self.loaded
             .get(&key)
-            .filter(|(revision, _)| *revision == record.revision)
+            .filter(|(revision, _)| **revision == *record.revision)
             .map(|(_, model)| model)
     }
 
     fn put(&self, record: &Service, model: Arc<RealtimeModel>) {
         self.loaded.insert(
             (record.name.to_string(), record.version.to_string()),
-            (record.revision.clone(), model),
+            (Arc::from(record.revision.as_str()), model),
         );
     }
 
